@@ -1,0 +1,88 @@
+"""Sampler settings: one frozen dataclass, a comment on every default.
+
+A checkpoint may carry recommended settings in its `config.json` under the key `"dlm"` (written by
+`training/`); `dlm.load` turns them into the `SamplerConfig` the sampler starts from, and callers
+override single fields with `dataclasses.replace` (or keyword overrides to `dlm.stream`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# Which masked positions a step commits (the rest stay masked). Names follow LLaDA / Dream.
+REMASKING = {
+    "random": "commit random masked positions (MDLM ancestral sampling)",
+    "low_confidence": "commit the positions whose sampled token is most probable (LLaDA)",
+    "margin": "commit the positions with the largest top-1 minus top-2 probability (Dream topk_margin)",
+    "entropy": "commit the positions whose predictive distribution has the lowest entropy (Dream)",
+}
+
+# How many tokens each step reveals, as a function of progress (see dlm.schedules).
+SCHEDULES = {
+    "linear": "the same number every step",
+    "cosine": "few at first, more at the end (MaskGIT)",
+    "exponential": "many at first, fewer at the end",
+}
+
+KINDS = ("masked", "causal")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Everything that decides how text is sampled. Masked-only fields are ignored by causal models."""
+
+    length: int = 64  # tokens to generate after the prompt (infilling: the template decides)
+    steps: int = 64  # denoising steps; a step reveals length/steps tokens on average
+    schedule: str = "linear"  # how many tokens each step reveals: see SCHEDULES
+    temperature: float = 0.0  # 0 = greedy (argmax); < 1 sharper, > 1 more random
+    top_k: int = 0  # sample only among the k most likely tokens (0 = no limit)
+    top_p: float = 1.0  # nucleus sampling: the smallest set holding this much probability (1 = off)
+    remasking: str = "low_confidence"  # which masked positions a step commits: see REMASKING
+    threshold: float | None = None  # Fast-dLLM: also commit every position with confidence >= this
+    block_length: int | None = None  # semi-autoregressive blocks of this many positions (LLaDA); None = one block
+    cfg_scale: float = 0.0  # classifier-free guidance strength; 0 = off (unconditional branch masks the prompt)
+    allow_eos: bool = True  # True: the text ends at the first EOS; False: EOS is never sampled
+    num_samples: int = 1  # samples drawn side by side in one forward pass
+
+    def __post_init__(self) -> None:
+        _check(self.length >= 1, f"length must be >= 1, got {self.length}")
+        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        _check(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}")
+        _check(self.remasking in REMASKING, f"unknown remasking {self.remasking!r}; choose from {sorted(REMASKING)}")
+        _check(self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        _check(self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
+        _check(
+            self.threshold is None or 0 < self.threshold <= 1,
+            f"threshold must be in (0, 1] or None (off), got {self.threshold}",
+        )
+        _check(
+            self.block_length is None or self.block_length >= 1,
+            f"block_length must be >= 1 or None (one block), got {self.block_length}",
+        )
+        _check(self.cfg_scale >= 0, f"cfg_scale must be >= 0 (0 = off), got {self.cfg_scale}")
+        _check(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples}")
+
+    def replace(self, **overrides) -> SamplerConfig:
+        """`dataclasses.replace` with an error that names the valid fields."""
+        unknown = set(overrides) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown sampler option(s) {sorted(unknown)}; choose from {sorted(FIELDS)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SamplerConfig:
+        """Build from a checkpoint's recommendations, ignoring keys this version does not know."""
+        return cls(**{k: v for k, v in d.items() if k in FIELDS})
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(SamplerConfig))
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)

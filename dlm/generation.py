@@ -1,0 +1,313 @@
+"""The entry points: `stream` yields denoising steps, `generate` collects them into a `Trace`.
+
+Both families share this front door: a masked model runs the diffusion sampler (`dlm.sampler`), a
+causal one the autoregressive loop (`dlm.ar`), and both yield the same `Step`s, so the app, the CLI,
+the renderers and the benchmark treat them alike.
+
+    lm = dlm.load("default")
+    for step in dlm.stream(lm, "Once upon a time", length=48, steps=16, seed=0):
+        print(step.index, step.nfe)
+    trace = dlm.generate(lm, "The [MASK] [MASK] sat on the mat", seed=0)  # blanks: infilling
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from dlm.config import SamplerConfig
+from dlm.loading import LanguageModel
+from dlm.sampling import row_generators
+from dlm.trace import Step, Trace
+
+BLANK = "[MASK]"  # the generic blank in infilling templates (a tokenizer's own mask token works too)
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """The starting canvas of a run, before any step."""
+
+    ids: torch.Tensor  # (T,) long: framing specials, prompt / fixed tokens, masked positions
+    fixed: torch.Tensor  # (T,) bool: prompt and fixed tokens (including framing specials)
+    hidden: torch.Tensor  # (T,) bool: framing special tokens
+    infill: bool  # True when the blanks are spread through a template rather than after a prompt
+
+
+class Generation:
+    """A run in progress: iterate it for `Step`s; `trace()` snapshots what has happened so far."""
+
+    def __init__(
+        self,
+        lm: LanguageModel,
+        canvas: Canvas,
+        config: SamplerConfig,
+        generator: torch.Generator | None,
+        seed: int | None,
+        prompt: str,
+    ):
+        self.lm = lm
+        self.canvas = canvas
+        self.config = config
+        self.prompt = prompt
+        self.generators = row_generators(generator, seed, config.num_samples)
+        self.initial = canvas.ids.unsqueeze(0).repeat(config.num_samples, 1)  # (B, T)
+        self.steps: list[Step] = []
+        self._pieces: dict[int, str] = {}  # display text per token id, filled lazily
+        self._pieces_steps = 0  # steps whose ids are already in _pieces
+        self._started = False
+
+    def __iter__(self) -> Iterator[Step]:
+        if self._started:
+            raise RuntimeError("a Generation can be iterated only once; start a new one with dlm.stream")
+        self._started = True
+        self._t0 = time.perf_counter()
+        with torch.inference_mode():
+            for step in self._run():
+                self.steps.append(step)
+                yield step
+
+    def _run(self) -> Iterator[Step]:
+        raise NotImplementedError
+
+    def _elapsed(self) -> float:
+        if self.lm.device.type == "cuda":
+            torch.cuda.synchronize()  # count the GPU work, not just its launch
+        return time.perf_counter() - self._t0
+
+    def run(self) -> Trace:
+        """Run to the end and return the trace."""
+        for _ in self:
+            pass
+        return self.trace()
+
+    # ---- results -----------------------------------------------------------------------------
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.steps[-1].canvas if self.steps else self.initial
+
+    def texts(self) -> list[str]:
+        """Full texts (prompt + generation, or the filled template), cut at the first generated EOS."""
+        return [self._decode(row, completion_only=False) for row in self.final]
+
+    def completions(self) -> list[str]:
+        """Only the generated part, cut at the first generated EOS."""
+        return [self._decode(row, completion_only=True) for row in self.final]
+
+    def _decode(self, row: torch.Tensor, completion_only: bool) -> str:
+        generated = ~self.canvas.fixed
+        keep = ~self.canvas.hidden & (row >= 0)  # causal runs leave unfilled slots at -1
+        if completion_only:
+            keep &= generated
+        eos = self.lm.eos_id
+        if eos is not None and not self.canvas.infill:
+            hits = ((row == eos) & generated).nonzero()
+            if len(hits):
+                keep[int(hits[0]) :] = False  # everything from the first generated EOS is dropped
+        return self.lm.tokenizer.decode(row[keep].tolist(), skip_special_tokens=True).strip()
+
+    def trace(self) -> Trace:
+        """The run so far as a `Trace` (cheap to call after every step)."""
+        self._update_pieces()
+        return Trace(
+            kind=self.lm.kind,
+            mask_id=self._mask_id,
+            initial=self.initial,
+            fixed=self.canvas.fixed,
+            hidden=self.canvas.hidden,
+            pieces=dict(self._pieces),
+            texts=self.texts(),
+            prompt=self.prompt,
+            model=self.lm.source,
+            config=self.config.to_dict(),
+            steps=list(self.steps),
+        )
+
+    @property
+    def _mask_id(self) -> int:
+        return self.lm.mask_id if self.lm.kind == "masked" else -1
+
+    def _update_pieces(self) -> None:
+        """Add display text for token ids that appeared since the last call."""
+        seen = {int(i) for i in self.initial.unique()} if not self._pieces else set()
+        for step in self.steps[self._pieces_steps :]:
+            seen.update(int(i) for i in step.canvas.unique())
+            seen.update(int(i) for i in step.guess.unique())
+        self._pieces_steps = len(self.steps)
+        new = sorted(i for i in seen if i >= 0 and i not in self._pieces)
+        self._pieces.update(zip(new, token_pieces(self.lm.tokenizer, new)))
+
+
+def stream(
+    lm: LanguageModel,
+    prompt: str = "",
+    *,
+    config: SamplerConfig | None = None,
+    infill: str | None = None,
+    fixed: dict[int, str | int] | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **overrides,
+) -> Generation:
+    """Start a generation; iterate the result for one `Step` per denoising step (or per AR token).
+
+    Args:
+        lm: from `dlm.load`.
+        prompt: text the output continues (any length, may be empty); never changed.
+        config: sampler settings; defaults to the checkpoint's recommendations (`lm.settings`).
+        infill: a template with blanks (`[MASK]` or the tokenizer's mask token) to fill instead
+            of continuing a prompt; every non-blank token is kept. Masked models only.
+        fixed: tokens pinned at positions of the generated region, {position: text or token id}.
+        generator / seed: the randomness (same seed, same text, whatever `num_samples`).
+        **overrides: any `SamplerConfig` field, e.g. `steps=16, remasking="margin"`.
+    """
+    config = (config or lm.settings).replace(**overrides)
+    if infill is not None and prompt:
+        raise ValueError("give either a prompt to continue or an infill template, not both")
+    if lm.kind == "causal":
+        from dlm.ar import CausalGeneration
+
+        if infill is not None or fixed:
+            raise ValueError("infilling and fixed tokens need a masked (diffusion) model; this one is causal")
+        canvas = causal_canvas(lm, prompt, config.length)
+        return CausalGeneration(lm, canvas, config, generator, seed, prompt)
+    from dlm.sampler import MaskedGeneration
+
+    if infill is not None:
+        canvas = infill_canvas(lm, infill)
+    else:
+        canvas = prompt_canvas(lm, prompt, config.length, fixed or {})
+    _check_fits(lm, canvas)
+    to_generate = int((~canvas.fixed).sum())
+    if "steps" not in overrides and config.steps > to_generate:
+        config = config.replace(steps=to_generate)  # a default, not the caller's choice: one token per step
+    return MaskedGeneration(lm, canvas, config, generator, seed, prompt if infill is None else infill)
+
+
+def generate(lm: LanguageModel, prompt: str = "", **kwargs) -> Trace:
+    """Run `stream` to the end and return the `Trace` (see `stream` for the arguments)."""
+    return stream(lm, prompt, **kwargs).run()
+
+
+# ---- canvases ----------------------------------------------------------------------------------
+
+
+def special_framing(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer wraps every text in: ([CLS], [SEP]), (<s>, </s>), ..."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    framed = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for i in range(len(framed) - len(plain) + 1):
+        if framed[i : i + len(plain)] == plain:
+            return framed[:i], framed[i + len(plain) :]
+    raise ValueError("cannot find how the tokenizer frames a text with special tokens")
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def prompt_canvas(lm: LanguageModel, prompt: str, length: int, fixed: dict[int, str | int]) -> Canvas:
+    """[framing] prompt [MASK] * length [framing], with optional tokens pinned inside the masks."""
+    prefix, suffix = special_framing(lm.tokenizer)
+    body = encode(lm.tokenizer, prompt)
+    ids = prefix + body + [lm.mask_id] * length + suffix
+    is_fixed = [True] * (len(prefix) + len(body)) + [False] * length + [True] * len(suffix)
+    start = len(prefix) + len(body)
+    for position, value in sorted(fixed.items()):
+        tokens = [value] if isinstance(value, int) else encode(lm.tokenizer, value)
+        if position < 0 or position + len(tokens) > length:
+            raise ValueError(f"fixed tokens at position {position} ({len(tokens)} tokens) fall outside 0..{length - 1}")
+        for j, token in enumerate(tokens):
+            ids[start + position + j] = token
+            is_fixed[start + position + j] = True
+    if all(is_fixed):
+        raise ValueError("nothing to generate: every position is fixed")
+    hidden = [True] * len(prefix) + [False] * (len(ids) - len(prefix) - len(suffix)) + [True] * len(suffix)
+    return Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=False)
+
+
+def infill_canvas(lm: LanguageModel, template: str) -> Canvas:
+    """Every blank in the template becomes one masked position; the text around it is fixed.
+
+    Whitespace before a blank belongs to the blank (BPE tokens carry their leading space).
+    """
+    markers = {BLANK, lm.tokenizer.mask_token}
+    pattern = r"\s*(?:" + "|".join(re.escape(m) for m in sorted(markers)) + ")"
+    fragments = re.split(pattern, template)
+    if len(fragments) == 1:
+        raise ValueError(f"infill template has no blanks; mark each missing token with {BLANK}")
+    prefix, suffix = special_framing(lm.tokenizer)
+    ids, is_fixed = list(prefix), [True] * len(prefix)
+    for i, fragment in enumerate(fragments):
+        if fragment:
+            tokens = encode(lm.tokenizer, fragment)
+            ids += tokens
+            is_fixed += [True] * len(tokens)
+        if i < len(fragments) - 1:
+            ids.append(lm.mask_id)
+            is_fixed.append(False)
+    ids += suffix
+    is_fixed += [True] * len(suffix)
+    hidden = [True] * len(prefix) + [False] * (len(ids) - len(prefix) - len(suffix)) + [True] * len(suffix)
+    return Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=True)
+
+
+def causal_canvas(lm: LanguageModel, prompt: str, length: int) -> Canvas:
+    """[BOS] prompt, then `length` empty slots (-1) the model fills left to right."""
+    prefix = [lm.bos_id] if lm.bos_id is not None else []
+    body = encode(lm.tokenizer, prompt)
+    if not prefix and not body:
+        raise ValueError("this causal model has no BOS token, so it needs a non-empty prompt")
+    ids = prefix + body + [-1] * length
+    is_fixed = [True] * (len(prefix) + len(body)) + [False] * length
+    hidden = [True] * len(prefix) + [False] * (len(body) + length)
+    canvas = Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=False)
+    _check_fits(lm, canvas)
+    return canvas
+
+
+def _check_fits(lm: LanguageModel, canvas: Canvas) -> None:
+    limit = lm.max_positions
+    if limit is not None and len(canvas.ids) > limit:
+        raise ValueError(
+            f"prompt and length need {len(canvas.ids)} positions, but the model has {limit}; "
+            "shorten the prompt or the length"
+        )
+
+
+# ---- display text ------------------------------------------------------------------------------
+
+
+def token_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """Display text of single tokens, such that joining consecutive pieces reads as the text.
+
+    Byte-level BPE pieces carry their own leading space. WordPiece pieces do not: a word start
+    gets a space and a `##` continuation loses its marker.
+    """
+    wordpiece = _is_wordpiece(tokenizer)
+    pieces = []
+    for i in ids:
+        text = tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if wordpiece and i not in tokenizer.all_special_ids:
+            token = tokenizer.convert_ids_to_tokens(i)
+            text = token[2:] if token.startswith("##") else " " + text
+        pieces.append(text)
+    return pieces
+
+
+def _is_wordpiece(tokenizer) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and type(backend.model).__name__ == "WordPiece"
+
+
+def forbidden_ids(lm: LanguageModel, allow_eos: bool) -> list[int]:
+    """Token ids the sampler must never produce: every special token, except EOS when allowed."""
+    special = set(lm.tokenizer.all_special_ids)
+    if allow_eos and lm.eos_id is not None:
+        special.discard(lm.eos_id)
+    vocab = lm.model.get_output_embeddings().weight.shape[0]
+    return sorted(i for i in special if i < vocab)

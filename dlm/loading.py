@@ -1,0 +1,240 @@
+"""One model loader for every part of dlm: `load(source) -> LanguageModel`.
+
+`source` is, tried in this order:
+1. the name of a model bundled inside the package (`default`, `default-ar`, ...: `dlm/models/NAME/`),
+2. a local folder saved with `save_pretrained`,
+3. a Hugging Face Hub repo id (from the local cache first, then the Hub).
+
+Weights load from safetensors only, and remote code runs only when the caller passes
+`trust_remote_code=True`. A name that is none of these fails at once with the list of what was
+tried: when the Hub cannot be reached we say so after one quick connection attempt rather than
+letting the client retry for half a minute.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from dlm.config import KINDS, SamplerConfig
+
+BUNDLED_DIR = Path(__file__).parent / "models"
+SETTINGS_KEY = "dlm"  # key in config.json holding the diffusion settings written by training/
+_HUB_PROBE_TIMEOUT = 3.0  # seconds for the one connection attempt that decides the Hub is unreachable
+
+
+class ModelNotFoundError(ValueError):
+    """The source is neither a bundled name, a folder, nor a reachable Hub repo."""
+
+
+@dataclass
+class LanguageModel:
+    """A loaded checkpoint with everything the sampler and the likelihood need."""
+
+    model: torch.nn.Module  # an AutoModelForMaskedLM or AutoModelForCausalLM, in eval mode
+    tokenizer: object  # the checkpoint's tokenizer (a transformers PreTrainedTokenizer*)
+    kind: str  # "masked" or "causal"
+    settings: SamplerConfig  # recommended sampler settings from the checkpoint (defaults otherwise)
+    source: str  # what the caller asked for
+    path: str  # where it was loaded from (folder or repo id)
+    card: dict  # the checkpoint's `dlm` block from config.json ({} for foreign checkpoints)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @cached_property
+    def mask_id(self) -> int:
+        """Id of the mask token (masked models only)."""
+        mask_id = self.tokenizer.mask_token_id
+        if mask_id is None:
+            raise ValueError(f"{self.source}: the tokenizer has no mask token, so it cannot do masked diffusion")
+        return mask_id
+
+    @cached_property
+    def eos_id(self) -> int | None:
+        """End of text: the tokenizer's EOS, or its SEP for BERT-style vocabularies."""
+        tok = self.tokenizer
+        return tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+
+    @cached_property
+    def bos_id(self) -> int | None:
+        """Start of text for causal models: BOS, else CLS, else EOS (GPT-2's <|endoftext|>)."""
+        tok = self.tokenizer
+        for candidate in (tok.bos_token_id, tok.cls_token_id, tok.eos_token_id):
+            if candidate is not None:
+                return candidate
+        return None
+
+    @cached_property
+    def max_positions(self) -> int | None:
+        """How many positions the model can attend over (None if it does not say)."""
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "max_seq_len"):
+            value = getattr(config, name, None)
+            if value:
+                if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
+                    value -= (config.pad_token_id or 0) + 1  # RoBERTa positions start after padding_idx
+                return int(value)
+        return None
+
+    @cached_property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def bundled_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load(
+    source: str,
+    *,
+    kind: str | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> LanguageModel:
+    """Load a masked or causal language model with its tokenizer and diffusion settings.
+
+    Args:
+        source: a bundled model name, a local folder, or a Hub repo id.
+        kind: "masked" or "causal"; detected from the checkpoint's architecture when None.
+        device: defaults to CUDA when present, else CPU.
+        dtype: defaults to bf16/fp16 on GPU, fp32 on CPU.
+        trust_remote_code: allow the checkpoint's own Python code (off unless you ask).
+        revision: a Hub branch, tag or commit.
+    """
+    if not isinstance(source, str) or not source.strip():
+        raise ModelNotFoundError(f"model source must be a non-empty string, got {source!r}")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {list(KINDS)}")
+    path = resolve(source, revision=revision)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or default_dtype(device)
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    hub_args = {"revision": revision, "trust_remote_code": trust_remote_code}
+    config = AutoConfig.from_pretrained(path, **hub_args)
+    card = dict(getattr(config, SETTINGS_KEY, None) or {})
+    kind = kind or card.get("kind") or detect_kind(config)
+    auto_class = _auto_class(kind)
+    model = auto_class.from_pretrained(path, config=config, dtype=dtype, use_safetensors=True, **hub_args)
+    model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, **hub_args)
+    settings = SamplerConfig.from_dict(card.get("sampler", {}))
+    return LanguageModel(model, tokenizer, kind, settings, source, str(path), card)
+
+
+def resolve(source: str, *, revision: str | None = None) -> str:
+    """Turn a bundled name, folder or repo id into something `from_pretrained` accepts, or fail clearly."""
+    tried = []
+    bundled = bundled_models()
+    if source in bundled:
+        return str(BUNDLED_DIR / source)
+    tried.append(f"bundled models {bundled or '(none installed)'}")
+
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ModelNotFoundError(f"folder {str(folder)!r} has no config.json: is it a saved checkpoint?")
+        return str(folder)
+    tried.append(f"local folder {str(folder)!r} (no such folder)")
+
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(source)
+    except HFValidationError:
+        tried.append(f"Hub repo id {source!r} (not a valid repo id)")
+        raise ModelNotFoundError(f"cannot load model {source!r}; tried " + "; ".join(tried)) from None
+
+    if _in_hub_cache(source, revision):
+        return source
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        tried.append(f"Hub repo {source!r} (not in the local cache, and HF_HUB_OFFLINE is set)")
+        raise ModelNotFoundError(f"cannot load model {source!r}; tried " + "; ".join(tried))
+    if not _reachable(constants.ENDPOINT):
+        tried.append(f"Hub repo {source!r} ({constants.ENDPOINT} is unreachable)")
+        raise ModelNotFoundError(f"cannot load model {source!r}; tried " + "; ".join(tried))
+    return _check_on_hub(source, revision, tried)
+
+
+def detect_kind(config) -> str:
+    """'masked' or 'causal', from the architecture name the checkpoint declares."""
+    for arch in getattr(config, "architectures", None) or []:
+        if arch.endswith("ForMaskedLM"):
+            return "masked"
+        if arch.endswith(("ForCausalLM", "LMHeadModel")):
+            return "causal"
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    model_type = getattr(config, "model_type", None)
+    if getattr(config, "is_decoder", False) or model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            return "causal"
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "masked"
+    raise ValueError(f"cannot tell whether model type {model_type!r} is masked or causal; pass kind=")
+
+
+def _auto_class(kind: str):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
+
+
+def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return isinstance(found, str)
+
+
+def _reachable(endpoint: str) -> bool:
+    """One TCP connection attempt to the Hub endpoint, so an offline machine fails in seconds."""
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=_HUB_PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def _check_on_hub(repo_id: str, revision: str | None, tried: list[str]) -> str:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, revision=revision)  # token from HF_TOKEN or `hf auth login`
+    except RepositoryNotFoundError:
+        tried.append(f"Hub repo {repo_id!r} (not found, or private without a token)")
+        raise ModelNotFoundError(f"cannot load model {repo_id!r}; tried " + "; ".join(tried)) from None
+    except HfHubHTTPError as e:
+        tried.append(f"Hub repo {repo_id!r} ({e})")
+        raise ModelNotFoundError(f"cannot load model {repo_id!r}; tried " + "; ".join(tried)) from None
+    return repo_id

@@ -1,0 +1,135 @@
+"""The masked-diffusion sampler: start from masks, reveal a few positions per step.
+
+Each step runs the model once over the whole canvas, samples a guess for every position
+(greedy / temperature / top-k / top-p), scores the still-masked positions (random, confidence,
+margin or entropy) and commits the best of them; how many follows the schedule, or a confidence
+threshold (Fast-dLLM). Positions split into semi-autoregressive blocks are finished left to right
+(LLaDA's `block_length`). Classifier-free guidance runs the conditional and the prompt-masked
+canvas in one batch: logits = uncond + (1 + s) * (cond - uncond), as in LLaDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from dlm.generation import Generation, forbidden_ids
+from dlm.sampling import forbid, position_scores, row_uniforms, sample_tokens
+from dlm.schedules import num_transfer_tokens
+from dlm.trace import Step
+
+
+class MaskedGeneration(Generation):
+    """A masked-diffusion run; see `dlm.stream` for how to start one."""
+
+    def _run(self) -> Iterator[Step]:
+        config, lm = self.config, self.lm
+        device, mask_id = lm.device, lm.mask_id
+        canvas = self.initial.to(device)  # (B, T)
+        to_generate = ~self.canvas.fixed  # (T,)
+        blocks = block_masks(to_generate, config.block_length)
+        budget = allocate_steps([int(b.sum()) for b in blocks], config.steps)
+        forbidden = forbidden_ids(lm, config.allow_eos)
+        prompt = (self.canvas.fixed & ~self.canvas.hidden).to(device)  # masked in the unconditional branch
+        nfe, index = 0, 0
+        for block, block_steps in zip(blocks, budget):
+            block = block.to(device)
+            counts = num_transfer_tokens(int(block.sum()), block_steps, config.schedule)
+            for i in range(int(block.sum())):  # a step commits >= 1 per row, so this bounds the loop
+                masked = (canvas == mask_id) & block  # (B, T)
+                if not masked.any():
+                    break
+                logits = self._logits(canvas, prompt)  # (B, T, V)
+                nfe += 2 if config.cfg_scale > 0 else 1
+                forbid(logits, forbidden)
+                num_positions = canvas.shape[1]
+                draw = row_uniforms(self.generators, num_positions, device) if config.temperature > 0 else None
+                guess = sample_tokens(logits, config, draw)  # (B, T)
+                probs = torch.softmax(logits, dim=-1)  # the model's own belief, before temperature
+                order = row_uniforms(self.generators, num_positions, device) if config.remasking == "random" else None
+                score, confidence = position_scores(probs, guess, config.remasking, order)
+                k = counts[i] if i < len(counts) else 0  # threshold decoding may finish the block early
+                commit = choose_positions(score, confidence, masked, k, config.threshold)
+                canvas = torch.where(commit, guess, canvas)
+                yield Step(
+                    index=index,
+                    canvas=canvas.cpu(),
+                    guess=guess.cpu(),
+                    confidence=confidence.float().cpu(),
+                    committed=commit.cpu(),
+                    nfe=nfe,
+                    elapsed=self._elapsed(),
+                )
+                index += 1
+
+    def _logits(self, canvas: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) float32 logits, guided when cfg_scale > 0."""
+        scale = self.config.cfg_scale
+        if scale > 0:
+            unconditional = canvas.masked_fill(prompt, self.lm.mask_id)
+            batch = torch.cat([canvas, unconditional])
+            cond, uncond = self._forward(batch).chunk(2)
+            return uncond + (1 + scale) * (cond - uncond)
+        return self._forward(canvas)
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.lm.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        return out.logits.float()
+
+
+def choose_positions(
+    score: torch.Tensor, confidence: torch.Tensor, eligible: torch.Tensor, k: int, threshold: float | None
+) -> torch.Tensor:
+    """Which positions to commit: the k best-scored eligible ones per row, and with a threshold
+    also every eligible position whose confidence reaches it; never fewer than one while any remain.
+
+    score, confidence: (B, T) float; eligible: (B, T) bool. Returns (B, T) bool.
+    """
+    b, t = score.shape
+    remaining = eligible.sum(dim=1)  # (B,)
+    if threshold is not None:
+        above = eligible & (confidence >= threshold)
+    else:
+        above = torch.zeros_like(eligible)
+    want = torch.full_like(remaining, k)
+    want = torch.where(above.any(dim=1), want, want.clamp(min=1))  # at least one per step
+    want = torch.minimum(want, remaining)
+    order = score.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(t, device=score.device).expand(b, t))
+    return eligible & ((ranks < want.unsqueeze(1)) | above)
+
+
+def block_masks(to_generate: torch.Tensor, block_length: int | None) -> list[torch.Tensor]:
+    """Split the positions to generate into consecutive blocks of `block_length` canvas positions,
+    counted from the first one; blocks with nothing to generate are dropped. (T,) bool each."""
+    if block_length is None:
+        return [to_generate]
+    positions = to_generate.nonzero().flatten()
+    start, end = int(positions[0]), int(positions[-1]) + 1
+    blocks = []
+    for lo in range(start, end, block_length):
+        block = torch.zeros_like(to_generate)
+        block[lo : lo + block_length] = to_generate[lo : lo + block_length]
+        if block.any():
+            blocks.append(block)
+    return blocks
+
+
+def allocate_steps(sizes: list[int], steps: int) -> list[int]:
+    """Share `steps` across blocks in proportion to their sizes, each block 1..size steps."""
+    total = sum(sizes)
+    if not len(sizes) <= steps <= total:
+        raise ValueError(
+            f"steps must be between the number of blocks ({len(sizes)}) and the number of "
+            f"masked tokens ({total}), got {steps}"
+        )
+    alloc = [min(size, max(1, steps * size // total)) for size in sizes]
+    while sum(alloc) < steps:  # give a step to the block with the most tokens per step
+        j = max((j for j in range(len(sizes)) if alloc[j] < sizes[j]), key=lambda j: sizes[j] / alloc[j])
+        alloc[j] += 1
+    while sum(alloc) > steps:  # take one from the block with the fewest tokens per step
+        j = max((j for j in range(len(sizes)) if alloc[j] > 1), key=lambda j: alloc[j] / sizes[j])
+        alloc[j] -= 1
+    return alloc

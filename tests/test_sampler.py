@@ -1,0 +1,215 @@
+"""Invariants of the masked-diffusion sampler and the AR loop, on tiny real models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dlm
+from dlm.config import REMASKING, SCHEDULES, SamplerConfig
+from dlm.schedules import num_transfer_tokens
+from dlm.trace import Trace
+
+
+def check_run_invariants(trace: Trace, length: int) -> None:
+    """The invariants every masked run must keep, checked step by step."""
+    mask_id = trace.mask_id
+    previous = trace.initial
+    fixed = trace.fixed
+    revealed = 0
+    for step in trace.steps:
+        canvas = step.canvas
+        assert torch.equal(canvas[:, fixed], trace.initial[:, fixed]), "prompt / fixed tokens changed"
+        was_committed = previous != mask_id
+        assert torch.equal(canvas[was_committed], previous[was_committed]), "a committed token changed"
+        now_masked = (canvas == mask_id).sum(1)
+        assert (now_masked <= (previous == mask_id).sum(1)).all(), "masks increased"
+        assert torch.equal(step.committed, (previous == mask_id) & (canvas != mask_id)), "committed != newly revealed"
+        revealed += int(step.committed[0].sum())
+        previous = canvas
+    assert revealed == length, "the run must reveal exactly the masked positions"
+    assert not (trace.final == mask_id).any(), "masks left at the end"
+
+
+@pytest.mark.parametrize("remasking", sorted(REMASKING))
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_invariants_every_strategy(roberta, remasking, schedule):
+    trace = dlm.generate(roberta, "the cat", length=12, steps=5, remasking=remasking, schedule=schedule,
+                         temperature=0.8, top_k=20, top_p=0.9, seed=1, num_samples=2)
+    assert len(trace.steps) == 5
+    assert [int(s.committed[0].sum()) for s in trace.steps] == num_transfer_tokens(12, 5, schedule)
+    check_run_invariants(trace, 12)
+
+
+def test_invariants_bert_blocks_guidance(bert):
+    trace = dlm.generate(bert, "the cat sat", length=12, steps=6, block_length=4, cfg_scale=1.5, seed=0)
+    check_run_invariants(trace, 12)
+    assert trace.nfe == 12  # guidance costs two model evaluations per step
+    # semi-autoregressive: every position of block j is committed before any of block j + 1
+    start = int(trace.fixed.logical_not().nonzero()[0])
+    block_of_step = []
+    for step in trace.steps:
+        blocks = {(p - start) // 4 for p in step.committed_positions(0)}
+        assert len(blocks) == 1
+        block_of_step.append(blocks.pop())
+    assert block_of_step == sorted(block_of_step)
+
+
+def test_threshold_commits_at_least_one_per_step(roberta):
+    # a random tiny model is never confident, so a high threshold forces the one-per-step floor
+    trace = dlm.generate(roberta, "the", length=10, steps=10, threshold=0.99, seed=0)
+    assert all(int(s.committed[0].sum()) >= 1 for s in trace.steps)
+    check_run_invariants(trace, 10)
+    # a threshold every position passes commits everything in one step
+    trace = dlm.generate(roberta, "the", length=10, steps=10, threshold=1e-9, seed=0)
+    assert len(trace.steps) == 1 and trace.nfe == 1
+    check_run_invariants(trace, 10)
+
+
+def test_same_seed_same_text_any_batch_size(roberta):
+    options = dict(length=16, steps=8, temperature=1.0, top_p=0.95, remasking="random", seed=1234)
+    one = dlm.generate(roberta, "once upon", num_samples=1, **options)
+    eight = dlm.generate(roberta, "once upon", num_samples=8, **options)
+    again = dlm.generate(roberta, "once upon", num_samples=1, **options)
+    assert one.texts[0] == eight.texts[0] == again.texts[0]
+    assert torch.equal(one.final[0], eight.final[0])
+    assert len(set(eight.texts)) > 1, "rows must differ from one another"
+    other = dlm.generate(roberta, "once upon", num_samples=1, **{**options, "seed": 99})
+    assert not torch.equal(other.final[0], one.final[0])
+
+
+def test_same_seed_same_text_ar(gpt2):
+    options = dict(length=10, temperature=1.0, seed=7)
+    one = dlm.generate(gpt2, "the cat", num_samples=1, **options)
+    eight = dlm.generate(gpt2, "the cat", num_samples=8, **options)
+    assert torch.equal(one.final[0], eight.final[0])
+
+
+def test_infill_keeps_template(roberta):
+    trace = dlm.generate(roberta, infill="the [MASK] sat on the [MASK][MASK]", seed=0)
+    assert int((~trace.fixed).sum()) == 3
+    check_run_invariants(trace, 3)
+    assert trace.texts[0].startswith("the")
+
+
+def test_fixed_tokens_are_kept(roberta):
+    trace = dlm.generate(roberta, "the cat", length=8, steps=4, fixed={4: "mat"}, seed=0)
+    mat = roberta.tokenizer("mat", add_special_tokens=False)["input_ids"]
+    start = int((~trace.fixed).nonzero()[0])
+    assert trace.final[0, start + 4 : start + 4 + len(mat)].tolist() == mat
+    check_run_invariants(trace, 8 - len(mat))
+
+
+def test_eos_forbidden_never_sampled(roberta):
+    # make EOS the model's favourite token: with allow_eos it appears, forbidden it never does
+    lm = roberta
+    with torch.no_grad():
+        bias = lm.model.lm_head.bias
+        saved = bias.clone()
+        bias[lm.eos_id] += 50.0
+    try:
+        allowed = dlm.generate(lm, "the cat", length=8, steps=4, seed=0)
+        forbidden = dlm.generate(lm, "the cat", length=8, steps=4, seed=0, allow_eos=False)
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
+    gen = ~allowed.fixed
+    assert (allowed.final[0, gen] == lm.eos_id).all()
+    assert allowed.texts[0] == "the cat", "text after the first EOS must be dropped"
+    assert not (forbidden.final[0, gen] == lm.eos_id).any()
+
+
+def test_ar_matches_transformers_greedy(gpt2):
+    """The AR loop (one token per step, KV cache) gives what transformers' own generate gives."""
+    trace = dlm.generate(gpt2, "the cat", length=12, allow_eos=False, seed=0)
+    assert len(trace.steps) == 12 and trace.nfe == 12
+    assert all(int(s.committed[0].sum()) == 1 for s in trace.steps)
+    prompt = torch.tensor([[gpt2.bos_id] + gpt2.tokenizer("the cat", add_special_tokens=False)["input_ids"]])
+    forbidden = [[i] for i in gpt2.tokenizer.all_special_ids]
+    expected = gpt2.model.generate(prompt, max_new_tokens=12, do_sample=False, bad_words_ids=forbidden,
+                                   pad_token_id=gpt2.tokenizer.pad_token_id)
+    assert trace.final[0].tolist() == expected[0].tolist()
+
+
+def test_step_records(roberta):
+    gen = dlm.stream(roberta, "the", length=6, steps=3, seed=0)
+    steps = list(gen)
+    assert [s.index for s in steps] == [0, 1, 2]
+    assert [s.nfe for s in steps] == [1, 2, 3]
+    assert all(b.elapsed >= a.elapsed for a, b in zip(steps, steps[1:]))
+    for s in steps:
+        assert s.guess.shape == s.canvas.shape == s.confidence.shape
+        assert ((s.confidence >= 0) & (s.confidence <= 1)).all()
+        # the committed tokens are the model's guesses at those positions
+        assert torch.equal(s.canvas[s.committed], s.guess[s.committed])
+    with pytest.raises(RuntimeError, match="only once"):
+        list(gen)
+
+
+def test_trace_json_round_trip(roberta, tmp_path):
+    trace = dlm.generate(roberta, "the cat", length=6, steps=3, seed=0, num_samples=2)
+    loaded = Trace.load(trace.save(tmp_path / "t.json"))
+    assert loaded.texts == trace.texts and loaded.pieces == trace.pieces and loaded.config == trace.config
+    assert torch.equal(loaded.initial, trace.initial) and torch.equal(loaded.fixed, trace.fixed)
+    for a, b in zip(loaded.steps, trace.steps):
+        assert torch.equal(a.canvas, b.canvas) and torch.equal(a.committed, b.committed)
+        assert torch.allclose(a.confidence, b.confidence, atol=1e-5)
+
+
+def test_wordpiece_pieces_read_as_text(bert):
+    trace = dlm.generate(bert, "the cat sat on the mat", length=4, steps=2, seed=0)
+    prompt_ids = trace.initial[0][trace.fixed & ~trace.hidden].tolist()
+    assert "".join(trace.pieces[i] for i in prompt_ids).strip() == "the cat sat on the mat"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"remasking": "best"}, "choose from"),
+        ({"schedule": "quadratic"}, "choose from"),
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_k": -2}, "top_k"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"steps": 0}, "steps"),
+        ({"length": 0}, "length"),
+        ({"block_length": 0}, "block_length"),
+        ({"cfg_scale": -1}, "cfg_scale"),
+        ({"num_samples": 0}, "num_samples"),
+        ({"colour": "red"}, "choose from"),
+    ],
+)
+def test_invalid_options_name_the_valid_choices(roberta, options, message):
+    with pytest.raises(ValueError, match=message):
+        dlm.stream(roberta, "the", **options)
+
+
+def test_invalid_runs(roberta, gpt2):
+    with pytest.raises(ValueError, match="between"):
+        dlm.generate(roberta, "the", length=4, steps=5)
+    with pytest.raises(ValueError, match="between"):
+        dlm.generate(roberta, "the", length=8, steps=2, block_length=2)
+    with pytest.raises(ValueError, match="positions"):
+        dlm.generate(roberta, "the", length=500)
+    with pytest.raises(ValueError, match="no blanks"):
+        dlm.generate(roberta, infill="nothing to fill")
+    with pytest.raises(ValueError, match="masked"):
+        dlm.generate(gpt2, infill="the [MASK] sat")
+    with pytest.raises(ValueError, match="not both"):
+        dlm.generate(roberta, "the", infill="a [MASK]")
+
+
+def test_schedules_sum_to_n():
+    for schedule in SCHEDULES:
+        for n in (1, 7, 64, 128):
+            for steps in {s for s in (1, 2, 3, n // 2, n) if 1 <= s <= n}:
+                counts = num_transfer_tokens(n, steps, schedule)
+                assert len(counts) == steps and sum(counts) == n and min(counts) >= 1
+    cosine = num_transfer_tokens(64, 8, "cosine")
+    exponential = num_transfer_tokens(64, 8, "exponential")
+    assert cosine[0] < cosine[-1] and exponential[0] > exponential[-1]
+
+
+def test_config_replace_and_round_trip():
+    config = SamplerConfig().replace(steps=8, remasking="margin")
+    assert SamplerConfig.from_dict({**config.to_dict(), "unknown_future_key": 1}) == config
