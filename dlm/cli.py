@@ -1,0 +1,138 @@
+"""Command line: `python -m dlm generate | animate | elbo`.
+
+    python -m dlm generate --model default --prompt "It was a dark night" --length 48 --steps 16 --seed 0
+    python -m dlm generate --model default --infill "The [MASK] [MASK] sat on the mat" --json
+    python -m dlm animate --model default --prompt "Call me" --out run.gif      # .gif, .mp4 or .html
+    python -m dlm elbo --model default --text "Call me Ishmael." --json
+
+Bad input prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dlm.config import REMASKING, SCHEDULES
+
+ANIMATION_SUFFIXES = (".gif", ".mp4", ".html")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dlm", description="Text diffusion language models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sampling = argparse.ArgumentParser(add_help=False)
+    sampling.add_argument("--model", default="default", help="bundled name, local folder or Hub repo id")
+    sampling.add_argument("--prompt", default="", help="text to continue (may be empty)")
+    sampling.add_argument("--infill", help="template with [MASK] blanks to fill instead of a prompt")
+    sampling.add_argument("--length", type=int, help="tokens to generate (default: the model's)")
+    sampling.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    sampling.add_argument("--seed", type=int, default=0)
+    sampling.add_argument("--remasking", choices=sorted(REMASKING))
+    sampling.add_argument("--schedule", choices=sorted(SCHEDULES))
+    sampling.add_argument("--temperature", type=float, help="0 = greedy")
+    sampling.add_argument("--top-k", type=int)
+    sampling.add_argument("--top-p", type=float)
+    sampling.add_argument("--threshold", type=float, help="Fast-dLLM parallel decoding threshold")
+    sampling.add_argument("--block-length", type=int, help="semi-autoregressive block length")
+    sampling.add_argument("--cfg-scale", type=float, help="classifier-free guidance (0 = off)")
+    sampling.add_argument("--num-samples", type=int)
+    sampling.add_argument("--no-eos", action="store_true", help="never end early at EOS")
+    sampling.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own code")
+
+    gen = commands.add_parser("generate", parents=[sampling], help="generate text")
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+    gen.add_argument("--trace", type=Path, help="also save the full step-by-step trace as JSON")
+
+    anim = commands.add_parser("animate", parents=[sampling], help="render a run to GIF, MP4 or HTML")
+    anim.add_argument("--out", type=Path, required=True, help="output file: .gif, .mp4 or .html")
+    anim.add_argument("--frame-ms", type=int, default=250, help="milliseconds per step (GIF/MP4)")
+
+    elbo = commands.add_parser("elbo", help="log-likelihood (ELBO for diffusion models)")
+    elbo.add_argument("--model", default="default")
+    elbo.add_argument("--text", required=True)
+    elbo.add_argument("--prompt", default="")
+    elbo.add_argument("--samples", type=int, default=64, help="Monte-Carlo samples (masked models)")
+    elbo.add_argument("--seed", type=int, default=0)
+    elbo.add_argument("--json", action="store_true")
+    elbo.add_argument("--trust-remote-code", action="store_true")
+    return parser
+
+
+def sampler_overrides(args: argparse.Namespace) -> dict:
+    names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "threshold",
+             "block_length", "cfg_scale", "num_samples"]
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.no_eos:
+        overrides["allow_eos"] = False
+    return overrides
+
+
+def run_generation(args: argparse.Namespace):
+    import dlm
+
+    lm = dlm.load(args.model, trust_remote_code=args.trust_remote_code)
+    return dlm.generate(lm, args.prompt, infill=args.infill, seed=args.seed, **sampler_overrides(args))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    trace = run_generation(args)
+    if args.trace:
+        trace.save(args.trace)
+    if args.json:
+        print(json.dumps({
+            "text": trace.texts[0],
+            "texts": trace.texts,
+            "nfe": trace.nfe,
+            "seconds": round(trace.seconds, 4),
+            "steps": len(trace.steps),
+            "model": trace.model,
+            "config": trace.config,
+        }))
+    else:
+        print("\n\n".join(trace.texts))
+
+
+def cmd_animate(args: argparse.Namespace) -> None:
+    from dlm import render
+
+    suffix = args.out.suffix.lower()
+    if suffix not in ANIMATION_SUFFIXES:
+        raise ValueError(f"--out must end in one of {list(ANIMATION_SUFFIXES)}, got {args.out.name!r}")
+    trace = run_generation(args)
+    if suffix == ".gif":
+        render.to_gif(trace, args.out, frame_ms=args.frame_ms)
+    elif suffix == ".mp4":
+        render.to_mp4(trace, args.out, fps=max(1, round(1000 / args.frame_ms)))
+    else:
+        render.to_html(trace, args.out)
+    print(args.out)
+
+
+def cmd_elbo(args: argparse.Namespace) -> None:
+    import dlm
+
+    lm = dlm.load(args.model, trust_remote_code=args.trust_remote_code)
+    result = dlm.log_likelihood(lm, args.text, prompt=args.prompt, num_samples=args.samples, seed=args.seed)
+    if args.json:
+        print(json.dumps({"model": args.model, "kind": lm.kind, **result.to_dict()}))
+    else:
+        bound = "=" if result.exact else ">="
+        print(f"log p(text) {bound} {result.log_likelihood:.3f} nats (± {result.stderr:.3f}) over "
+              f"{result.num_tokens} tokens; perplexity {result.perplexity:.2f}")
+
+
+COMMANDS = {"generate": cmd_generate, "animate": cmd_animate, "elbo": cmd_elbo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, OSError, RuntimeError) as error:  # bad input: one clear line, exit 2
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

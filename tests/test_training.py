@@ -1,0 +1,235 @@
+"""training/: collator invariants, real short runs, resume after kill -9, bad input, push and pull."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.hubserver import hub_network, hub_online, hub_server  # noqa: F401  (fixtures)
+from training.collator import DiffusionCollator
+
+RUN_FLAGS = ["--block-size", "32", "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "2",
+             "--logging-steps", "5", "--num-samples", "2", "--eval-blocks", "16"]
+TINY_FLAGS = ["--vocab-size", "300", "--hidden-size", "32", "--layers", "2", "--heads", "2",
+              "--intermediate-size", "64", *RUN_FLAGS]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Four hundred distinct, very regular sentences: learnable in a few dozen steps."""
+    import random
+
+    rng = random.Random(0)
+    animals, places = ["cat", "dog", "bird", "fox", "girl", "man"], ["mat", "log", "hill", "boat", "road"]
+    lines = {f"the {rng.choice(animals)} sat on the {rng.choice(places)} and the {rng.choice(animals)} "
+             f"ran to the {rng.choice(places)} {rng.randint(0, 99)}" for _ in range(2000)}
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text("\n".join(sorted(lines)[:400]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def diffusion_run(corpus, tmp_path_factory) -> Path:
+    from training import train_diffusion
+
+    out = tmp_path_factory.mktemp("runs") / "diffusion"
+    code = train_diffusion.main(["--data", str(corpus), "--output-dir", str(out), "--max-steps", "40",
+                                 "--eval-steps", "20", "--save-steps", "20", *TINY_FLAGS])
+    assert code == 0
+    return out
+
+
+def log_history(run: Path) -> list[dict]:
+    checkpoints = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return json.loads((checkpoints[-1] / "trainer_state.json").read_text())["log_history"]
+
+
+# ---- the collator --------------------------------------------------------------------------------
+
+
+def test_collator_invariants():
+    mask_id, pad_id = 4, 1
+    collator = DiffusionCollator(mask_id, pad_id, eps=0.05, prefix_fraction=0.5, seed=0)
+    rows = [{"input_ids": list(range(10, 10 + n))} for n in (32, 20, 32, 7)] * 16  # ragged: padding
+    batch = collator(rows)
+    ids, labels = batch["input_ids"], batch["labels"]
+    padded = batch["attention_mask"] == 0
+    assert (labels[padded] == -100).all() and (ids[padded] == pad_id).all(), "pad never masked or scored"
+    masked = labels != -100
+    assert (ids[masked] == mask_id).all() and not (ids[~masked] == mask_id).any()
+    rates = batch["mask_rate"]
+    assert (rates > 0.05 - 1e-6).all() and (rates <= 1).all(), "t within (eps, 1]"
+    assert torch.allclose(batch["loss_weight"], 1 / rates), "weights are 1/t"
+    # the clean prefix: the first positions of some rows are never masked, and no row starts masked more
+    # often than the rate predicts
+    first_masked = masked[:, 0].float().mean()
+    assert first_masked < masked[:, -1].float().mean() + 0.2
+    assert int(batch["num_scored"]) <= int((~padded).sum())
+    uniform = DiffusionCollator(mask_id, pad_id, weighting="uniform", seed=0)(rows)
+    assert (uniform["loss_weight"] == 1).all()
+    levels = DiffusionCollator(mask_id, pad_id, levels=(0.5, 1.0), prefix_fraction=0, seed=0)(rows)
+    assert levels["mask_rate"].unique().numel() == 1 and float(levels["mask_rate"][0]) in (0.5, 1.0)
+
+
+def test_prefix_never_masked():
+    # mask rate 1: everything outside the clean prefix is masked, so the masks form a suffix after it
+    collator = DiffusionCollator(4, 1, prefix_fraction=1.0, levels=(1.0,), seed=3)
+    batch = collator([{"input_ids": list(range(10, 42))} for _ in range(200)])
+    masked = batch["labels"] != -100
+    prefix = (~masked).sum(dim=1)  # (B,)
+    assert (prefix >= 1).all() and (prefix <= 31).all()
+    assert torch.equal(masked, torch.arange(32).unsqueeze(0) >= prefix.unsqueeze(1))
+    assert prefix.unique().numel() > 10, "prefix lengths are random"
+
+
+def test_collator_rejects_bad_options():
+    with pytest.raises(ValueError, match="choose from"):
+        DiffusionCollator(4, 1, weighting="median")
+    with pytest.raises(ValueError, match="eps"):
+        DiffusionCollator(4, 1, eps=0)
+
+
+# ---- real runs -----------------------------------------------------------------------------------
+
+
+def test_diffusion_training_lowers_the_loss(diffusion_run):
+    history = log_history(diffusion_run)
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert losses[-1] < losses[0]
+    assert evals[-1] < math.log(300) - 0.5  # far below a uniform guess over the vocabulary
+    assert any(k.startswith("loss_mask_") for k in history[0]), "loss logged per mask-rate bucket"
+    config = json.loads((diffusion_run / "config.json").read_text())  # the settings dlm.load reads
+    assert config["dlm"]["kind"] == "masked" and config["dlm"]["sampler"]["steps"] >= 1
+    card = (diffusion_run / "README.md").read_text()
+    assert "text-diffusion" in card and "pipeline_tag: fill-mask" in card and "seed 1" in card
+
+
+def test_bundled_style_load_and_generate(diffusion_run):
+    import dlm
+
+    lm = dlm.load(str(diffusion_run))
+    assert lm.kind == "masked" and lm.settings.length == 16
+    trace = dlm.generate(lm, "the cat", seed=0)
+    assert len(trace.steps) == 16 and trace.texts[0].startswith("the cat")
+
+
+def test_ar_matched_to_diffusion(diffusion_run, corpus, tmp_path):
+    from training import train_ar
+
+    out = tmp_path / "ar"
+    code = train_ar.main(["--match", str(diffusion_run), "--data", str(corpus), "--output-dir", str(out),
+                          "--max-steps", "20", "--eval-steps", "20", "--save-steps", "20", *RUN_FLAGS])
+    assert code == 0
+    import dlm
+
+    ar, diffusion = dlm.load(str(out)), dlm.load(str(diffusion_run))
+    assert ar.kind == "causal"
+    assert abs(ar.num_parameters / diffusion.num_parameters - 1) <= 0.10
+    assert ar.tokenizer.get_vocab() == diffusion.tokenizer.get_vocab()
+    assert json.loads((out / "dlm_run.json").read_text())["perplexity"] < 300 / 2  # far below uniform
+
+
+def test_resume_after_kill(corpus, tmp_path):
+    """kill -9 in the middle of a run, then --resume: only the steps since the last checkpoint are lost."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "training.train_diffusion", "--data", str(corpus), "--output-dir", str(out),
+               "--max-steps", "400", "--save-steps", "10", "--eval-steps", "1000", *TINY_FLAGS]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint-20" / "trainer_state.json").exists():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint within two minutes"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert saved >= 20 and not (out / "model.safetensors").exists()
+    # without --resume the folder is refused, never overwritten
+    refused = subprocess.run(command[:-len(TINY_FLAGS)] + TINY_FLAGS, cwd=root, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    finish = command.copy()
+    finish[finish.index("400")] = str(saved + 10)
+    done = subprocess.run(finish + ["--resume"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    history = json.loads((out / f"checkpoint-{saved + 10}" / "trainer_state.json").read_text())["log_history"]
+    steps = [h["step"] for h in history if "loss" in h]
+    assert steps[0] == 1 and steps[-1] == saved + 10, "the log continues the killed run"
+    assert json.loads((out / "dlm_run.json").read_text())["steps"] == saved + 10
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, flags, message",
+    [
+        (lambda d: d / "missing.txt", [], "does not exist"),
+        (lambda d: (d / "empty.txt").write_text("") and d / "empty.txt" or d / "empty.txt", [], "empty"),
+        (lambda d: (d / "blank.txt").write_text("\n\n  \n") and d / "blank.txt", [], "no non-empty text"),
+        (lambda d: (d / "t.csv").write_text("review,label\nhello,1\n") and d / "t.csv", [], "no column 'text'"),
+        (lambda d: (d / "t.csv").write_text("review,label\nhello,1\n") and d / "t.csv", ["--txt-sample-by", "page"], "invalid choice"),
+    ],
+)
+def test_bad_data_gets_a_clear_message(tmp_path, capsys, make, flags, message):
+    from training import train_diffusion
+
+    data = make(tmp_path)
+    try:
+        code = train_diffusion.main(["--data", str(data), "--output-dir", str(tmp_path / "out"), *flags, *TINY_FLAGS])
+    except SystemExit as exit_:  # argparse rejects bad choices itself, with status 2
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unwritable_and_mismatched(tmp_path, capsys, corpus, bert_dir, diffusion_run):
+    from training import train_diffusion
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = train_diffusion.main(["--data", str(corpus), "--output-dir", str(blocker / "sub"), *TINY_FLAGS])
+    assert code == 2 and "cannot write" in capsys.readouterr().err
+    # a tokenizer that does not belong to the checkpoint: 300-token BPE vs a ~120-token BERT
+    code = train_diffusion.main(["--data", str(corpus), "--output-dir", str(tmp_path / "m"), "--init", bert_dir,
+                                 "--tokenizer", str(diffusion_run / "tokenizer"), *TINY_FLAGS])
+    assert code == 2 and "do not belong together" in capsys.readouterr().err
+
+
+# ---- push and pull through a stand-in Hub --------------------------------------------------------
+
+
+def test_push_then_load_from_the_hub(diffusion_run, hub_online):  # noqa: F811
+    import dlm
+    from huggingface_hub import HfApi
+
+    from training.push import PushError, push
+
+    hub = hub_online
+    api = HfApi(endpoint=hub.url, token=hub.token)
+    hub.fail_next_commits(1)  # the first attempt fails on the server: push retries
+    url = push(diffusion_run, "test-user/tiny-diffusion", api=api, backoff=0.01)
+    assert "tiny-diffusion" in url
+    files = set(api.list_repo_files("test-user/tiny-diffusion"))
+    assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= files
+    assert not any(f.startswith("checkpoint-") for f in files)
+    lm = dlm.load("test-user/tiny-diffusion")  # pulled through the server, settings from config.json
+    assert lm.kind == "masked" and lm.settings.length == 16
+    assert dlm.generate(lm, "the", seed=0).texts[0].startswith("the")
+    hub.fail_next_commits(10)  # a push that keeps failing is reported as failed, not done
+    with pytest.raises(PushError, match="failed after 2 attempts"):
+        push(diffusion_run, "test-user/tiny-diffusion-2", api=api, retries=2, backoff=0.01)
+    with pytest.raises(PushError, match="config.json"):
+        push(diffusion_run / "tokenizer", "test-user/x", api=api)

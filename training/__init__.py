@@ -1,0 +1,1 @@
+"""Training the project's default models, and the corpora they train on."""

@@ -1,0 +1,105 @@
+"""Model cards: YAML metadata the Hub reads, the numbers a user needs, and unedited samples.
+
+The diffusion settings themselves live in `config.json` under "dlm" (see `dlm.loading`), so
+`dlm.load(REPO_ID)` configures the sampler with no flags; the card repeats them for people.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+PIPELINE_TAG = {"masked": "fill-mask", "causal": "text-generation"}
+TAGS = {"masked": ["text-diffusion", "masked-diffusion", "dlm"], "causal": ["autoregressive", "dlm-baseline", "dlm"]}
+
+
+def generate_samples(folder: str | Path, num_samples: int, prompts: list[str] | None = None) -> list[dict]:
+    """Unedited samples from the saved model with its recommended settings, seeds 0..n-1."""
+    import dlm
+
+    lm = dlm.load(str(folder))
+    prompts = prompts or [""]
+    samples = []
+    for seed in range(num_samples):
+        prompt = prompts[seed % len(prompts)]
+        trace = dlm.generate(lm, prompt, seed=seed)
+        samples.append({"prompt": prompt, "seed": seed, "text": trace.texts[0], "nfe": trace.nfe})
+    return samples
+
+
+def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples: list[dict]) -> Path:
+    """README.md with Hub metadata. `info` holds the run's facts (see the trainers' `run_info`)."""
+    folder = Path(folder)
+    settings = info.get("settings", {})
+    metadata = {
+        "library_name": "transformers",
+        "pipeline_tag": PIPELINE_TAG[kind],
+        "tags": TAGS[kind],
+        "license": "mit",
+        "datasets": info.get("datasets", []),
+        "metrics": ["perplexity"],
+        "model-index": [{
+            "name": title,
+            "results": [{
+                "task": {"type": PIPELINE_TAG[kind]},
+                "dataset": {"name": info.get("data", ""), "type": "text"},
+                "metrics": [{"type": "perplexity", "value": round(info.get("perplexity", float("nan")), 3),
+                             "name": "held-out ELBO perplexity" if kind == "masked" else "held-out perplexity"}],
+            }],
+        }],
+    }
+    if info.get("base_model"):
+        metadata["base_model"] = info["base_model"]
+    lines = ["---", yaml.safe_dump(metadata, sort_keys=False).rstrip(), "---", "", f"# {title}", ""]
+    if kind == "masked":
+        lines += [
+            "A masked (discrete) diffusion language model trained with the `dlm` project: generation starts",
+            "from a canvas of `<mask>` tokens and reveals a few of them per step. Load it with",
+            "",
+            "```python",
+            "import dlm",
+            f'lm = dlm.load("{info.get("repo_id") or folder.name}")  # sampler settings come from config.json',
+            'print(dlm.generate(lm, "It was a bright cold day", seed=0).texts[0])',
+            "```",
+        ]
+    else:
+        lines += [
+            "An autoregressive (GPT-2-style) baseline trained with the `dlm` project on the same tokenizer,",
+            "data and token budget as its diffusion counterpart, so the two can be compared fairly.",
+        ]
+    lines += ["", "## Training", "", "| | |", "|---|---|"]
+    rows = [
+        ("data", info.get("data")),
+        ("command", f"`{info.get('command')}`"),
+        ("parameters", f"{info.get('parameters', 0):,}"),
+        ("steps", info.get("steps")),
+        ("tokens seen", f"{info.get('tokens_seen', 0):,}"),
+        ("wall time", f"{info.get('wall_seconds', 0) / 60:.1f} min"),
+        ("hardware", info.get("hardware")),
+        ("throughput", f"{info.get('tokens_per_second', 0):,.0f} tokens/s"),
+        ("held-out perplexity", f"{info.get('perplexity', float('nan')):.2f}"
+         + (" (ELBO bound, same held-out blocks as the AR baseline)" if kind == "masked" else " (exact)")),
+    ]
+    lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
+    if kind == "masked":
+        lines += ["", "## Diffusion settings (also in `config.json` under `dlm`)", "", "```json",
+                  json.dumps({k: info["dlm"][k] for k in ("mask_token", "prefix", "sampler")}, indent=2), "```"]
+        lines += ["", "Training: " + info["dlm"].get("objective", "")]
+    lines += ["", f"## Five unedited samples ({_describe(settings)})", ""]
+    for sample in samples:
+        prompt = f"prompt {sample['prompt']!r}" if sample["prompt"] else "no prompt"
+        lines += [f"**seed {sample['seed']}, {prompt}, {sample['nfe']} forward passes**", "",
+                  "> " + (sample["text"] or "(empty)").replace("\n", " "), ""]
+    lines += ["## Limits", "",
+              f"A model of {info.get('parameters', 0) / 1e6:.1f}M parameters that has seen {info.get('tokens_seen', 0) / 1e6:.1f}M tokens: "
+              "expect locally plausible, globally incoherent text. It is a demo and a baseline, not an assistant."]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _describe(settings: dict) -> str:
+    keys = ("length", "steps", "remasking", "temperature", "top_p")
+    return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)

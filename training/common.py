@@ -1,0 +1,215 @@
+"""What the diffusion and AR trainers share: flags, output folders, data, tokenizer, saving."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from training.data import load_texts, pack
+
+CARD_FILE = "README.md"
+RUN_FILE = "dlm_run.json"  # what the run was: command, data, sizes; written at the start
+
+
+class OutputDirError(ValueError):
+    """The output folder cannot be used as asked."""
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default="prose", help="'prose' (offline corpus), a .txt/.csv/.jsonl file or folder, or a Hub dataset")
+    data.add_argument("--text-column", default="text")
+    data.add_argument("--txt-sample-by", default="line", choices=["line", "paragraph", "document"])
+    data.add_argument("--hub-config", help="configuration name of a Hub dataset (e.g. wikitext-2-raw-v1)")
+    data.add_argument("--block-size", type=int, default=128, help="tokens per packed training block")
+    data.add_argument("--eval-blocks", type=int, default=256, help="held-out blocks for the perplexity (0 = all)")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--max-steps", type=int, default=2000)
+    opt.add_argument("--batch-size", type=int, default=32, help="blocks per device per step")
+    opt.add_argument("--grad-accum", type=int, default=1)
+    opt.add_argument("--lr", type=float, default=1e-3)
+    opt.add_argument("--warmup-steps", type=int, default=100)
+    opt.add_argument("--weight-decay", type=float, default=0.01)
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
+    opt.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", required=True)
+    out.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output-dir")
+    out.add_argument("--overwrite", action="store_true", help="delete --output-dir and start over")
+    out.add_argument("--save-steps", type=int, default=200, help="checkpoint every N steps")
+    out.add_argument("--eval-steps", type=int, default=200)
+    out.add_argument("--logging-steps", type=int, default=20)
+    out.add_argument("--save-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                     help="dtype of the final weights (float16 halves the size)")
+    out.add_argument("--num-samples", type=int, default=5, help="unedited samples written into the model card")
+    out.add_argument("--push-to-hub", metavar="REPO_ID", help="push the final model to this Hub repo")
+    out.add_argument("--private", action="store_true", help="with --push-to-hub: make the repo private")
+
+
+def prepare_output_dir(folder: str | Path, resume: bool, overwrite: bool) -> str | bool:
+    """Make sure the folder can be used; returns Trainer's `resume_from_checkpoint` argument.
+
+    An existing non-empty folder is resumed (--resume) or replaced (--overwrite), never silently
+    overwritten.
+    """
+    folder = Path(folder)
+    if resume and overwrite:
+        raise OutputDirError("choose --resume or --overwrite, not both")
+    if folder.exists() and not folder.is_dir():
+        raise OutputDirError(f"output path {str(folder)!r} exists and is not a folder")
+    has_content = folder.is_dir() and any(folder.iterdir())
+    if has_content and overwrite:
+        shutil.rmtree(folder)
+    elif has_content and not resume:
+        raise OutputDirError(
+            f"output folder {str(folder)!r} is not empty; pass --resume to continue it or --overwrite to start over"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise OutputDirError(f"cannot write to output folder {str(folder)!r}: {error.strerror or error}") from error
+    if resume:
+        checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        if checkpoints:
+            return str(checkpoints[-1])
+        print(f"no checkpoint in {folder} yet: starting from the beginning", file=sys.stderr)
+    return False
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def load_texts_for(args):
+    return load_texts(args.data, text_column=args.text_column, txt_sample_by=args.txt_sample_by,
+                      hub_config=args.hub_config)
+
+
+def pack_splits(args, texts, tokenizer):
+    """Train and held-out blocks packed with `tokenizer` (the held-out set capped at --eval-blocks)."""
+    train = pack(texts.train, tokenizer, args.block_size)
+    validation = pack(texts.validation, tokenizer, args.block_size)
+    if args.eval_blocks and len(validation) > args.eval_blocks:
+        validation = validation.select(range(args.eval_blocks))
+    return train, validation
+
+
+def training_arguments(args, resume_from: str | bool, **overrides):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=args.output_dir,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        learning_rate=args.lr,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        lr_scheduler_type="cosine",
+        adam_beta2=0.98,
+        max_grad_norm=1.0,
+        eval_strategy="steps",
+        eval_steps=args.eval_steps,
+        save_strategy="steps",
+        save_steps=args.save_steps,
+        save_total_limit=2,
+        logging_steps=args.logging_steps,
+        logging_first_step=True,
+        seed=args.seed,
+        bf16=args.bf16,
+        report_to="none",
+        remove_unused_columns=False,
+        prediction_loss_only=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="all",
+        **overrides,
+    )
+
+
+def command_line(module: str) -> str:
+    """The command that reproduces this run."""
+    return f"python -m {module} " + shlex.join(sys.argv[1:])
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"CPU, {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})"
+
+
+def save_final(trainer, tokenizer, folder: str | Path, save_dtype: str) -> None:
+    """The final model in `folder` (safetensors), cast to `save_dtype`, with its tokenizer."""
+    model = trainer.model
+    if save_dtype != "float32":
+        model = model.to(getattr(torch, save_dtype))
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    for stale in ("training_args.bin",):
+        (Path(folder) / stale).unlink(missing_ok=True)
+
+
+def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, module, dlm_block, title) -> Path:
+    """Train (resuming if asked), evaluate, save the final model with its settings and card, push."""
+    from training.card import generate_samples, write_card
+
+    folder = Path(args.output_dir)
+    first_step = int(str(resume_from).rsplit("-", 1)[-1]) if resume_from else 0
+    result = trainer.train(resume_from_checkpoint=resume_from or None)
+    metrics = trainer.evaluate()
+    state = trainer.state
+    tokens_per_step = args.batch_size * args.block_size * args.grad_accum * trainer.args.world_size
+    runtime = result.metrics["train_runtime"]
+    history = _read_json(folder / RUN_FILE).get("sessions", [])
+    history.append({"steps": state.global_step - first_step, "seconds": runtime, "hardware": hardware()})
+    info = {
+        "command": command_line(module),
+        "data": texts.description,
+        "datasets": [args.data] if args.data != "prose" else [],
+        "base_model": args.init if getattr(args, "init", None) else None,
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "steps": state.global_step,
+        "tokens_seen": state.global_step * tokens_per_step,
+        "wall_seconds": sum(s["seconds"] for s in history),
+        "hardware": " + ".join(sorted({s["hardware"] for s in history})),
+        "tokens_per_second": (state.global_step - first_step) * tokens_per_step / max(runtime, 1e-9),
+        "perplexity": metrics["eval_perplexity"],
+        "eval_loss": metrics["eval_loss"],
+        "block_size": args.block_size,
+        "sessions": history,
+        "repo_id": args.push_to_hub,
+    }
+    trainer.model.config.dlm = {**dlm_block, "training": {k: info[k] for k in
+                                ("command", "data", "steps", "tokens_seen", "perplexity", "block_size")}}
+    save_final(trainer, tokenizer, folder, args.save_dtype)
+    info["settings"] = dlm_block.get("sampler", {})
+    info["dlm"] = dlm_block
+    samples = generate_samples(folder, args.num_samples)
+    info["samples"] = samples
+    (folder / RUN_FILE).write_text(json.dumps(info, indent=2))
+    write_card(folder, title=title, kind=kind, info=info, samples=samples)
+    print(json.dumps({k: info[k] for k in ("steps", "tokens_seen", "wall_seconds", "tokens_per_second", "perplexity")}))
+    if args.push_to_hub:
+        from training.push import push
+
+        url = push(folder, args.push_to_hub, private=args.private)
+        print(f"pushed to {url}")
+    return folder
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,141 @@
+"""Train or fine-tune a masked-diffusion language model.
+
+From scratch on the offline prose corpus (the bundled `default`):
+    python -m training.train_diffusion --data prose --output-dir runs/diffusion \
+        --vocab-size 8192 --hidden-size 256 --layers 4 --heads 4 --intermediate-size 1024 --max-steps 2000
+Fine-tune any masked LM from the Hub (needs internet) and push it:
+    python -m training.train_diffusion --init distilroberta-base --data wikitext --hub-config wikitext-2-raw-v1 \
+        --output-dir runs/distilroberta-diffusion --push-to-hub you/distilroberta-diffusion
+Resume after an interruption: the same command with --resume. Multi-GPU: `accelerate launch -m training.train_diffusion ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from training import common
+from training.collator import WEIGHTINGS, DiffusionCollator
+from training.data import DataError
+
+# What the model card recommends to the sampler (and `dlm.load` hands to it): one token per step
+# is the best quality; the app and the CLI let users trade it for speed.
+RECOMMENDED = {"length": 64, "steps": 64, "remasking": "low_confidence", "temperature": 0.8, "top_p": 0.95}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train_diffusion", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model")
+    model.add_argument("--init", help="masked-LM checkpoint to fine-tune (folder or Hub id); default: from scratch")
+    model.add_argument("--tokenizer", help="tokenizer folder (default: the checkpoint's, or one trained on the data)")
+    model.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary when training a tokenizer")
+    model.add_argument("--hidden-size", type=int, default=256)
+    model.add_argument("--layers", type=int, default=4)
+    model.add_argument("--heads", type=int, default=4)
+    model.add_argument("--intermediate-size", type=int, default=1024)
+    model.add_argument("--trust-remote-code", action="store_true")
+    diffusion = parser.add_argument_group("diffusion")
+    diffusion.add_argument("--eps", type=float, default=1e-3, help="smallest mask rate")
+    diffusion.add_argument("--weighting", default="elbo", choices=WEIGHTINGS, help="elbo: weight 1/t; uniform: plain CE")
+    diffusion.add_argument("--prefix-fraction", type=float, default=0.3, help="samples keeping a clean prompt prefix")
+    diffusion.add_argument("--mask-levels", help="comma-separated per-batch rates (seed projects' recipe), e.g. 1,0.8,0.6,0.4,0.2")
+    common.add_common_flags(parser)
+    return parser
+
+
+def get_tokenizer(args, texts, resume: bool):
+    from transformers import AutoTokenizer
+
+    saved = Path(args.output_dir) / "tokenizer"
+    if resume and saved.is_dir():
+        return AutoTokenizer.from_pretrained(saved)
+    if args.tokenizer or args.init:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.init, trust_remote_code=args.trust_remote_code)
+    else:
+        from training.tokenizer import train_tokenizer
+
+        tokenizer = train_tokenizer(texts.train["text"], vocab_size=args.vocab_size)
+    if tokenizer.mask_token_id is None:
+        raise DataError("the tokenizer has no mask token; masked diffusion needs one")
+    tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def get_model(args, tokenizer):
+    from transformers import AutoModelForMaskedLM, RobertaConfig, RobertaForMaskedLM
+
+    if args.init:
+        model = AutoModelForMaskedLM.from_pretrained(args.init, use_safetensors=True, trust_remote_code=args.trust_remote_code)
+        vocab = model.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > vocab:
+            raise DataError(f"the tokenizer has {len(tokenizer)} tokens but {args.init} has {vocab} embeddings: "
+                            "they do not belong together")
+        return model
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=args.intermediate_size,
+        max_position_embeddings=args.block_size + tokenizer.pad_token_id + 1,  # RoBERTa offsets positions
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return RobertaForMaskedLM(config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (DataError, common.OutputDirError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args) -> Path:
+    common.set_threads(args.threads)
+    resume_from = common.prepare_output_dir(args.output_dir, args.resume, args.overwrite)
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    texts = common.load_texts_for(args)
+    tokenizer = get_tokenizer(args, texts, bool(resume_from))
+    train, validation = common.pack_splits(args, texts, tokenizer)
+    model = get_model(args, tokenizer)
+    levels = tuple(float(x) for x in args.mask_levels.split(",")) if args.mask_levels else None
+    collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, eps=args.eps,
+                                 weighting=args.weighting, prefix_fraction=args.prefix_fraction, levels=levels)
+    # held-out ELBO: every sample weighted 1/t, no clean prefix, the same masks at every evaluation
+    eval_collator = dataclasses.replace(collator, weighting="elbo", prefix_fraction=0.0, levels=None, seed=1234)
+    from training.trainers import DiffusionTrainer
+
+    trainer = DiffusionTrainer(model=model, args=common.training_arguments(args, resume_from), data_collator=collator,
+                               train_dataset=train, eval_dataset=validation, processing_class=tokenizer,
+                               eval_collator=eval_collator)
+    objective = (f"per-sample mask rate p = (1 - {args.eps}) t + {args.eps}, t ~ U(0, 1] stratified"
+                 if levels is None else f"one mask rate per batch from {list(levels)}")
+    objective += f"; loss weighted {'1/p (ELBO)' if args.weighting == 'elbo' else 'uniformly'}; "
+    objective += f"{args.prefix_fraction:.0%} of samples keep a clean prefix of random length; documents packed as <s> text </s>."
+    length = min(RECOMMENDED["length"], args.block_size // 2)  # leave room for a prompt
+    settings = {**RECOMMENDED, "length": length, "steps": length}
+    dlm_block = {"kind": "masked", "mask_token": tokenizer.mask_token, "objective": objective,
+                 "prefix": "any length: trained with clean prefixes of random length",
+                 "sampler": settings}
+    return common.train_and_finish(
+        trainer, tokenizer, args, resume_from, texts, kind="masked", module="training.train_diffusion",
+        dlm_block=dlm_block, title="dlm masked-diffusion model",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
