@@ -1,0 +1,95 @@
+"""Where a denoising step's time goes: the model's forward pass versus the engine around it.
+
+    python bench/sampler.py                       # the bundled default model
+    python bench/sampler.py --model runs/diffusion --repeats 5 --json bench/results/sampler.json
+
+For length 128, steps 8 / 32 / 128 and batch 1 / 8, prints milliseconds per step split into the
+model forward (timed by hooks on the model) and everything else (sampling, scoring, selection,
+recording the step): the engine's own overhead. Medians over --repeats runs, measured in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dlm  # noqa: E402
+
+
+class ForwardTimer:
+    """Accumulates wall time spent inside `model.forward` through forward hooks."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.seconds = 0.0
+        self._start = 0.0
+        self._cuda = next(model.parameters()).device.type == "cuda"
+        model.register_forward_pre_hook(self._before)
+        model.register_forward_hook(self._after)
+
+    def _sync(self):
+        if self._cuda:
+            torch.cuda.synchronize()
+
+    def _before(self, module, args):
+        self._sync()
+        self._start = time.perf_counter()
+
+    def _after(self, module, args, output):
+        self._sync()
+        self.seconds += time.perf_counter() - self._start
+
+
+def measure(lm, timer: ForwardTimer, length: int, steps: int, batch: int, seed: int) -> dict:
+    timer.seconds = 0.0
+    trace = dlm.generate(lm, "It was", length=length, steps=steps, num_samples=batch, temperature=0.8, seed=seed)
+    total = trace.seconds
+    return {"total_ms": 1000 * total / len(trace.steps), "forward_ms": 1000 * timer.seconds / len(trace.steps)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--steps", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+
+    lm = dlm.load(args.model)
+    if lm.kind != "masked":
+        parser.error("the sampler benchmark needs a masked (diffusion) model")
+    timer = ForwardTimer(lm.model)
+    measure(lm, timer, args.length, args.steps[0], 1, seed=0)  # warm-up
+    rows = []
+    for batch in args.batch:
+        for steps in args.steps:
+            runs = [measure(lm, timer, args.length, steps, batch, seed=r) for r in range(args.repeats)]
+            total = statistics.median(r["total_ms"] for r in runs)
+            forward = statistics.median(r["forward_ms"] for r in runs)
+            rows.append({"length": args.length, "steps": steps, "batch": batch, "ms_per_step": total,
+                         "forward_ms": forward, "other_ms": total - forward,
+                         "overhead_pct": 100 * (total - forward) / total})
+    device = torch.cuda.get_device_name(0) if lm.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; medians of {args.repeats} runs\n")
+    print("| length | steps | batch | ms/step | forward ms | other ms | overhead |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['length']} | {r['steps']} | {r['batch']} | {r['ms_per_step']:.2f} | {r['forward_ms']:.2f} | "
+              f"{r['other_ms']:.2f} | {r['overhead_pct']:.1f}% |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": args.model, "device": device, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
