@@ -112,6 +112,7 @@ def run(args) -> Path:
     tokenizer = get_tokenizer(args, texts, bool(resume_from))
     train, validation = common.pack_splits(args, texts, tokenizer)
     model = get_model(args, tokenizer)
+    model.config.save_pretrained(args.output_dir)  # lets `train_ar --match` read the sizes before the run ends
     levels = tuple(float(x) for x in args.mask_levels.split(",")) if args.mask_levels else None
     collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, eps=args.eps,
                                  weighting=args.weighting, prefix_fraction=args.prefix_fraction, levels=levels)

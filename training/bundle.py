@@ -1,0 +1,63 @@
+"""Copy a finished run into the package as a bundled model, within the weights budget.
+
+    python -m training.bundle runs/diffusion default
+    python -m training.bundle runs/ar default-ar
+
+Only what `dlm.load` needs travels (config, safetensors weights, tokenizer, model card, run facts);
+checkpoints stay behind. All bundled weights together must fit BUDGET_MB, since every copy stays in
+git history: bundle deliberately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from dlm.loading import BUNDLED_DIR
+
+BUDGET_MB = 40.0  # all bundled weights together
+KEEP = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        "special_tokens_map.json", "README.md", "dlm_run.json")
+
+
+def bundled_weights_mb(exclude: str | None = None) -> float:
+    return sum(p.stat().st_size for p in BUNDLED_DIR.glob("*/*.safetensors") if p.parent.name != exclude) / 2**20
+
+
+def bundle(run_dir: Path, name: str) -> Path:
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"{str(run_dir)!r} has no model.safetensors: has the run finished?")
+    total = bundled_weights_mb(exclude=name) + weights.stat().st_size / 2**20
+    if total > BUDGET_MB:
+        raise ValueError(f"bundling {name} would make {total:.1f} MB of weights, over the {BUDGET_MB:.0f} MB budget; "
+                         "train with --save-dtype float16 or a smaller model")
+    target = BUNDLED_DIR / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for file in KEEP:
+        if (run_dir / file).is_file():
+            shutil.copy2(run_dir / file, target / file)
+    print(f"bundled {run_dir} as {name!r} in {target} ({total:.1f} MB of bundled weights in all)")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bundle", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("name", help="the name dlm.load will know it by, e.g. default")
+    args = parser.parse_args(argv)
+    try:
+        bundle(args.run_dir, args.name)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
