@@ -86,3 +86,13 @@ def test_module_entry_point(roberta_dir):
     bad = subprocess.run([sys.executable, "-m", "dlm", "generate", "--model", "nope/nope"], cwd=root,
                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert bad.returncode == 2 and "cannot load model" in bad.stderr
+
+
+def test_prompt_with_script_is_escaped_in_html(capsys, roberta_dir, tmp_path):
+    html = tmp_path / "x.html"
+    code, _, err = run(capsys, "animate", "--model", roberta_dir, "--prompt", "<script>alert(1)</script>",
+                       "--length", "4", "--out", str(html))
+    assert code == 0, err
+    page = html.read_text()
+    assert "<script>alert(1)</script>" not in page
+    assert page.count("<script") == 2  # the player's own code and its JSON data, nothing else
