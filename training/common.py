@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from training.data import load_texts, pack
+from training.data import DataError, load_texts, pack
 
 CARD_FILE = "README.md"
 RUN_FILE = "dlm_run.json"  # what the run was: command, data, sizes; written at the start
@@ -87,6 +87,17 @@ def prepare_output_dir(folder: str | Path, resume: bool, overwrite: bool) -> str
             return str(checkpoints[-1])
         print(f"no checkpoint in {folder} yet: starting from the beginning", file=sys.stderr)
     return False
+
+
+def run_cli(parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
+    """Parse, run, and turn bad input into one line on stderr and exit status 2."""
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (DataError, OutputDirError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def set_threads(threads: int | None) -> None:

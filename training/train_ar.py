@@ -52,13 +52,7 @@ def matched_sizes(run_dir: Path) -> tuple[dict, int, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (DataError, common.OutputDirError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return common.run_cli(build_parser(), run, argv)
 
 
 def run(args) -> Path:
