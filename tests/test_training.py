@@ -147,14 +147,16 @@ def test_resume_after_kill(corpus, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     root = Path(__file__).resolve().parents[1]
     process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600  # generous: a loaded CI machine is slow, and the loop stops as soon as it can
-    while not (out / "checkpoint-20" / "trainer_state.json").exists():
-        assert process.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline, "no checkpoint within ten minutes"
-        time.sleep(0.2)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    try:
+        deadline = time.time() + 600  # generous: a loaded CI machine is slow, and the loop stops as soon as it can
+        while not (out / "checkpoint-20" / "trainer_state.json").exists():
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint within ten minutes"
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     saved = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert saved >= 20 and not (out / "model.safetensors").exists()
     # without --resume the folder is refused, never overwritten
