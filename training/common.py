@@ -202,6 +202,7 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "eval_loss": metrics["eval_loss"],
         "block_size": args.block_size,
         "sessions": history,
+        "loss_by_mask_rate": mask_bucket_losses(state.log_history),
         "repo_id": args.push_to_hub,
     }
     trainer.model.config.dlm = {**dlm_block, "training": {k: info[k] for k in
@@ -220,6 +221,15 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         url = push(folder, args.push_to_hub, private=args.private)
         print(f"pushed to {url}")
     return folder
+
+
+def mask_bucket_losses(log_history: list[dict]) -> dict:
+    """The masked cross-entropy per mask-rate bucket in the first and the last training log."""
+    logs = [h for h in log_history if any(k.startswith("loss_mask_") for k in h)]
+    if not logs:
+        return {}
+    pick = lambda h: {k.removeprefix("loss_mask_"): v for k, v in h.items() if k.startswith("loss_mask_")}  # noqa: E731
+    return {"first_step": logs[0]["step"], "first": pick(logs[0]), "last_step": logs[-1]["step"], "last": pick(logs[-1])}
 
 
 def _read_json(path: Path) -> dict:

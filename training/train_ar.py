@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def matched_sizes(run_dir: Path) -> tuple[dict, int, Path]:
-    """The diffusion model's sizes, its parameter count and its tokenizer folder."""
+    """Width, depth and heads of the diffusion model, its parameter count, and its tokenizer folder."""
     configs = [run_dir / "config.json"] + sorted(run_dir.glob("checkpoint-*/config.json"))
     found = [c for c in configs if c.is_file()]
     tokenizer = run_dir / "tokenizer"
@@ -51,12 +51,42 @@ def matched_sizes(run_dir: Path) -> tuple[dict, int, Path]:
     return sizes, sum(p.numel() for p in diffusion.parameters()), tokenizer
 
 
+def gpt2(tokenizer, block_size: int, sizes: dict, n_inner: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=block_size,
+        n_embd=sizes["hidden_size"],
+        n_layer=sizes["num_hidden_layers"],
+        n_head=sizes["num_attention_heads"],
+        n_inner=n_inner,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def matched_inner(tokenizer, block_size: int, sizes: dict, target_params: int) -> int:
+    """The GPT-2 feed-forward width whose parameter count is closest to `target_params`.
+
+    Each unit of feed-forward width costs (2 * hidden + 1) parameters per layer, so one model built at
+    the diffusion model's width tells the rest (the architectures differ: GeGLU, positions, heads).
+    """
+    reference = sizes["intermediate_size"]
+    params = sum(p.numel() for p in gpt2(tokenizer, block_size, sizes, reference).parameters())
+    per_unit = (2 * sizes["hidden_size"] + 1) * sizes["num_hidden_layers"]
+    return max(8, round((reference + (target_params - params) / per_unit) / 8) * 8)
+
+
 def main(argv: list[str] | None = None) -> int:
     return common.run_cli(build_parser(), run, argv)
 
 
 def run(args) -> Path:
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, set_seed
+    from transformers import AutoTokenizer, set_seed
 
     common.set_threads(args.threads)
     target_params, tokenizer_dir = None, args.tokenizer
@@ -71,24 +101,16 @@ def run(args) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     texts = common.load_texts_for(args)
     train, validation = common.pack_splits(args, texts, tokenizer)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=args.block_size,
-        n_embd=sizes["hidden_size"],
-        n_layer=sizes["num_hidden_layers"],
-        n_head=sizes["num_attention_heads"],
-        n_inner=sizes["intermediate_size"],
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )
-    model = GPT2LMHeadModel(config)
+    n_inner = sizes["intermediate_size"]
+    if target_params:
+        n_inner = matched_inner(tokenizer, args.block_size, sizes, target_params)
+    model = gpt2(tokenizer, args.block_size, sizes, n_inner)
     params = sum(p.numel() for p in model.parameters())
     if target_params and abs(params - target_params) > PARAMETER_TOLERANCE * target_params:
         raise ValueError(f"AR model has {params:,} parameters, diffusion {target_params:,}: more than 10% apart")
     if target_params:
-        print(f"parameters: AR {params:,} vs diffusion {target_params:,} ({params / target_params - 1:+.1%})")
+        print(f"parameters: AR {params:,} (feed-forward {n_inner}) vs diffusion {target_params:,} "
+              f"({params / target_params - 1:+.1%})")
     from transformers import DataCollatorForLanguageModeling
 
     from training.trainers import CausalTrainer

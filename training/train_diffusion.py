@@ -33,10 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--init", help="masked-LM checkpoint to fine-tune (folder or Hub id); default: from scratch")
     model.add_argument("--tokenizer", help="tokenizer folder (default: the checkpoint's, or one trained on the data)")
     model.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary when training a tokenizer")
+    model.add_argument("--arch", default="modernbert", choices=sorted(ARCHITECTURES),
+                       help="from scratch: ModernBERT (pre-norm, rotary, GeGLU) or RoBERTa (post-norm BERT)")
     model.add_argument("--hidden-size", type=int, default=256)
     model.add_argument("--layers", type=int, default=4)
     model.add_argument("--heads", type=int, default=4)
-    model.add_argument("--intermediate-size", type=int, default=1024)
+    model.add_argument("--intermediate-size", type=int, help="feed-forward width (default: 704 ModernBERT, 1024 RoBERTa)")
+    model.add_argument("--max-positions", type=int, help="positions the sampler may use (default: block size + 64)")
     model.add_argument("--trust-remote-code", action="store_true")
     diffusion = parser.add_argument_group("diffusion")
     diffusion.add_argument("--eps", type=float, default=1e-3, help="smallest mask rate")
@@ -66,7 +69,7 @@ def get_tokenizer(args, texts, resume: bool):
 
 
 def get_model(args, tokenizer):
-    from transformers import AutoModelForMaskedLM, RobertaConfig, RobertaForMaskedLM
+    from transformers import AutoModelForMaskedLM
 
     if args.init:
         model = AutoModelForMaskedLM.from_pretrained(args.init, use_safetensors=True, trust_remote_code=args.trust_remote_code)
@@ -75,13 +78,41 @@ def get_model(args, tokenizer):
             raise DataError(f"the tokenizer has {len(tokenizer)} tokens but {args.init} has {vocab} embeddings: "
                             "they do not belong together")
         return model
-    config = RobertaConfig(
+    return AutoModelForMaskedLM.from_config(ARCHITECTURES[args.arch](args, tokenizer))
+
+
+def modernbert_config(args, tokenizer):
+    """ModernBERT: pre-norm, rotary positions, GeGLU; global attention in every layer (short blocks)."""
+    from transformers import ModernBertConfig
+
+    return ModernBertConfig(
         vocab_size=len(tokenizer),
         hidden_size=args.hidden_size,
         num_hidden_layers=args.layers,
         num_attention_heads=args.heads,
-        intermediate_size=args.intermediate_size,
-        max_position_embeddings=args.block_size + tokenizer.pad_token_id + 1,  # RoBERTa offsets positions
+        intermediate_size=args.intermediate_size or 704,  # GeGLU: 704 gives RoBERTa-1024's parameter count
+        max_position_embeddings=args.max_positions or args.block_size + 64,  # rotary: a little room past training
+        global_attn_every_n_layers=1,
+        reference_compile=False,  # no torch.compile: CPU-friendly and deterministic
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+    )
+
+
+def roberta_config(args, tokenizer):
+    from transformers import RobertaConfig
+
+    positions = args.max_positions or args.block_size
+    return RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=args.intermediate_size or 1024,
+        max_position_embeddings=positions + tokenizer.pad_token_id + 1,  # RoBERTa offsets positions by padding_idx
         type_vocab_size=1,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -89,7 +120,9 @@ def get_model(args, tokenizer):
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
-    return RobertaForMaskedLM(config)
+
+
+ARCHITECTURES = {"modernbert": modernbert_config, "roberta": roberta_config}
 
 
 def main(argv: list[str] | None = None) -> int:
