@@ -103,3 +103,57 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
 def _describe(settings: dict) -> str:
     keys = ("length", "steps", "remasking", "temperature", "top_p")
     return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
+
+
+def refresh(folder: str | Path, num_samples: int = 5, **sampler) -> Path:
+    """Change a trained model's recommended sampler settings, then redo its samples and card.
+
+    The settings go into config.json under dlm.sampler (what `dlm.load` hands the sampler); the run's
+    facts come from the dlm_run.json its trainer wrote.
+    """
+    folder = Path(folder)
+    config_path, run_path = folder / "config.json", folder / "dlm_run.json"
+    if not run_path.is_file():
+        raise ValueError(f"{str(folder)!r} has no dlm_run.json: only folders written by dlm's trainers can be refreshed")
+    config = json.loads(config_path.read_text())
+    block = config.get("dlm", {})
+    block["sampler"] = {**block.get("sampler", {}), **{k: v for k, v in sampler.items() if v is not None}}
+    config["dlm"] = block
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    info = json.loads(run_path.read_text())
+    info["settings"] = block["sampler"]
+    info["dlm"] = {**info.get("dlm", {}), **block}
+    info["samples"] = generate_samples(folder, num_samples)
+    run_path.write_text(json.dumps(info, indent=2))
+    kind = block.get("kind", "masked")
+    title = "dlm masked-diffusion model" if kind == "masked" else "dlm autoregressive baseline"
+    return write_card(folder, title=title, kind=kind, info=info, samples=info["samples"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m training.card RUN_DIR [--steps N --remasking R ...]: new recommended settings, new samples."""
+    import argparse
+    import sys
+
+    from dlm.config import REMASKING, SCHEDULES
+
+    parser = argparse.ArgumentParser(prog="python -m training.card", description=refresh.__doc__)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--num-samples", type=int, default=5)
+    for name, kind in (("length", int), ("steps", int), ("temperature", float), ("top_p", float), ("top_k", int),
+                       ("threshold", float), ("block_length", int)):
+        parser.add_argument("--" + name.replace("_", "-"), type=kind)
+    parser.add_argument("--remasking", choices=sorted(REMASKING))
+    parser.add_argument("--schedule", choices=sorted(SCHEDULES))
+    args = vars(parser.parse_args(argv))
+    folder, num_samples = args.pop("folder"), args.pop("num_samples")
+    try:
+        print(refresh(folder, num_samples, **args))
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
