@@ -41,8 +41,26 @@ def bundle(run_dir: Path, name: str) -> Path:
     for file in KEEP:
         if (run_dir / file).is_file():
             shutil.copy2(run_dir / file, target / file)
+    _rename_in_card(target, name)
     print(f"bundled {run_dir} as {name!r} in {target} ({total:.1f} MB of bundled weights in all)")
     return target
+
+
+def _rename_in_card(target: Path, name: str) -> None:
+    """The card's example loads the model by its bundled name."""
+    import json
+
+    from training.card import write_card
+
+    run_file = target / "dlm_run.json"
+    if not run_file.is_file():
+        return
+    info = json.loads(run_file.read_text())
+    info["load_name"] = name
+    run_file.write_text(json.dumps(info, indent=2))
+    kind = info.get("dlm", {}).get("kind", "masked")
+    title = f"dlm {name}: " + ("masked-diffusion model" if kind == "masked" else "autoregressive baseline")
+    write_card(target, title=title, kind=kind, info=info, samples=info.get("samples", []))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
             "",
             "```python",
             "import dlm",
-            f'lm = dlm.load("{info.get("repo_id") or folder.name}")  # sampler settings come from config.json',
+            f'lm = dlm.load("{info.get("load_name") or info.get("repo_id") or folder.name}")  # settings come from config.json',
             'print(dlm.generate(lm, "It was a bright cold day", seed=0).texts[0])',
             "```",
         ]
@@ -78,6 +78,7 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
         ("tokens seen", f"{info.get('tokens_seen', 0):,}"),
         ("wall time", f"{info.get('wall_seconds', 0) / 60:.1f} min"),
         ("hardware", info.get("hardware")),
+        ("note", info.get("note")),
         ("throughput", f"{info.get('tokens_per_second', 0):,.0f} tokens/s"),
         ("held-out perplexity", f"{info.get('perplexity', float('nan')):.2f}"
          + (" (ELBO bound, same held-out blocks as the AR baseline)" if kind == "masked" else " (exact)")),

@@ -18,6 +18,8 @@ from pathlib import Path
 
 FORMATS = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 TXT_SAMPLE_BY = ("line", "paragraph", "document")
+PROSE_DESCRIPTION = ("the dlm offline prose corpus (Jane Austen's six novels, Moby Dick, the World English Bible; "
+                     "public domain, from Debian packages)")
 
 
 class DataError(ValueError):
@@ -44,14 +46,16 @@ def load_texts(
 
     if txt_sample_by not in TXT_SAMPLE_BY:
         raise DataError(f"unknown txt_sample_by {txt_sample_by!r}; choose from {list(TXT_SAMPLE_BY)}")
+    description = None
     if source == "prose":
         from training.corpus import build_prose_corpus
 
         source = str(build_prose_corpus())
+        description = PROSE_DESCRIPTION
     path = Path(source).expanduser()
     if path.is_file() or path.is_dir():
         splits = _load_local(path, txt_sample_by)
-        description = f"local files {path.name}"
+        description = description or f"local files {path.name}"
     elif path.suffix in FORMATS or "/" in source and path.parent.exists():
         raise DataError(f"dataset file {source!r} does not exist")
     else:
