@@ -47,9 +47,9 @@ class ForwardTimer:
         self.seconds += time.perf_counter() - self._start
 
 
-def measure(lm, timer: ForwardTimer, length: int, steps: int, batch: int, seed: int) -> dict:
+def measure(lm, timer: ForwardTimer, length: int, steps: int, batch: int, seed: int, **sampling) -> dict:
     timer.seconds = 0.0
-    trace = dlm.generate(lm, "It was", length=length, steps=steps, num_samples=batch, temperature=0.8, seed=seed)
+    trace = dlm.generate(lm, "It was", length=length, steps=steps, num_samples=batch, seed=seed, **sampling)
     total = trace.seconds
     return {"total_ms": 1000 * total / len(trace.steps), "forward_ms": 1000 * timer.seconds / len(trace.steps)}
 
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--temperature", type=float, help="default: the model's recommendation")
+    parser.add_argument("--top-p", type=float, help="default: the model's recommendation")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
 
@@ -68,18 +70,21 @@ def main(argv: list[str] | None = None) -> int:
     if lm.kind != "masked":
         parser.error("the sampler benchmark needs a masked (diffusion) model")
     timer = ForwardTimer(lm.model)
-    measure(lm, timer, args.length, args.steps[0], 1, seed=0)  # warm-up
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    measure(lm, timer, args.length, args.steps[0], 1, seed=0, **sampling)  # warm-up
     rows = []
     for batch in args.batch:
         for steps in args.steps:
-            runs = [measure(lm, timer, args.length, steps, batch, seed=r) for r in range(args.repeats)]
+            runs = [measure(lm, timer, args.length, steps, batch, seed=r, **sampling) for r in range(args.repeats)]
             total = statistics.median(r["total_ms"] for r in runs)
             forward = statistics.median(r["forward_ms"] for r in runs)
             rows.append({"length": args.length, "steps": steps, "batch": batch, "ms_per_step": total,
                          "forward_ms": forward, "other_ms": total - forward,
                          "overhead_pct": 100 * (total - forward) / total})
     device = torch.cuda.get_device_name(0) if lm.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; medians of {args.repeats} runs\n")
+    settings = lm.settings.replace(**sampling)
+    print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; temperature "
+          f"{settings.temperature}, top_p {settings.top_p}, remasking {settings.remasking}; medians of {args.repeats} runs\n")
     print("| length | steps | batch | ms/step | forward ms | other ms | overhead |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['other_ms']:.2f} | {r['overhead_pct']:.1f}% |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "device": device, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"model": args.model, "device": device, "settings": settings.to_dict(), "rows": rows}, indent=2))
     return 0
 
 

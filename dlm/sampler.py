@@ -44,8 +44,10 @@ class MaskedGeneration(Generation):
                 nfe += 2 if config.cfg_scale > 0 else 1
                 forbid(logits, forbidden)
                 num_positions = canvas.shape[1]
-                draw = row_uniforms(self.generators, num_positions, device) if config.temperature > 0 else None
-                guess = sample_tokens(logits, config, draw)  # (B, T)
+                guess = logits.argmax(dim=-1)  # (B, T): the model's guess everywhere
+                if config.temperature > 0:  # sample only where a token may be committed now: the costly part
+                    draw = row_uniforms(self.generators, num_positions, device)  # a full row: batch-invariant
+                    guess[masked] = sample_tokens(logits[masked].unsqueeze(0), config, draw[masked].unsqueeze(0))[0]
                 probs = torch.softmax(logits, dim=-1)  # the model's own belief, before temperature
                 order = row_uniforms(self.generators, num_positions, device) if config.remasking == "random" else None
                 score, confidence = position_scores(probs, guess, config.remasking, order)
