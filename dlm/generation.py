@@ -65,10 +65,16 @@ class Generation:
             raise RuntimeError("a Generation can be iterated only once; start a new one with dlm.stream")
         self._started = True
         self._t0 = time.perf_counter()
-        with torch.inference_mode():
-            for step in self._run():
-                self.steps.append(step)
-                yield step
+        steps = self._run()
+        while True:
+            # inference mode is per thread, and a consumer may resume us on another thread (gradio
+            # streams each update from a worker), so enter it around each step, not the whole loop
+            with torch.inference_mode():
+                step = next(steps, None)
+            if step is None:
+                return
+            self.steps.append(step)
+            yield step
 
     def _run(self) -> Iterator[Step]:
         raise NotImplementedError

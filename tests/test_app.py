@@ -1,0 +1,498 @@
+"""The Gradio app: handlers called directly, then the launched app driven through gradio_client.
+
+Tiny fixture models stand in for the bundled ones (tests/conftest.py); nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = dict(text="the cat", length=12, steps=4, seed=0)  # a quick, valid generation on the tiny models
+
+
+@pytest.fixture(scope="module")
+def app(roberta_dir, gpt2_dir):
+    import app as module
+
+    module.configure({"diffusion": roberta_dir, "autoregressive": gpt2_dir})
+    return module
+
+
+def last(updates):
+    *_, final = updates
+    return final
+
+
+def error_message(app, call) -> str:
+    import gradio as gr
+
+    with pytest.raises(gr.Error) as caught:
+        result = call()
+        if hasattr(result, "__next__"):
+            list(result)
+    return caught.value.message
+
+
+def pairs(component) -> list[tuple[str, object]]:
+    """(token, label) pairs shown by a HighlightedText update."""
+    return [(d["token"], d["class_or_confidence"]) for d in component.value]
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+# ---- Generate ------------------------------------------------------------------------------------
+
+
+def test_generate_streams_from_masks_to_text(app):
+    updates = list(app.generate(**GOOD))
+    assert len(updates) >= 2
+    first_canvas = updates[0][0]
+    labels = [label for _, label in pairs(first_canvas)]
+    assert "masked" in labels and "new" not in labels  # the initial canvas: prompt and masks only
+    canvases, stats, text, cached = last(updates)[0], last(updates)[4], last(updates)[5], last(updates)[6]
+    assert "masked" not in [label for _, label in pairs(canvases)]
+    assert stats.startswith("**Done**") and "NFE 4" in stats and "tokens/s" in stats
+    assert text.startswith("the cat")
+    assert cached["trace"].texts[0] == text
+
+
+def test_generate_is_seeded_and_samples_show_side_by_side(app):
+    one = last(app.generate(**GOOD, num_samples=2, temperature=1.0))
+    two = last(app.generate(**GOOD, num_samples=2, temperature=1.0))
+    assert one[5] == two[5]
+    assert one[0].visible and one[1].visible and not one[2].visible
+    assert one[1].label == "Sample 2" and "[sample 2]" in one[5]
+
+
+def test_infill_keeps_the_template(app):
+    final = last(app.generate(mode="infill", text="the [MASK] sat on the [MASK]", steps=8))
+    assert final[5].startswith("the") and " sat on the" in final[5]
+    assert "NFE 2" in final[4]  # 2 blanks: steps lowered to 2, with a note
+
+
+def test_autoregressive_generation(app):
+    final = last(app.generate(model="autoregressive", text="the cat", length=10, steps=3))
+    assert final[5].startswith("the cat") and "NFE 10" in final[4]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(text="", length=None), "prompt is empty and no length"),
+        (dict(length=0), "length must be between 1 and 256"),
+        (dict(length=1000), "length must be between 1 and 256"),
+        (dict(steps=0), "steps must be between 1 and 256"),
+        (dict(length=8, steps=20), "steps (20) cannot exceed the length (8)"),
+        (dict(model="gpt-17"), "unknown model 'gpt-17'"),
+        (dict(mode="infill", text="no blanks here"), "no blanks"),
+        (dict(mode="infill", model="autoregressive", text="a [MASK]"), "needs the diffusion model"),
+        (dict(text="the cat " * 100, length=200), "positions"),
+        (dict(remasking="sideways"), "unknown remasking 'sideways'"),
+        (dict(seed=-1), "seed must be between"),
+        (dict(num_samples=9), "number of samples must be between 1 and 4"),
+    ],
+)
+def test_bad_generate_input_gets_a_clear_message_and_the_next_request_works(app, overrides, message):
+    assert message in error_message(app, lambda: app.generate(**{**GOOD, **overrides}))
+    assert last(app.generate(**GOOD))[4].startswith("**Done**")
+
+
+def test_unknown_model_id_is_reported_not_crashed(app, monkeypatch):
+    monkeypatch.setattr(app, "MODELS", app.Models({"diffusion": "no-such-org/no-such-model-xyz"}))
+    message = error_message(app, lambda: app.generate(**GOOD))
+    assert "could not be loaded" in message and "no-such-model-xyz" in message
+    summary, _ = app.model_overview()
+    assert "✗" in summary and "no-such-model-xyz" in summary
+
+
+def test_error_messages_are_escaped(app):
+    message = error_message(app, lambda: app.generate(**{**GOOD, "remasking": "<img src=x onerror=alert(1)>"}))
+    assert "<img" not in message and "&lt;img" in message
+
+
+def test_main_refuses_an_unknown_model(app, capsys, monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert app.main(["--model", "no-such-model-xyz", "--no-warm-up"]) == 2
+    assert "cannot load model 'no-such-model-xyz'" in capsys.readouterr().err
+
+
+def test_gpu_decorator_is_a_no_op_off_spaces(app):
+    def f():
+        return 1
+
+    assert app.gpu(f) is f
+
+
+# ---- Animate -------------------------------------------------------------------------------------
+
+
+def test_animate_writes_gif_mp4_html_and_the_race(app):
+    from PIL import Image
+
+    gif, files, race, note = app.animate(**{**GOOD, "text": "<b>bold</b> the cat"}, frame_ms=100, race_ar=True)
+    with Image.open(gif) as image:
+        assert image.n_frames == 5  # the initial canvas, then one frame per step
+    names = [f.rsplit("/", 1)[-1] for f in files]
+    assert names == ["denoising.gif", "denoising.mp4", "denoising.html", "race.gif", "race.html"]
+    assert all(f.startswith(str(app.output_dir())) for f in files)
+    page = open(files[2], encoding="utf-8").read()
+    assert "<b>bold</b>" not in page
+    assert race.visible and race.value["orig_name"] == "race.gif"
+    with Image.open(files[3]) as image:
+        assert image.n_frames > 1
+
+
+def test_animate_reuses_the_streamed_run(app, monkeypatch):
+    cached = last(app.generate(**GOOD))[6]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the streamed run should have been reused")
+
+    real_start = app.start_generation
+    monkeypatch.setattr(app, "start_generation", must_not_run)
+    gif, files, race, note = app.animate(**GOOD, race_ar=False, last_run=cached)
+    assert not race.visible and len(files) == 3
+    started = []  # the race times fresh runs of both models: a streamed run's clock includes its pauses
+    monkeypatch.setattr(app, "start_generation", lambda lm, request: started.append(lm.kind) or real_start(lm, request))
+    app.animate(**GOOD, race_ar=True, last_run=cached)
+    assert sorted(started) == ["causal", "masked"]
+
+
+def test_animate_rejects_a_bad_frame_speed(app):
+    assert "frame speed (ms) must be between" in error_message(app, lambda: app.animate(**GOOD, frame_ms=5))
+
+
+# ---- Classify ------------------------------------------------------------------------------------
+
+
+class NoProgress:
+    def tqdm(self, iterable, desc=None):
+        return iterable
+
+
+def classify(app, **kwargs):
+    return app.classify(**kwargs, progress=NoProgress())
+
+
+def test_classify_a_csv_with_labels(app, tmp_path):
+    rows = [("the cat sat on the mat", "positive"), ("it was the worst of times", "Negative"),
+            ("once upon a time", "positive"), ("a dog", "neutral")]
+    path = write_csv(tmp_path / "reviews.csv", ["id", "review", "sentiment"], [(i, t, l) for i, (t, l) in enumerate(rows)])
+    with pytest.warns(UserWarning, match=r"1 row\(s\) have labels that are not classes \(\['neutral'\]\)"):
+        probs, explanation, table, csv_path, summary, confusion, state = classify(
+            app, file=path, text_column="review", label_column="sentiment", samples=8)
+    assert len(table) == 4 and list(table["prediction"].unique())[0] in ("positive", "negative")
+    assert math.isclose(sum(probs.values()), 1.0)
+    assert "Accuracy" in summary and "/3;" in summary  # "neutral" is not a class: left out, with a warning
+    assert confusion.visible and confusion.value["headers"][1:] == ["positive", "negative"]
+    with open(csv_path, encoding="utf-8") as f:
+        saved = list(csv.DictReader(f))
+    assert [r["text"] for r in saved] == [t for t, _ in rows] and "p(positive)" in saved[0]
+    assert pairs(explanation) and all(-1 <= s <= 1 for _, s in pairs(explanation))
+    assert len(state) == 4
+
+
+def test_classify_pasted_lines_and_a_txt(app, tmp_path):
+    _, _, table, _, summary, confusion, _ = classify(app, text="the cat sat\n\nonce upon a time\n", samples=4)
+    assert len(table) == 2 and not confusion.visible
+    path = tmp_path / "texts.txt"
+    path.write_text("the cat\nthe dog\n\nthe log\n", encoding="utf-8")
+    assert len(classify(app, file=str(path), samples=4)[2]) == 3
+
+
+@pytest.mark.parametrize(
+    "content, name, message",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "picture.csv", "looks like a binary file"),
+        ("caf\u00e9,label\n".encode("latin-1") + b"x,y\n", "latin.csv", "is not UTF-8 text (byte 0xe9"),
+        (b"id,score\n1,0.5\n2,0.7\n", "numbers.csv", "has no text column"),
+        (b"header only\n", "empty.csv", "needs a header row and at least one row"),
+        (b"\n\n", "empty.txt", "has no text"),
+        (b"a,b\n", "data.json", "upload a .txt"),
+        (b"text,label\nhello, world,positive\n", "unquoted.csv", "line 2 has 3 cells but the header has 2"),
+    ],
+)
+def test_bad_files_get_a_clear_message(app, tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert message in error_message(app, lambda: classify(app, file=str(path)))
+    assert len(classify(app, text="the cat", samples=4)[2]) == 1  # the next request works
+
+
+def test_a_50_mb_file_is_refused_before_it_is_read(app, tmp_path):
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as f:
+        f.truncate(50 * 2**20)  # sparse: 50 MB on paper, nothing written
+    assert "is 50.0 MB; the limit is 5 MB" in error_message(app, lambda: classify(app, file=str(path)))
+
+
+def test_a_missing_text_column_names_the_columns(app, tmp_path):
+    path = write_csv(tmp_path / "r.csv", ["body", "label"], [("the cat", "positive")])
+    message = error_message(app, lambda: classify(app, file=path, text_column="text"))
+    assert "no column 'text'" in message and "['body', 'label']" in message
+
+
+def test_upload_fills_the_column_choosers(app, tmp_path):
+    path = write_csv(tmp_path / "r.csv", ["id", "review", "sentiment"], [(1, "the cat sat", "positive")])
+    text_column, label_column, info = app.inspect_upload(path)
+    assert text_column.value == "review" and label_column.value == "sentiment" and text_column.visible
+    assert "1 rows" in info
+
+
+def test_a_bad_upload_is_explained_beside_the_file(app, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text\ncaf\u00e9 <b>\n".encode("latin-1"))
+    with pytest.warns(UserWarning, match="is not UTF-8 text"):
+        text_column, label_column, info = app.inspect_upload(str(path))
+    assert not text_column.visible and info.startswith("⚠️ latin.csv is not UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    "labels, template, message",
+    [("positive", "A {label} review:", "at least two labels"), ("a, b", "A review:", "must contain {label}"),
+     ("a, A", "{label}", "distinct"), ("a," * 9, "{label}", "at most 8 labels")],
+)
+def test_bad_labels(app, labels, template, message):
+    assert message in error_message(app, lambda: classify(app, text="the cat", labels=labels, label_prompt=template))
+
+
+def test_too_many_rows_are_cut_with_a_note(app, tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "MAX_ROWS", 3)
+    path = tmp_path / "many.txt"
+    path.write_text("\n".join(["the cat"] * 5), encoding="utf-8")
+    with pytest.warns(UserWarning, match="many.txt has 5 texts; only the first 3 are used"):
+        assert len(classify(app, file=str(path), samples=4)[2]) == 3
+
+
+def test_explain_row_follows_the_click(app):
+    import gradio as gr
+
+    *_, state = classify(app, text="the cat\nthe dog sat on the log", samples=4)
+    event = gr.SelectData(None, {"index": [1, 0], "value": "", "selected": True})
+    probs, explanation = app.explain_row(state, event)
+    assert explanation.label.startswith("Text 2:") and len(explanation.value) == len(state[1]["tokens"])
+
+
+# ---- dlm.classify: the zero-shot classifier --------------------------------------------------------
+
+
+def test_uniform_model_scores_exactly_minus_l_log_v(uniform):
+    from dlm.classify import ZeroShotClassifier
+
+    clf = ZeroShotClassifier(uniform, ["a", "b"], ["first:", "second one:"], num_samples=8)
+    [prediction] = clf.classify(["the cat sat on the mat"])
+    n_tokens, vocab = len(prediction.tokens), uniform.model.config.vocab_size
+    for value in prediction.log_likelihoods.values():
+        assert math.isclose(value, -n_tokens * math.log(vocab), rel_tol=1e-6)  # float32 logits
+    assert math.isclose(prediction.probabilities["a"], 0.5)
+
+
+def test_contributions_sum_to_the_log_odds_and_masks_are_shared(roberta, gpt2):
+    from dlm.classify import ZeroShotClassifier
+
+    for lm in (roberta, gpt2):
+        clf = ZeroShotClassifier(lm, ["x", "y", "z"], ["the cat", "the dog", "the cat"], num_samples=16)
+        [p] = clf.classify(["sat on the mat"])
+        gap = p.log_likelihoods[p.label] - p.log_likelihoods[p.runner_up]
+        assert math.isclose(sum(p.contributions), gap, abs_tol=1e-9)
+        assert p.log_likelihoods["x"] == p.log_likelihoods["z"]  # same prompt, same masks: same score
+        assert math.isclose(sum(p.probabilities.values()), 1.0)
+
+
+def test_causal_scores_match_the_core_likelihood(gpt2):
+    import dlm
+    from dlm.classify import ZeroShotClassifier
+
+    [p] = ZeroShotClassifier(gpt2, ["x", "y"], ["the cat", "once upon"]).classify(["sat on the mat"])
+    assert math.isclose(p.log_likelihoods["x"], dlm.log_likelihood(gpt2, "sat on the mat", prompt="the cat").log_likelihood,
+                        rel_tol=1e-6)
+
+
+def test_long_texts_are_cut_and_say_so(roberta):
+    from dlm.classify import ZeroShotClassifier
+
+    [p] = ZeroShotClassifier(roberta, ["x", "y"], ["a", "b"], num_samples=4, max_tokens=5).classify(["the cat " * 20])
+    assert p.truncated and len(p.tokens) == 5
+
+
+# ---- Compare and Learn ---------------------------------------------------------------------------
+
+
+def test_compare_races_both_and_reports_metrics(app):
+    updates = list(app.compare(text="the cat", length=10, steps=5, seed=0))
+    assert len(updates) >= 2
+    final = last(updates)
+    metrics = final[4].set_index("metric")
+    assert list(metrics.columns) == ["diffusion", "autoregressive"]
+    assert metrics.loc["NFE (forward passes)"].tolist() == ["5", "10"]
+    assert metrics.loc["tokens"].tolist() == ["10", "10"]
+    assert set(metrics.index) == set(app.METRIC_FORMATS)
+    assert "finished first" in final[8]
+    assert list(final[5]["model"]) == ["diffusion", "autoregressive"]
+
+
+def test_race_lets_the_lane_behind_go_next(roberta, gpt2):
+    import dlm
+    from dlm.race import Lane, race
+
+    lanes = [Lane("d", dlm.stream(roberta, "the", length=6, steps=6, seed=0)), Lane("a", dlm.stream(gpt2, "the", length=6))]
+    clocks = [0.0, 0.0]
+    for lane in race(lanes):
+        i = lanes.index(lane)
+        assert all(clocks[i] <= clocks[j] for j in range(2) if j != i and not lanes[j].done)  # the one behind went
+        clocks = [other.clock for other in lanes]
+    assert all(lane.done and lane.first_step is not None for lane in lanes)
+    assert lanes[0].metrics()["NFE (forward passes)"] == 6 and lanes[1].metrics()["tokens"] == 6
+
+
+def test_quality_chart_only_with_benchmark_data(app, tmp_path):
+    frame, note = app.quality_points(tmp_path / "ar_vs_diffusion.json")
+    assert frame is None and "has not been run" in note
+    path = tmp_path / "ar_vs_diffusion.json"
+    path.write_text(json.dumps({"results": [
+        {"family": "diffusion", "steps": 8, "judge_perplexity": 90.0},
+        {"family": "diffusion", "steps": 32, "judge_perplexity": 60.0},
+        {"family": "ar", "judge_perplexity": 50.0}]}))
+    frame, note = app.quality_points(path)
+    assert sorted(frame["model"].unique()) == ["autoregressive", "diffusion"]
+    assert frame[frame["model"] == "autoregressive"]["judge perplexity"].tolist() == [50.0, 50.0]
+
+
+def test_learn_tells_measured_numbers(app):
+    text = app.learn()
+    assert "Measured here" in text and "| autoregressive, 64 tokens, KV cache |" in text
+    assert "94%" not in text  # no seed claims
+
+
+def test_models_load_once_under_concurrency(app, roberta_dir):
+    import threading
+
+    models = app.Models({"diffusion": roberta_dir})
+    loaded = []
+    threads = [threading.Thread(target=lambda: loaded.append(models.get("diffusion"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(lm) for lm in loaded}) == 1
+    assert models.get("classifier") is loaded[0]  # the classifier defaults to the diffusion model
+
+
+# ---- the launched app, through gradio_client --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    _, url, _ = app.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        app.demo.close()
+
+
+def test_api_generate_streams(client):
+    job = client.submit(text="the cat", length=12, steps=6, seed=0, api_name="/generate")
+    updates = list(job)
+    assert len(updates) >= 2
+    final = job.outputs()[-1]
+    stats, text = final[4], final[5]
+    assert stats.startswith("**Done**") and text.startswith("the cat")
+
+
+def test_api_generate_autoregressive_streams_across_worker_threads(client):
+    job = client.submit(model="autoregressive", text="the cat", length=16, seed=0, api_name="/generate")
+    assert len(list(job)) >= 2
+    assert job.outputs()[-1][4].startswith("**Done**")
+
+
+def test_api_animate_returns_an_animated_gif(client):
+    from PIL import Image
+
+    gif, files, race, note = client.predict(text="the cat", length=12, steps=6, frame_ms=100, api_name="/animate")
+    with Image.open(gif) as image:
+        assert image.n_frames > 1
+    assert len(files) == 5 and {f["path"].rsplit(".", 1)[-1] if isinstance(f, dict) else f.rsplit(".", 1)[-1]
+                                for f in files} == {"gif", "mp4", "html"}
+
+
+def test_api_classify_a_csv(client, tmp_path):
+    from gradio_client import handle_file
+
+    path = write_csv(tmp_path / "r.csv", ["text", "label"], [("the cat sat", "positive"), ("the worst", "negative")])
+    probs, explanation, table, csv_path, summary, confusion, *_ = client.predict(
+        text="", file=handle_file(path), text_column="text", label_column="label", samples=8, api_name="/classify")
+    assert len(table["data"]) == 2 and "Accuracy" in summary
+    assert probs["label"] in ("positive", "negative")
+
+
+def test_api_compare_returns_metrics(client):
+    result = client.predict(text="the cat", length=10, steps=5, api_name="/compare")
+    metrics = result[4]
+    assert metrics["headers"] == ["metric", "diffusion", "autoregressive"]
+    assert [row[0] for row in metrics["data"]][:3] == ["wall time (s)", "time to first step (s)", "tokens"]
+
+
+@pytest.mark.parametrize(
+    "endpoint, kwargs, message",
+    [
+        ("/generate", dict(text="", length=None), "prompt is empty and no length"),
+        ("/generate", dict(length=1000), "Length (tokens) must be between 1 and 256, got 1000"),
+        ("/generate", dict(length=8, steps=20), "steps (20) cannot exceed the length (8)"),
+        ("/generate", dict(model="gpt-17"), "'gpt-17' (type: <class 'str'>) is not in the list of choices"),
+        ("/classify", dict(text="", file="latin"), "is not UTF-8 text"),
+        ("/classify", dict(text="", file="binary"), "looks like a binary file"),
+        ("/classify", dict(text="", file="numbers"), "has no text column"),
+        ("/classify", dict(text="", file="huge"), "exceeds the maximum file size of 5242880 bytes"),
+    ],
+)
+def test_api_bad_input_gets_its_message_and_the_next_request_works(client, tmp_path, endpoint, kwargs, message):
+    from gradio_client import handle_file
+
+    files = {
+        "latin": ("latin.csv", "text\ncaf\u00e9\n".encode("latin-1")),
+        "binary": ("b.txt", b"\x00\x01\x02binary"),
+        "numbers": ("n.csv", b"id,score\n1,2\n"),
+        "huge": ("huge.csv", None),
+    }
+    if "file" in kwargs:
+        name, content = files[kwargs["file"]]
+        path = tmp_path / name
+        if content is None:
+            with open(path, "wb") as f:
+                f.truncate(50 * 2**20)
+        else:
+            path.write_bytes(content)
+        kwargs = {**kwargs, "file": handle_file(str(path))}
+    if endpoint == "/generate":
+        kwargs = {**GOOD, **kwargs}
+    with pytest.raises(Exception) as caught:
+        client.predict(**kwargs, api_name=endpoint)
+    assert message in str(caught.value)
+    assert client.predict(**GOOD, api_name="/generate")[4].startswith("**Done**")
+
+
+def test_the_readme_client_snippet_runs(client, tmp_path, monkeypatch):
+    url, text = client.src.rstrip("/"), (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python", text.index("**API.**")) + len("```python")
+    snippet = text[start : text.index("```", start)].replace('"http://127.0.0.1:7860"', repr(url))
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "reviews.csv", ["review", "sentiment"], [("the cat sat", "positive"), ("the dog", "negative")])
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102  (our own README)
+    assert scope["metrics"]["headers"][0] == "metric" and "Accuracy" in scope["summary"]
+    assert scope["gif"].endswith(".gif") and len(scope["files"]) == 5
