@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUEST = dict(text="Once upon a time", length=48, steps=24, seed=0)  # what every simulated user asks for
+REQUEST = dict(text="Once upon a time", length=48, steps=24, seed=0)  # what every concurrent client asks for
 
 
 def free_port() -> int:
