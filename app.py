@@ -36,7 +36,7 @@ import pandas as pd
 import dlm
 from dlm.classify import evaluate, wilson_interval
 from dlm.config import REMASKING, SCHEDULES
-from dlm.race import Lane, each_step, filled_tokens, race
+from dlm.race import Lane, filled_tokens, race
 from dlm.render import COLOR_MAP, highlight
 from dlm.tables import guess_label_column, guess_text_column, read_table, select_texts
 
@@ -730,7 +730,7 @@ def generate(
     trace = generation.trace()
     yield *_canvases(trace, colours), run_stats(trace, total, False), "", gr.skip()
     last = float("-inf")  # the first step always goes out at once
-    for _ in each_step(generation):  # Gradio may resume this handler on another thread at every yield
+    for _ in generation:  # safe across threads: the core enters inference mode around each step
         if time.perf_counter() - last >= MIN_UPDATE_SECONDS:
             trace = generation.trace()
             yield *_canvases(trace, colours), run_stats(trace, total, False), gr.skip(), gr.skip()

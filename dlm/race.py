@@ -23,23 +23,6 @@ from dlm.generation import Generation
 from dlm.trace import Step, Trace
 
 
-def each_step(generation: Generation) -> Iterator[Step]:
-    """Iterate a generation with `torch.inference_mode` entered around every single step.
-
-    `Generation.__iter__` holds inference mode across its yields, and that mode is thread-local: when
-    the caller resumes it from another thread (Gradio runs each `next()` of a streaming handler on
-    a worker thread) or interleaves two runs, a step can run outside inference mode and fail on an
-    in-place update of an inference tensor. Entering the mode around each `next()` avoids both.
-    """
-    steps = iter(generation)
-    while True:
-        with torch.inference_mode():
-            step = next(steps, None)
-        if step is None:
-            return
-        yield step
-
-
 def filled_tokens(trace: Trace) -> int:
     """Generated (non-prompt) positions already filled, summed over the samples."""
     final = trace.final
@@ -74,7 +57,7 @@ class Lane:
         if self.done:
             return False
         if self._steps is None:
-            self._steps = each_step(self.generation)
+            self._steps = iter(self.generation)
         cuda = self.generation.lm.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats()
