@@ -14,6 +14,7 @@ wiring, and `main()`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import json
 import math
@@ -34,7 +35,8 @@ import gradio as gr
 import pandas as pd
 
 import dlm
-from dlm.classify import evaluate, wilson_interval
+from dlm.classify import CONFIG_FILE as CLASSIFIER_FILE
+from dlm.classify import DiscriminativeClassifier, GenerativeClassifier, evaluate, wilson_interval
 from dlm.config import REMASKING, SCHEDULES
 from dlm.race import Lane, filled_tokens, race
 from dlm.render import COLOR_MAP, highlight
@@ -53,7 +55,7 @@ MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 MAX_ROWS = 200  # texts classified per request; longer files are cut, with a warning
 MAX_LABELS = 8  # classes in one classification
 MAX_LABEL_CHARS = 40  # characters of one class name
-MAX_CLASSIFY_SAMPLES = 64  # Monte-Carlo mask patterns per text and class
+MAX_CLASSIFY_SAMPLES = 64  # Monte-Carlo mask patterns per text: zero-shot, or the trained classifier's cap
 MAX_FRAME_MS = 2_000  # slowest animation frame
 MIN_FRAME_MS = 40  # fastest animation frame (browsers clamp faster GIF frames anyway)
 RACE_FRAMES = 150  # a side-by-side race GIF has at most about this many frames (it plays faster instead)
@@ -63,8 +65,9 @@ CONCURRENCY = 2  # model-bound requests running at once, all tabs together (2 CP
 QUEUE_SIZE = 32  # requests waiting in the queue; more get "queue full"
 MIN_UPDATE_SECONDS = 0.05  # at most ~20 streamed updates a second per request
 OUTPUT_TTL_SECONDS = 3_600  # rendered files are deleted after an hour
-ENV = {"diffusion": "DLM_MODEL", "autoregressive": "DLM_AR_MODEL", "classifier": "DLM_CLASSIFIER"}
-DEFAULTS = {"diffusion": "default", "autoregressive": "default-ar", "classifier": None}  # None: the diffusion model
+DIFFUSION, AR, CLASSIFIER = "diffusion", "autoregressive", "classifier"  # what the app loads, by role
+ENV = {DIFFUSION: "DLM_MODEL", AR: "DLM_AR_MODEL", CLASSIFIER: "DLM_CLASSIFIER"}
+DEFAULTS = {DIFFUSION: "default", AR: "default-ar", CLASSIFIER: "default-classifier"}  # bundled names, folders or Hub ids
 
 # ---- what the controls start at (the diffusion model's recommendations replace them on page load) ----
 START = dlm.SamplerConfig(length=48, steps=24, temperature=0.8, top_p=0.95)
@@ -72,7 +75,7 @@ DEFAULT_PROMPT = "Once upon a time"
 DEFAULT_TEMPLATE = "The [MASK] [MASK] sat on the [MASK] and looked at the [MASK]."
 DEFAULT_LABELS = "positive, negative"
 DEFAULT_LABEL_PROMPT = "A {label} review:"
-DIFFUSION, AR = "diffusion", "autoregressive"
+TRAINED, ZERO_SHOT = "trained", "zero-shot"  # the Classify tab's two kinds of classifier
 MODEL_COLORS = {DIFFUSION: "#6366f1", AR: "#f97316"}  # indigo and orange, in the Compare charts
 
 
@@ -120,9 +123,12 @@ class Slider(gr.Slider, metaclass=_NoStubs):
 
 
 class Models:
-    """The app's models by role, loaded on first use under a lock (one load per source, ever)."""
+    """The app's models by role and its trained classifier, each loaded on first use under a lock (once per source).
 
-    KINDS = {DIFFUSION: "masked", AR: "causal", "classifier": None}  # what each role must be (None: either)
+    A load that fails is not remembered: the next request tries again (a Hub outage may pass).
+    """
+
+    KINDS = {DIFFUSION: "masked", AR: "causal"}  # what each language-model role must be
 
     def __init__(self, sources: dict[str, str | None] | None = None):
         self.sources = dict(DEFAULTS)
@@ -130,10 +136,11 @@ class Models:
         self._loaded: dict[str, dlm.LanguageModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._classifiers: dict[str, TrainedClassifier] = {}
+        self._classifier_lock = threading.Lock()  # one classifier load at a time; the others wait for it
 
     def source(self, role: str) -> str:
-        value = self.sources.get(role)
-        return value or self.sources[DIFFUSION]
+        return self.sources[role]
 
     def get(self, role: str) -> dlm.LanguageModel:
         """The model for `role`, loading it on first use; ValueError/OSError with the loader's message."""
@@ -147,20 +154,34 @@ class Models:
                 self._loaded[source] = dlm.load(source)
         lm = self._loaded[source]
         want = self.KINDS[role]
-        if want and lm.kind != want:
+        if lm.kind != want:
             raise ValueError(f"the {role} model {source!r} is a {lm.kind} model; this role needs a {want} one")
         return lm
 
     def loaded(self, role: str) -> dlm.LanguageModel | None:
         return self._loaded.get(self.source(role))
 
+    def classifier(self) -> TrainedClassifier:
+        """The trained classifier, loaded on first use; ValueError/OSError with the loader's message."""
+        source = self.source(CLASSIFIER)
+        with self._classifier_lock:
+            if source not in self._classifiers:
+                self._classifiers[source] = TrainedClassifier.load(source)
+        return self._classifiers[source]
+
+    def loaded_classifier(self) -> TrainedClassifier | None:
+        return self._classifiers.get(self.source(CLASSIFIER))
+
     def warm_up(self) -> None:
-        """Load every role's model now (errors are kept for the page to show)."""
-        for role in (DIFFUSION, AR, "classifier"):
+        """Load every model and the classifier now (errors are kept for the page to show)."""
+        for role in (DIFFUSION, AR, CLASSIFIER):
             try:
-                self.get(role)
+                if role == CLASSIFIER:
+                    self.classifier()
+                else:
+                    self.get(role)
             except (ValueError, OSError) as error:
-                print(f"[dlm app] could not load the {role} model {self.source(role)!r}: {error}", file=sys.stderr)
+                print(f"[dlm app] could not load the {role} {self.source(role)!r}: {error}", file=sys.stderr)
 
 
 MODELS = Models()  # the bundled defaults; configure() points the app elsewhere
@@ -398,23 +419,140 @@ def parse_labels(labels: str, template: str) -> tuple[list[str], list[str]]:
     return names, [template.replace("{label}", name) for name in names]
 
 
-def make_classifier(lm: dlm.LanguageModel, labels: list[str], prompts: list[str], samples: int):
-    """The one place that decides which classifier the Classify tab uses (see dlm.classify.Classifier)."""
+@dataclass(frozen=True)
+class TrainedClassifier:
+    """A loaded trained classifier with what the page says about it."""
+
+    source: str  # as configured: a bundled name, a folder or a Hub repo id
+    classifier: GenerativeClassifier | DiscriminativeClassifier
+    folder: Path | None  # where its classifier.json (and README.md) are, when they can be found
+    spec: dict  # its classifier.json ({} when the folder cannot be found)
+
+    @classmethod
+    def load(cls, source: str) -> TrainedClassifier:
+        """`dlm.classify.load_classifier`, with a KeyError (a key missing from classifier.json) as a ValueError."""
+        from dlm.classify import load_classifier
+
+        try:
+            classifier = load_classifier(source)
+        except KeyError as error:
+            raise ValueError(f"{source!r}: its {CLASSIFIER_FILE} has no {error.args[0]!r}") from None
+        folder = classifier_folder(source)
+        spec = json.loads((folder / CLASSIFIER_FILE).read_text(encoding="utf-8")) if folder else {}
+        return cls(source, classifier, folder, spec if isinstance(spec, dict) else {})
+
+    @property
+    def design(self) -> str:
+        """per-class, conditional or discriminative (read off the classifier when its file says nothing)."""
+        if isinstance(self.classifier, DiscriminativeClassifier):
+            return "discriminative"
+        design = self.spec.get("design")
+        if isinstance(design, str):
+            return design
+        return "conditional" if len({id(lm) for lm in self.classifier.models}) == 1 else "per-class"
+
+    @property
+    def family(self) -> str:
+        """What scores the text: masked diffusion, autoregressive, or the discriminative head's encoder."""
+        if isinstance(self.classifier, DiscriminativeClassifier):
+            return f"{self.classifier.model.config.model_type} encoder"
+        return "masked diffusion" if self.classifier.kind == "masked" else "autoregressive"
+
+    @property
+    def num_parameters(self) -> int:
+        if isinstance(self.classifier, DiscriminativeClassifier):
+            return self.classifier.model.num_parameters()
+        return sum(lm.num_parameters for lm in {id(lm): lm for lm in self.classifier.models}.values())
+
+
+def classifier_folder(source: str) -> Path | None:
+    """Where a loaded classifier's files are: bundled, a folder, or the Hub cache (None if not found)."""
+    from dlm.classify import bundled_classifiers
+    from dlm.loading import BUNDLED_DIR
+
+    if source in bundled_classifiers():
+        return BUNDLED_DIR / source
+    folder = Path(source).expanduser()
+    if (folder / CLASSIFIER_FILE).is_file():
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(source, CLASSIFIER_FILE)
+    except ValueError:  # not a repo id
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def describe_classifier(trained: TrainedClassifier, samples: int | None = None) -> str:
+    """How the trained classifier decides, in one sentence (Markdown; `samples`: the cap in use)."""
+    clf = trained.classifier
+    if isinstance(clf, DiscriminativeClassifier):
+        how = "a classification head on the encoder, one forward pass per text"
+    else:
+        models = "one model per class" if trained.design == "per-class" else "one model given each class's prompt"
+        if clf.kind == "masked":
+            rounds = min(clf.round_samples, samples) if samples is not None else clf.round_samples
+            cap = f", at most {samples} per text" if samples is not None else ""
+            how = (f"{models}; Bayes' rule over their ELBOs, {rounds} shared mask patterns at a time, "
+                   f"stopping once the top class leads by {clf.margin:g} standard errors{cap}")
+        else:
+            how = f"{models}; Bayes' rule over their exact likelihoods"
+    return f"{trained.design}, {trained.family}: {how}"
+
+
+def calibration_note(trained: TrainedClassifier) -> str:
+    validation = trained.spec.get("validation")
+    temperature = f"temperature {trained.classifier.temperature:.2f}"
+    if isinstance(validation, dict) and isinstance(validation.get("texts"), int):
+        return f"{temperature}, fitted on {validation['texts']:,} validation texts"
+    return f"{temperature} (not calibrated on validation texts)"
+
+
+def validation_lines(spec: dict) -> list[str]:
+    """The validation figures of a classifier.json, as Markdown bullets (none if it has none)."""
+    validation = spec.get("validation")
+    if not isinstance(validation, dict):
+        return []
+    names = {"texts": "validation texts", "accuracy": "accuracy", "temperature": "fitted temperature",
+             "ece_before": "calibration error (ECE) before", "ece_after": "calibration error (ECE) after"}
+    lines = []
+    for key, value in validation.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        shown = f"{value:.1%}" if key == "accuracy" else f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
+        lines.append(f"- {names.get(key, html.escape(str(key)))}: {shown}")
+    return lines
+
+
+def make_classifier(mode: str, samples: int, trained: GenerativeClassifier | DiscriminativeClassifier | None = None,
+                    lm: dlm.LanguageModel | None = None, labels: Sequence[str] = (), prompts: Sequence[str] = ()):
+    """The one place that decides which classifier the Classify tab uses (see dlm.classify.Classifier).
+
+    TRAINED: the loaded classifier, its Monte-Carlo samples capped at `samples` per text (fewer when a
+    round is already larger); ZERO_SHOT: the diffusion model `lm` after each label's prompt, `samples`
+    mask patterns per text.
+    """
     from dlm.classify import ZeroShotClassifier
 
+    if mode == TRAINED:
+        if isinstance(trained, GenerativeClassifier):
+            return dataclasses.replace(trained, max_samples=samples, round_samples=min(trained.round_samples, samples))
+        return trained  # discriminative: one forward pass per text, nothing to cap
     return ZeroShotClassifier(lm, labels, prompts, num_samples=samples)
 
 
 def results_frame(texts: list[str], predictions, truth: list[str] | None, short: bool) -> pd.DataFrame:
-    """One row per text: prediction, probabilities, log-likelihoods (and the true label)."""
+    """One row per text: prediction, probabilities, log-likelihoods when the classifier has them (and the true label)."""
     labels = list(predictions[0].probabilities) if predictions else []
     records = []
     for i, (text, pred) in enumerate(zip(texts, predictions)):
         shown = text if not short or len(text) <= 60 else text[:57] + "..."
         record = {"#": i + 1, "text": shown, "prediction": pred.label}
         record.update({f"p({label})": round(pred.probabilities[label], 4) for label in labels})
-        name = "log p | {}" if short else "log p(text | {})"  # short headers on screen, explicit ones in the CSV
-        record.update({name.format(label): round(pred.log_likelihoods[label], 2) for label in labels})
+        if pred.log_likelihoods:  # generative classifiers only
+            name = "log p | {}" if short else "log p(text | {})"  # short headers on screen, explicit ones in the CSV
+            record.update({name.format(label): round(pred.log_likelihoods[label], 2) for label in labels})
         if truth is not None:
             record["true label"] = truth[i]
             record["correct"] = "✓" if truth[i].strip().casefold() == pred.label.casefold() else "✗"
@@ -461,53 +599,109 @@ def peak_memory_note(cuda: bool) -> str:
 
 # ---- benchmark data for the charts and the Learn tab -------------------------------------------------------
 
-QUALITY_FILE = BENCH_RESULTS / "ar_vs_diffusion.json"
-QUALITY_KEYS = ("judge_perplexity", "gen_perplexity", "generative_perplexity")
+QUALITY_FILES = (BENCH_RESULTS / "ar_vs_diffusion.json", BENCH_RESULTS / "ar_vs_diffusion_quick.json")  # first found
+QUALITY_LENGTH = 128  # the length the chart starts at (else the smallest measured)
+QUALITY_COLORS = {"diffusion, fixed steps": "#6366f1", "diffusion, confidence threshold": "#a855f7",
+                  AR: "#f97316", "human text (reference)": "#9ca3af"}
 
 
-def quality_points(path: Path = QUALITY_FILE) -> tuple[pd.DataFrame | None, str]:
-    """(steps, quality, family) points from the benchmark's JSON, or None and a note saying why not.
+@dataclass(frozen=True)
+class QualityChart:
+    """One length of the AR-vs-diffusion benchmark: judge perplexity against wall time and NFE."""
 
-    Reads every JSON object in the file that has "steps" and one of QUALITY_KEYS; its family comes
-    from "family" / "kind" / "model" ("ar", "causal", "autoregressive" count as AR). AR, which has no
-    steps to choose, is drawn flat across the diffusion steps.
+    frame: pd.DataFrame | None  # a row per point: series, setting, wall time (s), NFE, judge perplexity; None: no chart
+    note: str  # Markdown: where the numbers come from, or why there is no chart
+    lengths: list[int]  # the lengths the file has
+    length: int | None  # the one shown
+
+
+def quality_chart(length: int | None = None) -> QualityChart:
+    """The chart's points at one `length` (default QUALITY_LENGTH, else the smallest); lengths are never averaged.
+
+    Reads the first of QUALITY_FILES that exists: the full sweep, else the quick one. Each diffusion
+    setting (fixed steps, confidence threshold) is a point and AR is its own; human text, which has no
+    time or NFE, is a row of dots at its judge perplexity. A missing or malformed file: a note, no chart.
     """
-    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-    if not path.is_file():
-        return None, (
-            f"No quality data yet: the AR-vs-diffusion benchmark (`bench/ar_vs_diffusion.py`) has not been run "
-            f"here, so `{shown}` does not exist. The chart appears once it does."
-        )
+    path = next((p for p in QUALITY_FILES if p.is_file()), None)
+    if path is None:
+        names = " or ".join(f"`{_shown(p)}`" for p in QUALITY_FILES)
+        return _no_chart(f"No quality data yet: the AR-vs-diffusion benchmark (`bench/ar_vs_diffusion.py`) has not "
+                         f"been run here ({names} does not exist). The chart appears once it does.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        return None, f"`{shown}` could not be read ({error}); no quality chart."
-    points = []
+        return _no_chart(f"`{_shown(path)}` could not be read ({html.escape(str(error))}); no quality chart.")
+    records = data.get("records") if isinstance(data, dict) else None
+    points = [r for r in records if _quality_record(r)] if isinstance(records, list) else []
+    if not points:
+        return _no_chart(f"`{_shown(path)}` has no records with a length, wall time, NFE and judge perplexity; "
+                         "no quality chart.")
+    lengths = sorted({int(r["length"]) for r in points})
+    if length is None:
+        length = QUALITY_LENGTH if QUALITY_LENGTH in lengths else lengths[0]
+    rows = [_quality_row(r) for r in points if r["length"] == length]
+    if not rows:
+        return QualityChart(None, f"`{_shown(path)}` has no records at length {length} (it has {lengths}).",
+                            lengths, length)
+    references = data.get("human") if isinstance(data.get("human"), list) else []
+    human = [h for h in references
+             if isinstance(h, dict) and h.get("length") == length and _finite(h.get("judge_perplexity"))]
+    if human:  # a reference level: one dot under each measured point
+        level = round(float(human[0]["judge_perplexity"]), 2)
+        rows += [{**row, "series": "human text (reference)", "setting": "held-out human text", "judge perplexity": level}
+                 for row in list(rows)]
+    return QualityChart(pd.DataFrame(rows), _quality_note(path, data, length, bool(human)), lengths, length)
 
-    def walk(node):
-        if isinstance(node, dict):
-            quality = next((node[k] for k in QUALITY_KEYS if isinstance(node.get(k), (int, float))), None)
-            family = str(node.get("family") or node.get("kind") or node.get("model") or "")
-            if quality is not None and (isinstance(node.get("steps"), (int, float)) or _is_ar(family)):
-                points.append({"steps": node.get("steps"), "quality": float(quality), "family": family})
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
 
-    walk(data)
-    diffusion = [p for p in points if not _is_ar(p["family"]) and p["steps"] is not None]
-    if not diffusion:
-        return None, f"`{shown}` has no records with steps and a judge perplexity; no quality chart."
-    frame = pd.DataFrame([{"steps": p["steps"], "judge perplexity": p["quality"], "model": DIFFUSION} for p in diffusion])
-    frame = frame.groupby(["steps", "model"], as_index=False)["judge perplexity"].mean()
-    ar = [p["quality"] for p in points if _is_ar(p["family"])]
-    if ar:
-        level = sum(ar) / len(ar)
-        steps = sorted(frame["steps"].unique())
-        frame = pd.concat([frame, pd.DataFrame({"steps": steps, "model": AR, "judge perplexity": level})])
-    return frame, f"From `{shown}` (lower is better)."
+def _no_chart(note: str) -> QualityChart:
+    return QualityChart(None, note, [], None)
+
+
+def _quality_record(record) -> bool:
+    keys = ("length", "wall_seconds", "nfe", "judge_perplexity")
+    return isinstance(record, dict) and all(_finite(record.get(k)) for k in keys)
+
+
+def _quality_row(record: dict) -> dict:
+    if _is_ar(str(record.get("family") or "")):
+        series, setting = AR, f"autoregressive ({record.get('model', '?')})"
+    elif _finite(record.get("threshold")):
+        series, setting = "diffusion, confidence threshold", f"diffusion, threshold {record['threshold']:g}"
+    else:
+        steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
+        series, setting = "diffusion, fixed steps", f"diffusion, {steps} steps"
+    return {"series": series, "setting": setting, "wall time (s)": round(float(record["wall_seconds"]), 4),
+            "NFE": float(record["nfe"]), "judge perplexity": round(float(record["judge_perplexity"]), 2)}
+
+
+def _quality_note(path: Path, data: dict, length: int, human: bool) -> str:
+    """Where the chart's numbers come from: the file, the machine and the command that wrote it."""
+    machine = data.get("machine") if isinstance(data.get("machine"), dict) else {}
+    where = [str(machine[k]) for k in ("device", "cpu") if machine.get(k)]
+    where += [f"{machine[k]} {name}" for k, name in (("cpu_count", "cores"), ("torch_threads", "torch threads"))
+              if machine.get(k)]
+    parts = [f"{length} tokens per continuation, from `{_shown(path)}`"]
+    if where:
+        parts.append(f"measured on {html.escape(', '.join(where))}")
+    if isinstance(data.get("command"), str):
+        parts.append(f"by `{data['command']}`")
+    note = ", ".join(parts) + "."
+    judge = data.get("judge") if isinstance(data.get("judge"), dict) else {}
+    if judge.get("source"):
+        note += f" Judge: `{judge['source']}`, its perplexity of each continuation given its prompt (lower is better)."
+    if data.get("quick"):
+        note += " A quick run: few prompts, so the points are rough."
+    if human:
+        note += " Grey dots: held-out human text's judge perplexity at this length (a reference level; it has no time)."
+    return note
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _is_ar(family: str) -> bool:
@@ -676,6 +870,14 @@ def _model(role: str) -> dlm.LanguageModel:
         raise ui_error(f"the {role} model could not be loaded: {error}") from None
 
 
+def _trained_classifier() -> TrainedClassifier:
+    try:
+        return MODELS.classifier()
+    except (ValueError, OSError) as error:
+        raise ui_error(f"the trained classifier {MODELS.source(CLASSIFIER)!r} could not be loaded: {error}. "
+                       "Zero-shot mode still works.") from None
+
+
 def _canvas(trace: dlm.Trace, row: int, mode: str, label: str) -> gr.HighlightedText:
     return gr.HighlightedText(value=highlight(trace, -1 if trace.steps else None, row=row, mode=mode),
                               color_map=COLOR_MAP[mode], label=label, visible=True)
@@ -841,12 +1043,20 @@ def classify(
     labels: str = DEFAULT_LABELS,
     label_prompt: str = DEFAULT_LABEL_PROMPT,
     samples: int = 32,
+    mode: str = TRAINED,
     progress=gr.Progress(),
 ):
-    """Classify pasted lines or an uploaded file (API /classify)."""
+    """Classify pasted lines or an uploaded file with the trained classifier or zero-shot (API /classify).
+
+    `labels` and `label_prompt` apply in zero-shot mode only; the trained classifier has its own labels.
+    `samples`: mask patterns per text (zero-shot), or the trained classifier's cap on them.
+    """
     try:
-        names, prompts = parse_labels(labels, label_prompt)
-        samples = _in_range(_int(samples, "samples"), "samples", 1, MAX_CLASSIFY_SAMPLES)
+        if mode not in (TRAINED, ZERO_SHOT):
+            raise ValueError(f"unknown classifier mode {mode!r}; choose {TRAINED!r} or {ZERO_SHOT!r}")
+        if mode == ZERO_SHOT:
+            names, prompts = parse_labels(labels, label_prompt)
+        samples = _in_range(_int(samples, "samples"), "samples", 2, MAX_CLASSIFY_SAMPLES)
         notes: list[str] = []
         if file:
             table = read_table(file, MAX_UPLOAD_BYTES)
@@ -865,9 +1075,14 @@ def classify(
         raise ui_error(error) from None
     for note in notes:
         ui_warning(note)
-    lm = _model("classifier")
+    if mode == TRAINED:
+        trained = _trained_classifier()
+        classifier = make_classifier(TRAINED, samples, trained=trained.classifier)
+        names = list(classifier.labels)
+    else:
+        lm = _model(DIFFUSION)
+        classifier = make_classifier(ZERO_SHOT, samples, lm=lm, labels=names, prompts=prompts)
     try:
-        classifier = make_classifier(lm, names, prompts, samples)
         predictions = []
         for one in progress.tqdm(texts, desc="classifying"):  # one at a time, so the bar moves
             predictions += classifier.classify([one])
@@ -877,11 +1092,18 @@ def classify(
     folder = request_dir()
     csv_path = folder / "classified.csv"
     results_frame(texts, predictions, truth, short=False).to_csv(csv_path, index=False)
-    summary = [f"**{len(texts)}** text(s) classified by `{html.escape(display_name(lm.source))}` "
-               f"({'ELBO, ' + str(samples) + ' shared mask patterns per class' if lm.kind == 'masked' else 'exact likelihood'}; "
-               f"{sum(p.nfe for p in predictions):,} forward passes)."]
+    nfe = sum(p.nfe for p in predictions)
+    passes = f"{nfe:,} forward pass{'es' if nfe != 1 else ''}"
+    if mode == TRAINED:
+        summary = [f"**{len(texts)}** text(s) classified by the trained classifier "
+                   f"`{html.escape(display_name(trained.source))}` ({describe_classifier(trained, samples)}; "
+                   f"{calibration_note(trained)}; {passes})."]
+    else:
+        how = f"ELBO, {samples} shared mask patterns per label" if lm.kind == "masked" else "exact likelihood"
+        summary = [f"**{len(texts)}** text(s) classified zero-shot by `{html.escape(display_name(lm.source))}` "
+                   f"({how}; {passes})."]
     if truncated:
-        summary.append(f"{truncated} text(s) were cut to the first {getattr(classifier, 'max_tokens', '?')} tokens.")
+        summary.append(f"{truncated} text(s) were cut to the first {classifier.max_tokens} tokens.")
     confusion = gr.Dataframe(visible=False)
     if truth is not None:
         evaluation = evaluate([p.label for p in predictions], truth, names)
@@ -999,34 +1221,53 @@ def learn(measure: bool = True):
 
 
 def model_overview() -> tuple[str, str]:
-    """(one line per model, their cards) for the header; loads the models if needed."""
+    """(one line per model and the classifier, their cards) for the header; loads them if needed."""
     lines, cards = [], []
-    for role in (DIFFUSION, AR, "classifier"):
+    for role in (DIFFUSION, AR):
         source = MODELS.source(role)
-        if role == "classifier" and source == MODELS.source(DIFFUSION):
-            lines.append("**classifier**: the diffusion model's likelihood, zero-shot (label prompts, Bayes' rule)")
-            continue
         try:
             lm = MODELS.get(role)
         except (ValueError, OSError) as error:
             lines.append(f"**{role}**: ✗ `{html.escape(source)}` could not be loaded: {html.escape(str(error))}")
             continue
-        n = lm.num_parameters
-        size = f"{n / 1e6:.1f}M parameters" if n >= 100_000 else f"{n:,} parameters"
-        lines.append(f"**{role}**: `{html.escape(display_name(source))}` ({lm.kind}, {size}, {lm.device.type})")
+        lines.append(f"**{role}**: `{html.escape(display_name(source))}` ({lm.kind}, {size(lm.num_parameters)}, "
+                     f"{lm.device.type})")
         cards.append(f"### {role}: `{html.escape(display_name(source))}`\n\n" + model_card(lm))
+    source = MODELS.source(CLASSIFIER)
+    try:
+        trained = MODELS.classifier()
+    except (ValueError, OSError) as error:
+        lines.append(f"**classifier**: ✗ `{html.escape(source)}` could not be loaded: {html.escape(str(error))} "
+                     "(zero-shot classification still works)")
+    else:
+        labels = " / ".join(html.escape(label) for label in trained.classifier.labels)
+        lines.append(f"**classifier**: `{html.escape(display_name(source))}` ({trained.design}, {trained.family}, "
+                     f"{size(trained.num_parameters)}; {labels})")
+        cards.append(f"### classifier: `{html.escape(display_name(source))}`\n\n" + classifier_card(trained))
     return " · ".join(lines), "\n\n---\n\n".join(cards) or "No model could be loaded."
+
+
+def size(parameters: int) -> str:
+    return f"{parameters / 1e6:.1f}M parameters" if parameters >= 100_000 else f"{parameters:,} parameters"
+
+
+def readme_text(folder: Path) -> str | None:
+    """A checkpoint's README.md without its front matter, headings demoted under the card's own (None if absent)."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if text.startswith("---"):
+        end = text.find("\n---", 3)
+        text = text[end + 4 :] if end > 0 else text
+    return text.replace("\n# ", "\n#### ").replace("\n## ", "\n#### ").strip()
 
 
 def model_card(lm: dlm.LanguageModel) -> str:
     """The checkpoint's README (front matter dropped), else what its config says."""
-    readme = Path(lm.path) / "README.md"
-    if readme.is_file():
-        text = readme.read_text(encoding="utf-8", errors="replace")
-        if text.startswith("---"):
-            end = text.find("\n---", 3)
-            text = text[end + 4 :] if end > 0 else text
-        return text.replace("\n# ", "\n#### ").replace("\n## ", "\n#### ").strip()
+    text = readme_text(Path(lm.path))
+    if text is not None:
+        return text
     settings = lm.settings.to_dict()
     if lm.kind == "causal":  # the diffusion-only fields mean nothing to an AR model
         settings = {k: settings[k] for k in ("length", "temperature", "top_k", "top_p", "allow_eos")}
@@ -1037,16 +1278,67 @@ def model_card(lm: dlm.LanguageModel) -> str:
     return "No model card (README.md) in this checkpoint.\n\n" + "\n".join(facts)
 
 
-def on_load():
-    """Page load: show the models and set the controls to the diffusion model's recommendations."""
+def classifier_card(trained: TrainedClassifier) -> str:
+    """The classifier's README (or what its classifier.json says), then its validation figures."""
+    text = readme_text(trained.folder) if trained.folder else None
+    if text is None:
+        clf, training = trained.classifier, trained.spec.get("training") or {}
+        facts = [f"- design: {trained.design} ({trained.family})", f"- labels: {', '.join(clf.labels)}",
+                 f"- parameters: {trained.num_parameters:,}", f"- texts cut to {clf.max_tokens} tokens"]
+        if isinstance(training, dict):
+            facts += [f"- {k}: {html.escape(str(training[k]))}" for k in ("command", "data", "wall_seconds")
+                      if k in training]
+        text = "No card (README.md) with this classifier.\n\n" + "\n".join(facts)
+    figures = validation_lines(trained.spec)
+    if figures:
+        text += "\n\n**Validation** (held-out texts, from its classifier.json):\n\n" + "\n".join(figures)
+    else:
+        text += ("\n\nIts classifier.json has no validation figures: measure its accuracy on labelled texts in the "
+                 "Classify tab.")
+    return text
+
+
+def classifier_info(mode: str = TRAINED) -> str:
+    """The Classify tab's line about the classifier in use (no loading: the header's page-load does that)."""
+    if mode == ZERO_SHOT:
+        return ("Zero-shot: the diffusion model scores each text after each label's prompt; "
+                "the labels and the prompt are yours to choose.")
+    trained = MODELS.loaded_classifier()
+    name = html.escape(display_name(MODELS.source(CLASSIFIER)))
+    if trained is None:
+        return (f"Trained classifier `{name}`: not loaded; it is still loading, or it could not be (the line at the "
+                "top of the page says why). Zero-shot works without it.")
+    labels = ", ".join(f"“{html.escape(label)}”" for label in trained.classifier.labels)
+    return f"Trained classifier `{name}`: {describe_classifier(trained)}. Labels: {labels}."
+
+
+def on_load(classifier_mode: str = TRAINED):
+    """Page load: show the models and the classifier, and set the controls to the diffusion model's recommendations."""
     summary, cards = model_overview()
+    info = classifier_info(classifier_mode)
     lm = MODELS.loaded(DIFFUSION)
     if lm is None:
-        return (summary, cards) + (gr.skip(),) * 5
+        return (summary, cards, info) + (gr.skip(),) * 5
     s = lm.settings
     length = min(s.length, MAX_LENGTH, (lm.max_positions or MAX_LENGTH) - 8)
-    return (summary, cards, Slider(value=length), Slider(value=min(s.steps, length), maximum=length),
+    return (summary, cards, info, Slider(value=length), Slider(value=min(s.steps, length), maximum=length),
             gr.Dropdown(value=s.schedule), gr.Dropdown(value=s.remasking), Slider(value=s.temperature))
+
+
+def switch_classifier(mode: str):
+    """Trained vs zero-shot: the label fields only mean something zero-shot; the samples slider changes meaning."""
+    zero_shot = mode == ZERO_SHOT
+    if zero_shot:
+        samples = Slider(label="Mask samples per label", info="the same masks for every label; more: steadier, slower")
+    else:
+        samples = Slider(label="Most mask samples per text", info="the classifier stops earlier once the top class is clear")
+    return (classifier_info(mode), gr.Textbox(visible=zero_shot), gr.Textbox(visible=zero_shot), samples)
+
+
+def show_quality(length):
+    """The benchmark chart at another length (the file is read again: a finished sweep shows without a restart)."""
+    chart = quality_chart(length if isinstance(length, int) else None)
+    return chart.note, gr.Row(visible=chart.frame is not None), chart.frame, chart.frame
 
 
 def switch_mode(mode: str):
@@ -1090,15 +1382,28 @@ LEGEND = ("Colours: <span style='background:#d1d5db;padding:0 4px;border-radius:
           "<span style='background:#fca5a5;padding:0 4px;border-radius:3px'>lower</span>")
 
 CLASSIFY_HELP = """
-**How it decides.** No trained classifier is bundled yet, so this tab classifies **zero-shot with the
-diffusion model's likelihood**: each text is scored after each label's prompt (e.g. “A positive
-review:”), log p(text | prompt) estimated by the ELBO with the *same* random masks for every label,
-and Bayes' rule with equal priors turns the scores into probabilities. A small model trained on prose
-is a weak zero-shot classifier: read the accuracy before trusting it.
+**How it decides (trained).** The trained classifier is *generative*: it models each class's texts
+rather than drawing a boundary between them. In the per-class design one small masked-diffusion model
+is trained on each class's texts (in the conditional design, one model learns text after a class
+prompt). For a text x, each class's model estimates log p(x | class) by its ELBO, a Monte-Carlo
+average over random masks, with the *same* masks for every class (common random numbers), so most
+of the Monte-Carlo noise cancels in the differences that decide. Bayes' rule with the training
+set's class frequencies as priors turns the scores into p(class | x). Masks are drawn a few at a time,
+and a text stops as soon as its top class leads the runner-up by a set number of standard errors, or
+at the cap the samples slider sets: clear texts are cheap, close calls get more samples. Finally one
+temperature, fitted on held-out validation texts (temperature scaling), softens or sharpens the
+probabilities so that they match how often the classifier is right. How accurate it is: see its card
+(under *Model cards*) and the validation figures there; measure it on your own labelled .csv here.
+
+**Zero-shot.** No training for the task: each text is scored by the general diffusion model after
+each label's prompt (e.g. “A positive review:”), the ELBO again with shared masks, and Bayes' rule
+with equal priors. A small model trained on prose is a weak zero-shot classifier: read the accuracy
+before trusting it.
 
 **Highlights.** The ELBO is a sum over tokens, so the log-odds of the predicted label against the
 runner-up split exactly into per-token parts: red tokens pushed towards the prediction, purple ones
-against it (scaled to the strongest token). Click a row of the table to explain that text.
+against it (scaled to the strongest token). Click a row of the table to explain that text. (For a
+discriminative classifier, the parts are gradient × input, an approximation.)
 """
 
 
@@ -1182,9 +1487,11 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
 
         # ---- Classify ---------------------------------------------------------------------------
         with gr.Tab("Classify", id="classify"):
-            gr.Markdown("**Zero-shot**: no trained classifier is bundled yet, so each text is scored by the "
-                        "diffusion model's likelihood after each label's prompt, and Bayes' rule turns the scores "
-                        "into probabilities (details under *How this works*).", elem_classes="stats")
+            gr.Markdown("**Trained**: the classifier named below, trained on labelled texts; by default generative, "
+                        "a small diffusion model per class, and Bayes' rule turns how likely each class's model finds "
+                        "a text into probabilities. "
+                        "**Zero-shot**: the diffusion model's likelihood of the text after each label's prompt, "
+                        "with labels you choose. Details under *How this works*.", elem_classes="stats")
             with gr.Row():
                 with gr.Column():
                     paste = gr.Textbox(label="Texts, one per line", lines=5, elem_id="classify-text",
@@ -1198,11 +1505,15 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
                         label_column = gr.Dropdown(label="Label column (for accuracy)", visible=False,
                                                    allow_custom_value=True)
                 with gr.Column():
-                    labels = gr.Textbox(value=DEFAULT_LABELS, label="Labels (comma-separated)")
-                    label_prompt = gr.Textbox(value=DEFAULT_LABEL_PROMPT, label="Label prompt",
+                    classifier_mode = gr.Radio([("Trained", TRAINED), ("Zero-shot", ZERO_SHOT)], value=TRAINED,
+                                               label="Classifier", elem_id="classifier-mode")
+                    classifier_md = gr.Markdown("The trained classifier loads with the page…", elem_classes="stats",
+                                                elem_id="classifier-info")
+                    labels = gr.Textbox(value=DEFAULT_LABELS, label="Labels (comma-separated)", visible=False)
+                    label_prompt = gr.Textbox(value=DEFAULT_LABEL_PROMPT, label="Label prompt", visible=False,
                                               info="each text is scored after this prompt, once per label")
-                    samples = Slider(4, MAX_CLASSIFY_SAMPLES, value=32, step=4, label="Mask samples per label",
-                                     info="more: steadier scores, slower")
+                    samples = Slider(4, MAX_CLASSIFY_SAMPLES, value=32, step=4, label="Most mask samples per text",
+                                     info="the classifier stops earlier once the top class is clear")
                     classify_button = gr.Button("Classify", variant="primary", elem_id="classify-button")
             summary_md = gr.Markdown(elem_id="classify-summary")
             with gr.Row():
@@ -1248,11 +1559,20 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
                                         **plot_args)
                 nfe_plot = gr.BarPlot(y="NFE (forward passes)", y_title="NFE", title="Forward passes (lower is better)",
                                       **plot_args)
-            quality_frame, quality_note = quality_points()
-            gr.Markdown("### Quality against steps\n" + quality_note)
-            if quality_frame is not None:
-                gr.LinePlot(quality_frame, x="steps", y="judge perplexity", color="model", color_map=MODEL_COLORS,
-                            height=260, show_label=False)
+            chart = quality_chart()
+            gr.Markdown("### Quality against speed (the benchmark)")
+            with gr.Row():
+                quality_length = gr.Dropdown(chart.lengths, value=chart.length, label="Length (tokens)",
+                                             visible=len(chart.lengths) > 1, scale=0, min_width=160)
+                quality_md = gr.Markdown(chart.note, elem_classes="stats")
+            with gr.Row(visible=chart.frame is not None) as quality_row:
+                quality_args = dict(y="judge perplexity", color="series", color_map=QUALITY_COLORS, y_lim=[0, None],
+                                    y_title="judge perplexity (lower is better)", height=300, show_label=False,
+                                    tooltip=["setting", "wall time (s)", "NFE", "judge perplexity"])
+                quality_wall = gr.ScatterPlot(chart.frame, x="wall time (s)", x_title="wall time per sample (s)",
+                                              title="Quality against wall time", **quality_args)
+                quality_nfe = gr.ScatterPlot(chart.frame, x="NFE", x_title="forward passes (NFE)",
+                                             title="Quality against forward passes", **quality_args)
 
         # ---- Learn ------------------------------------------------------------------------------
         with gr.Tab("Learn", id="learn") as learn_tab:
@@ -1278,7 +1598,10 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
     upload.upload(inspect_upload, upload, [text_column, label_column, upload_info], api_visibility="private")
     upload.clear(lambda: (gr.Dropdown(visible=False), gr.Dropdown(visible=False), ""), None,
                  [text_column, label_column, upload_info], api_visibility="private", queue=False)
-    classify_button.click(classify, inputs=[paste, upload, text_column, label_column, labels, label_prompt, samples],
+    classifier_mode.change(switch_classifier, classifier_mode, [classifier_md, labels, label_prompt, samples],
+                           api_visibility="private", queue=False)
+    classify_button.click(classify, inputs=[paste, upload, text_column, label_column, labels, label_prompt, samples,
+                                            classifier_mode],
                           outputs=[probabilities, explanation, results, results_csv, summary_md, confusion,
                                    predictions_state],
                           api_name="classify", concurrency_id="model")
@@ -1289,9 +1612,13 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
                                speed_plot, nfe_plot, race_note],
                       api_name="compare", concurrency_id="model", show_progress="minimal")
 
+    quality_length.change(show_quality, quality_length, [quality_md, quality_row, quality_wall, quality_nfe],
+                          api_visibility="private", queue=False)
+
     learn_tab.select(learn, None, learn_md, api_name="learn", concurrency_id="model")
     measure_button.click(learn, None, learn_md, api_visibility="private", concurrency_id="model")
-    demo.load(on_load, None, [models_line, cards_md, length, steps, schedule, remasking, temperature],
+    demo.load(on_load, classifier_mode, [models_line, cards_md, classifier_md, length, steps, schedule, remasking,
+                                         temperature],
               api_visibility="private")
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
@@ -1328,8 +1655,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"diffusion model: bundled name, folder or Hub id (env {ENV[DIFFUSION]}; default 'default')")
     parser.add_argument("--ar-model", default=os.environ.get(ENV[AR]),
                         help=f"autoregressive model for Compare and the race (env {ENV[AR]}; default 'default-ar')")
-    parser.add_argument("--classifier", default=os.environ.get(ENV["classifier"]),
-                        help=f"model whose likelihood the Classify tab uses (env {ENV['classifier']}; default: --model)")
+    parser.add_argument("--classifier", default=os.environ.get(ENV[CLASSIFIER]),
+                        help=f"trained classifier for the Classify tab: bundled name, folder with classifier.json or "
+                             f"Hub id (env {ENV[CLASSIFIER]}; default 'default-classifier')")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link")
@@ -1339,12 +1667,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sources = {DIFFUSION: args.model, AR: args.ar_model, "classifier": args.classifier}
+    sources = {DIFFUSION: args.model, AR: args.ar_model, CLASSIFIER: args.classifier}
     on_space = bool(os.environ.get("SPACE_ID"))
     if not on_space:  # fail fast on a typo; a Space keeps serving and shows the error in the page
         from dlm.loading import resolve
 
-        flags = {DIFFUSION: "--model", AR: "--ar-model", "classifier": "--classifier"}
+        # not the classifier: the app serves without it (zero-shot), and the header says why it is missing
+        flags = {DIFFUSION: "--model", AR: "--ar-model"}
         for role, flag in flags.items():
             try:
                 resolve(Models(sources).source(role))

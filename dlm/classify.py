@@ -1,41 +1,45 @@
-"""Classification by likelihood, and the seam a trained classifier plugs into.
+"""Generative classification with diffusion (or AR) likelihoods, its discriminative baseline, and the metrics.
 
-    clf = ZeroShotClassifier(lm, labels=["positive", "negative"],
-                             prompts=["A positive review:", "A negative review:"])
-    [prediction] = clf.classify(["A gripping, moving film."])
-    prediction.label, prediction.probabilities, prediction.contributions
+    clf = dlm.classify.load_classifier("default-classifier")     # bundled, a folder, or a Hub repo
+    [p] = clf.classify(["A gripping, moving film."])
+    p.label, p.probabilities, p.contributions, p.nfe
 
-Anything with `labels` and `classify(texts) -> list[Prediction]` is a `Classifier`; the app only
-talks to that protocol, so a trained classifier (one model per class, or a class-conditioned one)
-replaces the zero-shot one without touching the UI.
-
-The zero-shot classifier scores each text under one language model given each label's verbalised
-prompt, and applies Bayes' rule with uniform priors:  p(c | x) ∝ p(x | prompt_c).
-For a masked model, log p(x | prompt_c) is the core's Monte-Carlo ELBO (`dlm.likelihood`: the
-number of masked tokens l stratified over 1..L, weight L / l), drawn with the *same* masks for every
-class (common random numbers), so most of the Monte-Carlo noise cancels in the differences that
-decide the class. For a causal model it is exact.
+A generative classifier applies Bayes' rule,  p(c | x) ∝ p(x | c) p(c),  with p(x | c) from one
+model per class (`per-class`) or one model given a class prompt such as "positive:" (`conditional`;
+the zero-shot classifier is this design with an un-tuned model). For a masked model log p(x | c) is
+the core's Monte-Carlo ELBO (`dlm.masking`: the number of masked tokens l stratified over 1..L,
+weight L / l), drawn with the *same* masks for every class (common random numbers), so most of the
+Monte-Carlo noise cancels in the differences that decide the class. Masks are drawn in rounds: a
+text stops as soon as its top class leads the runner-up by `margin` standard errors of their
+per-sample difference, or at `max_samples`. For a causal model the likelihood is exact.
 
 Explanations come for free: the ELBO estimate is a sum over positions,
     ELBO = sum_i c_i,   c_i = mean_j [ L / l_j * m_ij * log p(x_i | x masked by m_j) ],
 so the log-odds of the top class against the runner-up splits exactly into per-token terms
 c_i(top) - c_i(runner-up) (for a causal model, the per-token log-probabilities).
+
+Probabilities are calibrated by temperature scaling (Guo et al. 2017): p = softmax(z / T) with the
+scores z_c = log p(x | c) + log p(c), T fitted on validation texts (`calibration_report`).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import torch
 
 from dlm.generation import encode, special_framing, token_pieces
-from dlm.loading import LanguageModel
+from dlm.loading import BUNDLED_DIR, LanguageModel, ModelNotFoundError
 from dlm.masking import mask_by_count, stratified_counts
 
 MAX_TOKENS = 128  # texts are cut to this many tokens before scoring (cost grows with length)
+CONFIG_FILE = "classifier.json"
 
 
 @dataclass(frozen=True)
@@ -44,146 +48,467 @@ class Prediction:
 
     label: str  # the most probable class
     probabilities: dict[str, float]  # p(class | text), sums to 1, in the classifier's label order
-    log_likelihoods: dict[str, float]  # nats: log p(text | class) (an ELBO for masked models)
+    log_likelihoods: dict[str, float]  # nats: log p(text | class) (an ELBO for masked models); {} if discriminative
     runner_up: str  # the second most probable class (the label itself when there is only one)
     tokens: list[str]  # display text of each scored token (after any truncation)
-    contributions: list[float]  # per token, nats: its share of log p(x | label) - log p(x | runner_up)
+    contributions: list[float]  # per token: its share of the top class's score minus the runner-up's
     truncated: bool  # True when the text was cut to fit
-    nfe: int  # forward passes spent on this text
+    nfe: int  # sequences the network scored for this text (forward passes at batch 1)
+    logits: dict[str, float] = field(default_factory=dict)  # untempered scores z_c: log p(x | c) + log p(c)
+    stderr: float = 0.0  # Monte-Carlo standard error of z_top - z_runner_up (0 when exact)
 
 
 class Classifier(Protocol):
-    """What the app needs from a classifier."""
+    """What the app and the CLI need from a classifier."""
 
     labels: tuple[str, ...]
+    temperature: float
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]: ...
 
 
-@dataclass
-class ZeroShotClassifier:
-    """p(class | text) from one language model's likelihood of the text after each class's prompt."""
+# ---- the generative classifier -----------------------------------------------------------------------
 
-    lm: LanguageModel
+
+@dataclass
+class GenerativeClassifier:
+    """p(class | text) ∝ p(text | class) p(class), with one language model (and prompt) per class."""
+
+    models: Sequence[LanguageModel]  # one per class; the same model may serve every class (conditional)
     labels: Sequence[str]  # class names, as shown to the user
-    prompts: Sequence[str]  # one verbalised prompt per class, e.g. "A positive review:"
-    num_samples: int = 32  # Monte-Carlo mask patterns per text (masked models), shared by all classes
-    seed: int = 0  # the masks' randomness, so the same text always gets the same scores
+    prompts: Sequence[str] | None = None  # one prompt per class ("positive:"), or None for per-class models
+    priors: Sequence[float] | None = None  # p(class); uniform when None
+    temperature: float = 1.0  # calibration: probabilities are softmax(scores / temperature)
     max_tokens: int = MAX_TOKENS  # longer texts are cut (Prediction.truncated says so)
-    batch_size: int = 32  # mask patterns per forward pass
+    round_samples: int = 8  # mask patterns added per round (masked models), shared by all classes
+    max_samples: int = 32  # at most this many per text
+    margin: float = 3.0  # stop once the top class leads by this many standard errors
+    batch_size: int = 64  # sequences per forward pass
+    seed: int = 0  # the masks' randomness: the same text always gets the same scores
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)
-        self.prompts = tuple(self.prompts)
+        self.models = tuple(self.models)
         if len(self.labels) < 2:
             raise ValueError(f"give at least two labels, got {list(self.labels)}")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError(f"labels must be distinct, got {list(self.labels)}")
+        if len(self.models) != len(self.labels):
+            raise ValueError(f"one model per label: {len(self.labels)} labels, {len(self.models)} models")
+        kinds = {lm.kind for lm in self.models}
+        if len(kinds) != 1:
+            raise ValueError(f"the class models must be of one kind, got {sorted(kinds)}")
+        self.kind = kinds.pop()
+        self.prompts = tuple(self.prompts) if self.prompts is not None else ("",) * len(self.labels)
         if len(self.prompts) != len(self.labels):
             raise ValueError(f"one prompt per label: {len(self.labels)} labels, {len(self.prompts)} prompts")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        priors = list(self.priors) if self.priors is not None else [1.0] * len(self.labels)
+        if len(priors) != len(self.labels) or any(p <= 0 for p in priors):
+            raise ValueError(f"give one positive prior per label, got {priors}")
+        self.priors = tuple(p / sum(priors) for p in priors)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.round_samples < 2 or self.max_samples < self.round_samples:
+            raise ValueError("need round_samples >= 2 and max_samples >= round_samples")
+        self._contexts = [encode(lm.tokenizer, p) for lm, p in zip(self.models, self.prompts)]
+        if self.kind == "causal" and any(lm.bos_id is None for lm in self.models) and not all(self._contexts):
+            raise ValueError("this causal model has no BOS token, so every label needs a non-empty prompt")
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
-        return [self.classify_one(text) for text in texts]
-
-    def classify_one(self, text: str) -> Prediction:
-        if not text or not text.strip():
-            raise ValueError("text to classify is empty")
-        target = encode(self.lm.tokenizer, text)
-        room = self._room()
-        limit = min(self.max_tokens, room)
+        """One prediction per text; texts are scored together, batched across texts and classes."""
+        tokenizer = self.models[0].tokenizer
+        targets, truncated = [], []
+        limit = min(self.max_tokens, self._room())
         if limit < 1:
             raise ValueError("the label prompts leave no room for the text; shorten them")
-        truncated = len(target) > limit
-        target = target[:limit]
-        contexts = [encode(self.lm.tokenizer, prompt) for prompt in self.prompts]
-        if self.lm.kind == "causal":
-            per_token, nfe = [causal_token_log_probs(self.lm, c, target) for c in contexts], len(contexts)
-        else:
-            generator = torch.Generator().manual_seed(self.seed)
-            counts = stratified_counts(self.num_samples, len(target), generator)  # (n,)
-            masks = mask_by_count(torch.ones(self.num_samples, len(target), dtype=torch.bool), counts, generator)
-            per_token = [masked_token_elbo(self.lm, c, target, masks, self.batch_size) for c in contexts]
-            nfe = len(contexts) * self.num_samples
-        totals = [float(t.sum()) for t in per_token]
-        probabilities = posterior(totals)
-        order = sorted(range(len(self.labels)), key=lambda i: -probabilities[i])
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("a text to classify is empty")
+            ids = encode(tokenizer, text)
+            if not ids:
+                raise ValueError(f"the text {text[:40]!r} has no tokens")
+            truncated.append(len(ids) > limit)
+            targets.append(ids[:limit])
+        if self.kind == "causal":
+            per_token = [self._causal_terms(c, targets) for c in range(len(self.labels))]  # [class][text] (L,)
+            estimates = [[t.sum().reshape(1) for t in per_token[c]] for c in range(len(self.labels))]
+            return [self._predict(targets[i], truncated[i], [per_token[c][i] for c in range(len(self.labels))],
+                                  [estimates[c][i] for c in range(len(self.labels))], exact=True)
+                    for i in range(len(targets))]
+        return self._classify_masked(targets, truncated)
+
+    # -- masked models: Monte-Carlo ELBO with common random numbers and adaptive stopping
+
+    def _classify_masked(self, targets: list[list[int]], truncated: list[bool]) -> list[Prediction]:
+        num_classes = len(self.labels)
+        generators = [torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(repr(t).encode())) for t in targets]
+        token_sums = [torch.zeros(num_classes, len(t), dtype=torch.float64) for t in targets]  # sum over samples
+        estimates: list[list[list[torch.Tensor]]] = [[[] for _ in range(num_classes)] for _ in targets]
+        active = list(range(len(targets)))
+        while active:
+            masks = {}
+            for i in active:
+                length = len(targets[i])
+                counts = stratified_counts(self.round_samples, length, generators[i])
+                masks[i] = mask_by_count(torch.ones(self.round_samples, length, dtype=torch.bool), counts, generators[i])
+            for c in range(num_classes):
+                terms = self._masked_terms(c, {i: targets[i] for i in active}, masks)  # i -> (n, L)
+                for i, t in terms.items():
+                    token_sums[i][c] += t.sum(dim=0)
+                    estimates[i][c].append(t.sum(dim=1))
+            still = []
+            for i in active:
+                samples = torch.stack([torch.cat(e) for e in estimates[i]])  # (C, n)
+                if not self._settled(samples):
+                    still.append(i)
+            active = still
+        predictions = []
+        for i, target in enumerate(targets):
+            samples = [torch.cat(e) for e in estimates[i]]
+            n = len(samples[0])
+            predictions.append(self._predict(target, truncated[i], list(token_sums[i] / n), samples, exact=False))
+        return predictions
+
+    def _settled(self, samples: torch.Tensor) -> bool:
+        """True when the top class's lead over the runner-up is `margin` standard errors, or at the cap."""
+        n = samples.shape[1]
+        if n >= self.max_samples:
+            return True
+        scores = samples.mean(dim=1) + torch.log(torch.tensor(self.priors, dtype=torch.float64))
+        top, second = scores.topk(2).indices.tolist()
+        stderr = float((samples[top] - samples[second]).std() / math.sqrt(n))
+        return stderr == 0.0 or float(scores[top] - scores[second]) > self.margin * stderr
+
+    def _masked_terms(self, c: int, targets: dict[int, list[int]], masks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Per text: (n, L) float64 terms L / l_j * m_ij * log p(x_i | prompt_c, x masked by m_j)."""
+        lm = self.models[c]
+        prefix, suffix = special_framing(lm.tokenizer)
+        start = len(prefix) + len(self._contexts[c])
+        rows = []  # (text, row of its masks)
+        for i, m in masks.items():
+            rows += [(i, j) for j in range(m.shape[0])]
+        rows.sort(key=lambda r: len(targets[r[0]]))  # similar lengths share a batch: little padding
+        out = {i: torch.zeros(m.shape, dtype=torch.float64) for i, m in masks.items()}
+        pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.mask_id
+        for begin in range(0, len(rows), self.batch_size):
+            batch = rows[begin : begin + self.batch_size]
+            width = start + max(len(targets[i]) for i, _ in batch) + len(suffix)
+            clean = torch.full((len(batch), width), pad, dtype=torch.long)
+            masked = torch.zeros(len(batch), width, dtype=torch.bool)
+            attention = torch.zeros(len(batch), width, dtype=torch.long)
+            for b, (i, j) in enumerate(batch):
+                seq = prefix + self._contexts[c] + targets[i] + suffix
+                clean[b, : len(seq)] = torch.tensor(seq)
+                attention[b, : len(seq)] = 1
+                masked[b, start : start + len(targets[i])] = masks[i][j]
+            noisy = clean.masked_fill(masked, lm.mask_id).to(lm.device)
+            with torch.inference_mode():
+                logits = lm.model(input_ids=noisy, attention_mask=attention.to(lm.device)).logits
+                picked = logits[masked.to(lm.device)].float()  # (M, V): only where a token is masked
+                logp = torch.log_softmax(picked, dim=-1).gather(-1, clean[masked].to(lm.device).unsqueeze(-1)).squeeze(-1)
+            logp = logp.double().cpu()
+            full = torch.zeros(len(batch), width, dtype=torch.float64)
+            full[masked] = logp
+            for b, (i, j) in enumerate(batch):
+                length = len(targets[i])
+                weight = length / float(masks[i][j].sum())
+                out[i][j] = full[b, start : start + length] * weight
+        return out
+
+    # -- causal models: exact
+
+    def _causal_terms(self, c: int, targets: list[list[int]]) -> list[torch.Tensor]:
+        """Per text: (L,) float64 exact log p(x_i | BOS, prompt_c, x_<i)."""
+        lm = self.models[c]
+        prefix = ([lm.bos_id] if lm.bos_id is not None else []) + self._contexts[c]
+        pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+        out: list[torch.Tensor | None] = [None] * len(targets)
+        order = sorted(range(len(targets)), key=lambda i: len(targets[i]))
+        for begin in range(0, len(order), self.batch_size):
+            batch = order[begin : begin + self.batch_size]
+            width = len(prefix) + max(len(targets[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            attention = torch.zeros(len(batch), width, dtype=torch.long)
+            for b, i in enumerate(batch):
+                seq = prefix + targets[i]
+                ids[b, : len(seq)] = torch.tensor(seq)
+                attention[b, : len(seq)] = 1
+            with torch.inference_mode():
+                logits = lm.model(input_ids=ids.to(lm.device), attention_mask=attention.to(lm.device)).logits.float()
+                logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(lm.device).unsqueeze(-1))
+            logp = logp.squeeze(-1).double().cpu()  # (b, width - 1): position k predicts ids[k + 1]
+            for b, i in enumerate(batch):
+                first = len(prefix) - 1
+                out[i] = logp[b, first : first + len(targets[i])]
+        return out  # type: ignore[return-value]
+
+    # -- the decision
+
+    def _predict(self, target, truncated, per_token, samples, *, exact) -> Prediction:
+        log_priors = [math.log(p) for p in self.priors]
+        likelihoods = [float(s.mean()) for s in samples]
+        scores = [ll + lp for ll, lp in zip(likelihoods, log_priors)]
+        probabilities = softmax([z / self.temperature for z in scores])
+        order = sorted(range(len(self.labels)), key=lambda k: -scores[k])
         top, second = order[0], order[1]
+        n = len(samples[0])
+        stderr = 0.0 if exact or n < 2 else float((samples[top] - samples[second]).std() / math.sqrt(n))
         return Prediction(
             label=self.labels[top],
             probabilities=dict(zip(self.labels, probabilities)),
-            log_likelihoods=dict(zip(self.labels, totals)),
+            log_likelihoods=dict(zip(self.labels, likelihoods)),
             runner_up=self.labels[second],
-            tokens=token_pieces(self.lm.tokenizer, target),
+            tokens=token_pieces(self.models[0].tokenizer, target),
             contributions=(per_token[top] - per_token[second]).tolist(),
             truncated=truncated,
-            nfe=nfe,
+            nfe=len(self.labels) * n,
+            logits=dict(zip(self.labels, scores)),
+            stderr=stderr,
         )
 
     def _room(self) -> int:
         """Tokens left for the text after the longest prompt and the framing specials."""
-        limit = self.lm.max_positions
-        if limit is None:
-            return self.max_tokens
-        prefix, suffix = special_framing(self.lm.tokenizer)
-        if self.lm.kind == "causal":
-            prefix, suffix = ([self.lm.bos_id] if self.lm.bos_id is not None else []), []
-        longest = max(len(encode(self.lm.tokenizer, p)) for p in self.prompts)
-        return limit - len(prefix) - len(suffix) - longest
+        room = self.max_tokens
+        for lm, context in zip(self.models, self._contexts):
+            if lm.max_positions is None:
+                continue
+            prefix, suffix = special_framing(lm.tokenizer)
+            if self.kind == "causal":
+                prefix, suffix = ([lm.bos_id] if lm.bos_id is not None else []), []
+            room = min(room, lm.max_positions - len(prefix) - len(suffix) - len(context))
+        return room
 
 
-def posterior(log_likelihoods: Sequence[float]) -> list[float]:
-    """Bayes' rule with uniform priors: softmax of the log-likelihoods (in float64)."""
-    top = max(log_likelihoods)
-    weights = [math.exp(x - top) for x in log_likelihoods]
+def ZeroShotClassifier(lm: LanguageModel, labels: Sequence[str], prompts: Sequence[str], num_samples: int = 32,  # noqa: N802
+                       **options) -> GenerativeClassifier:
+    """One un-tuned language model scoring the text after each label's prompt, uniform priors.
+
+    `num_samples` mask patterns per text (masked models), all drawn (no early stopping)."""
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    return GenerativeClassifier([lm] * len(labels), labels, prompts=prompts, round_samples=max(2, num_samples),
+                                max_samples=max(2, num_samples), **options)
+
+
+# ---- the discriminative baseline ------------------------------------------------------------------------
+
+
+@dataclass
+class DiscriminativeClassifier:
+    """A sequence-classification head on an encoder: p(class | text) = softmax(head(text) / T)."""
+
+    model: object  # a transformers *ForSequenceClassification model
+    tokenizer: object
+    labels: Sequence[str]
+    temperature: float = 1.0
+    max_tokens: int = MAX_TOKENS
+    batch_size: int = 32
+    explain: bool = True  # gradient × input contributions (one backward pass per batch)
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(self.labels)
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def classify(self, texts: Sequence[str]) -> list[Prediction]:
+        prefix, suffix = special_framing(self.tokenizer)
+        limit = self.max_tokens
+        max_positions = getattr(self.model.config, "max_position_embeddings", None)
+        if max_positions:
+            limit = min(limit, max_positions - len(prefix) - len(suffix))
+        targets, truncated = [], []
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("a text to classify is empty")
+            ids = encode(self.tokenizer, text)
+            truncated.append(len(ids) > limit)
+            targets.append(ids[:limit])
+        out: list[Prediction | None] = [None] * len(texts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        for begin in range(0, len(texts), self.batch_size):
+            batch = list(range(begin, min(begin + self.batch_size, len(texts))))
+            width = len(prefix) + len(suffix) + max(len(targets[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            attention = torch.zeros_like(ids)
+            for b, i in enumerate(batch):
+                seq = prefix + targets[i] + suffix
+                ids[b, : len(seq)] = torch.tensor(seq)
+                attention[b, : len(seq)] = 1
+            ids, attention = ids.to(self.device), attention.to(self.device)
+            if self.explain:
+                embeddings = self.model.get_input_embeddings()(ids).detach().requires_grad_(True)
+                with torch.enable_grad():
+                    logits = self.model(inputs_embeds=embeddings, attention_mask=attention).logits.float()
+                    top2 = logits.topk(2, dim=-1).indices
+                    gap = logits.gather(1, top2[:, :1]) - logits.gather(1, top2[:, 1:2])
+                    (grad,) = torch.autograd.grad(gap.sum(), embeddings)
+                saliency = (grad * embeddings).sum(-1).detach().double().cpu()  # (b, width)
+                logits = logits.detach()
+            else:
+                with torch.inference_mode():
+                    logits = self.model(input_ids=ids, attention_mask=attention).logits.float()
+                saliency = None
+            for b, i in enumerate(batch):
+                scores = logits[b].double().cpu().tolist()
+                probabilities = softmax([z / self.temperature for z in scores])
+                order = sorted(range(len(self.labels)), key=lambda k: -scores[k])
+                span = slice(len(prefix), len(prefix) + len(targets[i]))
+                out[i] = Prediction(
+                    label=self.labels[order[0]],
+                    probabilities=dict(zip(self.labels, probabilities)),
+                    log_likelihoods={},
+                    runner_up=self.labels[order[1]],
+                    tokens=token_pieces(self.tokenizer, targets[i]),
+                    contributions=saliency[b, span].tolist() if saliency is not None else [0.0] * len(targets[i]),
+                    truncated=truncated[i],
+                    nfe=1,
+                    logits=dict(zip(self.labels, scores)),
+                )
+        return out  # type: ignore[return-value]
+
+
+# ---- loading a trained classifier ----------------------------------------------------------------------
+
+
+def load_classifier(source: str | Path, *, device: str | torch.device | None = None, trust_remote_code: bool = False,
+                    **options) -> GenerativeClassifier | DiscriminativeClassifier:
+    """A classifier trained by `training.train_classifier`: a bundled name, a folder or a Hub repo id.
+
+    `options` override the scoring settings (e.g. max_samples, margin, batch_size).
+    """
+    folder = _classifier_folder(source)
+    spec = json.loads((folder / CONFIG_FILE).read_text())
+    labels, design = spec["labels"], spec["design"]
+    common = {"temperature": spec.get("temperature", 1.0), "max_tokens": spec.get("max_tokens", MAX_TOKENS)}
+    if design == "discriminative":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from dlm.loading import default_device
+
+        path = folder / spec["models"]["*"]
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, dtype=torch.float32,
+                                                                   trust_remote_code=trust_remote_code)
+        model.to(torch.device(device) if device is not None else default_device()).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return DiscriminativeClassifier(model, tokenizer, labels, **common, **options)
+    from dlm.loading import load
+
+    if design == "per-class":
+        models = [load(str(folder / spec["models"][c]), device=device, trust_remote_code=trust_remote_code) for c in labels]
+    elif design == "conditional":
+        lm = load(str(folder / spec["models"]["*"]), device=device, trust_remote_code=trust_remote_code)
+        models = [lm] * len(labels)
+    else:
+        raise ValueError(f"{source!r}: unknown classifier design {design!r}")
+    settings = {**spec.get("scoring", {}), **common, **options}
+    return GenerativeClassifier(models, labels, prompts=spec.get("prompts"), priors=spec.get("priors"), **settings)
+
+
+def bundled_classifiers() -> list[str]:
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def _classifier_folder(source: str | Path) -> Path:
+    if isinstance(source, Path):
+        source = str(source)
+    if not isinstance(source, str) or not source.strip():
+        raise ModelNotFoundError(f"classifier source must be a non-empty string, got {source!r}")
+    if source in bundled_classifiers():
+        return BUNDLED_DIR / source
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        if not (folder / CONFIG_FILE).is_file():
+            raise ModelNotFoundError(f"folder {str(folder)!r} has no {CONFIG_FILE}: train one with training.train_classifier")
+        return folder
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    tried = f"bundled classifiers {bundled_classifiers()}; local folder {str(folder)!r} (no such folder)"
+    try:
+        validate_repo_id(source)
+        path = Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]))
+    except HFValidationError:
+        raise ModelNotFoundError(f"cannot load classifier {source!r}; tried {tried}; not a valid Hub repo id") from None
+    except Exception as error:  # offline, not found, gated: all mean the same to the caller
+        raise ModelNotFoundError(f"cannot load classifier {source!r}; tried {tried}; the Hub said: {error}") from None
+    if not (path / CONFIG_FILE).is_file():
+        raise ModelNotFoundError(f"Hub repo {source!r} has no {CONFIG_FILE}: it is not a dlm classifier")
+    return path
+
+
+# ---- calibration and metrics --------------------------------------------------------------------------
+
+
+def softmax(scores: Sequence[float]) -> list[float]:
+    top = max(scores)
+    weights = [math.exp(x - top) for x in scores]
     total = sum(weights)
     return [w / total for w in weights]
 
 
-def masked_token_elbo(
-    lm: LanguageModel, context: list[int], target: list[int], masks: torch.Tensor, batch_size: int = 32
-) -> torch.Tensor:
-    """(L,) float64 per-token terms of the Monte-Carlo ELBO of `target` given `context`; they sum to it.
-
-    masks: (n, L) bool over the target tokens, each row masking l_j >= 1 of them; pass the same masks
-    for every context to compare classes with common random numbers. Term i is
-    mean_j [ L / l_j * m_ij * log p(x_i | context, target masked by m_j) ], the estimator of
-    `dlm.likelihood.elbo_estimates` split by position.
-    """
-    num_masked = masks.sum(dim=1)  # (n,)
-    if (num_masked == 0).any():
-        raise ValueError("every mask pattern must mask at least one token")
-    prefix, suffix = special_framing(lm.tokenizer)
-    ids = torch.tensor(prefix + context + target + suffix, device=lm.device)  # (T,)
-    start = len(prefix) + len(context)
-    scored = slice(start, start + len(target))
-    terms = []
-    with torch.inference_mode():
-        for rows in masks.split(batch_size):
-            rows = rows.to(lm.device)  # (b, L)
-            noisy = ids.expand(rows.shape[0], -1).clone()  # (b, T)
-            noisy[:, scored] = noisy[:, scored].masked_fill(rows, lm.mask_id)
-            logits = lm.model(input_ids=noisy, attention_mask=torch.ones_like(noisy)).logits[:, scored].float()
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[scored].expand(rows.shape[0], -1).unsqueeze(-1))
-            terms.append((logp.squeeze(-1) * rows).double().cpu())  # (b, L)
-    weights = len(target) / num_masked.double()  # (n,) = 1 / p_mask
-    return (torch.cat(terms) * weights.unsqueeze(1)).mean(dim=0)
+def posterior(log_likelihoods: Sequence[float]) -> list[float]:
+    """Bayes' rule with uniform priors: softmax of the log-likelihoods."""
+    return softmax(log_likelihoods)
 
 
-def causal_token_log_probs(lm: LanguageModel, context: list[int], target: list[int]) -> torch.Tensor:
-    """(L,) float64 exact log p(x_i | BOS, context, x_<i) of each target token."""
-    prefix = [lm.bos_id] if lm.bos_id is not None else []
-    if not prefix and not context:
-        raise ValueError("this causal model has no BOS token, so every label needs a non-empty prompt")
-    ids = torch.tensor([prefix + context + target], device=lm.device)  # (1, T)
-    with torch.inference_mode():
-        logits = lm.model(input_ids=ids).logits[0, :-1].float()  # (T-1, V): predicts ids[1:]
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, 1:].unsqueeze(-1)).squeeze(-1)
-    return logp[-len(target) :].double().cpu()
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The T > 0 minimising the negative log-likelihood of softmax(logits / T) (temperature scaling)."""
+    logits, targets = logits.double(), targets.long()
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), targets)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return float(log_t.exp())
 
 
-# ---- measuring a classifier against known labels ---------------------------------------------------
+def expected_calibration_error(probabilities: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
+    """ECE: the confidence-weighted gap between confidence and accuracy over equal-width bins."""
+    confidence, predicted = probabilities.max(dim=1)
+    correct = (predicted == targets).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=probabilities.dtype)
+    ece = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            ece += float(inside.double().mean() * (confidence[inside].double().mean() - correct[inside].mean()).abs())
+    return ece
+
+
+def calibration_report(classifier: Classifier, texts: Sequence[str], truth: Sequence[str]) -> dict:
+    """Score labelled (validation) texts, fit the temperature, and measure ECE before and after."""
+    labels = list(classifier.labels)
+    lookup = {c.casefold(): c for c in labels}
+    keep = [(t, lookup[y.strip().casefold()]) for t, y in zip(texts, truth) if y.strip().casefold() in lookup]
+    if not keep:
+        raise ValueError("no text has one of the classifier's labels")
+    predictions = classifier.classify([t for t, _ in keep])
+    logits = torch.tensor([[p.logits[c] for c in labels] for p in predictions], dtype=torch.float64)
+    targets = torch.tensor([labels.index(y) for _, y in keep])
+    temperature = fit_temperature(logits, targets)
+    before, after = torch.softmax(logits, dim=1), torch.softmax(logits / temperature, dim=1)
+    nll = lambda p: float(-p.gather(1, targets.unsqueeze(1)).clamp_min(1e-300).log().mean())  # noqa: E731
+    return {
+        "texts": len(keep),
+        "accuracy": float((logits.argmax(dim=1) == targets).double().mean()),
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(before, targets),
+        "ece_after": expected_calibration_error(after, targets),
+        "nll_before": nll(before),
+        "nll_after": nll(after),
+        "nfe_per_text": sum(p.nfe for p in predictions) / len(predictions),
+    }
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -198,7 +523,7 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
 
 @dataclass
 class Evaluation:
-    """Accuracy and confusion matrix against the file's labels."""
+    """Accuracy, macro-F1 and the confusion matrix against known labels."""
 
     correct: int
     total: int  # rows whose label is one of the classes
@@ -209,6 +534,20 @@ class Evaluation:
     @property
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.total)
+
+    @property
+    def macro_f1(self) -> float:
+        scores = []
+        for k in range(len(self.classes)):
+            tp = self.confusion[k][k]
+            predicted = sum(row[k] for row in self.confusion)
+            actual = sum(self.confusion[k])
+            scores.append(2 * tp / (predicted + actual) if predicted + actual else 0.0)
+        return sum(scores) / len(scores) if scores else float("nan")
 
 
 def evaluate(predicted: list[str], truth: list[str], classes: list[str]) -> Evaluation:
@@ -227,3 +566,27 @@ def evaluate(predicted: list[str], truth: list[str], classes: list[str]) -> Eval
         correct += t_class == p
     confusion = [[counts[t][p] for p in classes] for t in classes]
     return Evaluation(correct, total, unknown, list(classes), confusion)
+
+
+def report(predictions: list[Prediction], truth: list[str], classes: list[str]) -> dict:
+    """Everything the CLI and the benchmark print for labelled texts (ECE over rows with a known label)."""
+    evaluation = evaluate([p.label for p in predictions], truth, classes)
+    lookup = {c.casefold(): c for c in classes}
+    known = [(p, lookup[t.strip().casefold()]) for p, t in zip(predictions, truth) if t.strip().casefold() in lookup]
+    ece = float("nan")
+    if known:
+        probabilities = torch.tensor([[p.probabilities[c] for c in classes] for p, _ in known], dtype=torch.float64)
+        ece = expected_calibration_error(probabilities, torch.tensor([classes.index(t) for _, t in known]))
+    low, high = evaluation.interval
+    return {
+        "texts": len(predictions),
+        "labelled": evaluation.total,
+        "unknown_labels": len(evaluation.unknown),
+        "accuracy": evaluation.accuracy,
+        "accuracy_ci95": [low, high],
+        "macro_f1": evaluation.macro_f1,
+        "ece": ece,
+        "classes": classes,
+        "confusion": evaluation.confusion,
+        "nfe_per_text": sum(p.nfe for p in predictions) / max(len(predictions), 1),
+    }

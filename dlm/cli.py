@@ -1,9 +1,10 @@
-"""Command line: `python -m dlm generate | animate | elbo`.
+"""Command line: `python -m dlm generate | animate | elbo | classify`.
 
     python -m dlm generate --model default --prompt "It was a dark night" --length 48 --steps 16 --seed 0
     python -m dlm generate --model default --infill "The [MASK] [MASK] sat on the mat" --json
     python -m dlm animate --model default --prompt "Call me" --out run.gif      # .gif, .mp4 or .html
     python -m dlm elbo --model default --text "Call me Ishmael." --json
+    python -m dlm classify --model default-classifier --input reviews.csv --label-column label --json
 
 Bad input prints one line on stderr and exits with status 2.
 """
@@ -58,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     elbo.add_argument("--samples", type=int, default=64, help="Monte-Carlo samples (masked models)")
     elbo.add_argument("--seed", type=int, default=0)
     elbo.add_argument("--json", action="store_true")
+
+    clf = commands.add_parser("classify", help="classify texts from a .txt (one per line) or .csv file")
+    clf.add_argument("--model", default="default-classifier", help="classifier: bundled name, folder or Hub repo id")
+    clf.add_argument("--input", required=True, type=Path, help=".txt (one text per line) or .csv with a header row")
+    clf.add_argument("--text-column", help="CSV column with the texts (default: guessed)")
+    clf.add_argument("--label-column", help="CSV column with true labels: adds accuracy, macro-F1, ECE, confusion")
+    clf.add_argument("--max-samples", type=int, help="masked models: at most this many mask patterns per text")
+    clf.add_argument("--batch-size", type=int, default=64, help="texts per call (progress is shown between calls)")
+    clf.add_argument("--max-mb", type=float, default=100.0, help="largest input file accepted")
+    clf.add_argument("--json", action="store_true", help="print one JSON object")
+    clf.add_argument("--trust-remote-code", action="store_true")
     elbo.add_argument("--trust-remote-code", action="store_true")
     return parser
 
@@ -125,7 +137,57 @@ def cmd_elbo(args: argparse.Namespace) -> None:
               f"{result.num_tokens} tokens; perplexity {result.perplexity:.2f}")
 
 
-COMMANDS = {"generate": cmd_generate, "animate": cmd_animate, "elbo": cmd_elbo}
+def cmd_classify(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from dlm.classify import load_classifier, report
+    from dlm.tables import read_table, select_texts
+
+    if not args.input.is_file():
+        raise ValueError(f"input file {str(args.input)!r} does not exist")
+    table = read_table(args.input, int(args.max_mb * 2**20))
+    texts, truth, notes = select_texts(table, args.text_column, args.label_column)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    options = {"max_samples": args.max_samples} if args.max_samples else {}
+    classifier = load_classifier(args.model, trust_remote_code=args.trust_remote_code, **options)
+    predictions = []
+    with tqdm(total=len(texts), desc="classifying", unit="text", disable=None, file=sys.stderr) as bar:
+        for start in range(0, len(texts), args.batch_size):
+            chunk = texts[start : start + args.batch_size]
+            predictions += classifier.classify(chunk)
+            bar.update(len(chunk))
+    labels = list(classifier.labels)
+    metrics = report(predictions, truth, labels) if truth is not None else None
+    if args.json:
+        rows = [{"text": t, "label": p.label, "probabilities": p.probabilities, "nfe": p.nfe, "truncated": p.truncated,
+                 **({"true_label": y} if truth is not None else {})}
+                for t, p, y in zip(texts, predictions, truth or [None] * len(texts))]
+        print(json.dumps({"model": args.model, "labels": labels, "predictions": rows, "metrics": metrics}))
+        return
+    for i, (text, p) in enumerate(zip(texts, predictions)):
+        probabilities = " ".join(f"{c}={p.probabilities[c]:.3f}" for c in labels)
+        preview = text if len(text) <= 60 else text[:57] + "..."
+        print(f"{i + 1}\t{p.label}\t{probabilities}\tnfe={p.nfe}\t{preview}")
+    if metrics is not None:
+        print(format_metrics(metrics))
+
+
+def format_metrics(metrics: dict) -> str:
+    low, high = metrics["accuracy_ci95"]
+    lines = [f"accuracy {metrics['accuracy']:.4f} (95% CI {low:.4f}-{high:.4f}) on {metrics['labelled']} labelled texts; "
+             f"macro-F1 {metrics['macro_f1']:.4f}; ECE {metrics['ece']:.4f}; {metrics['nfe_per_text']:.1f} forward passes per text"]
+    if metrics["unknown_labels"]:
+        lines.append(f"{metrics['unknown_labels']} text(s) have labels that are not classes; they are left out")
+    width = max(len(c) for c in metrics["classes"])
+    lines.append("confusion (rows: true, columns: predicted)")
+    lines.append(" " * (width + 2) + "  ".join(f"{c:>{width}}" for c in metrics["classes"]))
+    for c, row in zip(metrics["classes"], metrics["confusion"]):
+        lines.append(f"{c:>{width}}  " + "  ".join(f"{n:>{width}}" for n in row))
+    return "\n".join(lines)
+
+
+COMMANDS = {"generate": cmd_generate, "animate": cmd_animate, "elbo": cmd_elbo, "classify": cmd_classify}
 
 
 def main(argv: list[str] | None = None) -> int:

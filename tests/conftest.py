@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny real models (BERT, RoBERTa, GPT-2) with tokenizers trained here, offline."""
+"""Shared fixtures: tiny real models (BERT, RoBERTa, GPT-2) with tokenizers trained here, offline,
+and trained-classifier folders built from them."""
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -150,3 +152,45 @@ def uniform(uniform_dir):
     import dlm
 
     return dlm.load(uniform_dir)
+
+
+def write_classifier(folder, design: str, models: dict, labels=("positive", "negative")) -> str:
+    """A classifier.json by hand, as training.train_classifier writes it (no validation figures)."""
+    spec = {"format": 1, "design": design, "family": "masked" if design != "discriminative" else "discriminative",
+            "labels": list(labels), "priors": [1 / len(labels)] * len(labels), "prompts": None, "models": models,
+            "max_tokens": 64, "temperature": 1.0, "training": {"wall_seconds": 0, "models": {}}}
+    (folder / "classifier.json").write_text(json.dumps(spec), encoding="utf-8")
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(roberta_dir, tmp_path_factory):
+    """A per-class classifier of two tiny real masked models, not trained on classes: the negative one's
+    weights are nudged so the two classes score differently (identical models would always tie)."""
+    import shutil
+
+    from transformers import AutoModelForMaskedLM
+
+    folder = tmp_path_factory.mktemp("classifier")
+    for label in ("positive", "negative"):
+        shutil.copytree(roberta_dir, folder / f"class-{label}")
+    model = AutoModelForMaskedLM.from_pretrained(folder / "class-negative")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    model.save_pretrained(folder / "class-negative", safe_serialization=True)
+    return write_classifier(folder, "per-class", {"positive": "class-positive", "negative": "class-negative"})
+
+
+@pytest.fixture(scope="session")
+def discriminative_dir(roberta_dir, tmp_path_factory):
+    """A tiny untrained sequence-classification head on the RoBERTa fixture's encoder."""
+    from transformers import AutoConfig, AutoTokenizer, RobertaForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("discriminative")
+    torch.manual_seed(0)
+    model = RobertaForSequenceClassification(AutoConfig.from_pretrained(roberta_dir, num_labels=2))
+    model.save_pretrained(folder / "model", safe_serialization=True)
+    AutoTokenizer.from_pretrained(roberta_dir).save_pretrained(folder / "model")
+    return write_classifier(folder, "discriminative", {"*": "model"})

@@ -18,10 +18,10 @@ GOOD = dict(text="the cat", length=12, steps=4, seed=0)  # a quick, valid genera
 
 
 @pytest.fixture(scope="module")
-def app(roberta_dir, gpt2_dir):
+def app(roberta_dir, gpt2_dir, classifier_dir):
     import app as module
 
-    module.configure({"diffusion": roberta_dir, "autoregressive": gpt2_dir})
+    module.configure({"diffusion": roberta_dir, "autoregressive": gpt2_dir, "classifier": classifier_dir})
     return module
 
 
@@ -208,6 +208,8 @@ def test_classify_a_csv_with_labels(app, tmp_path):
 def test_classify_pasted_lines_and_a_txt(app, tmp_path):
     _, _, table, _, summary, confusion, _ = classify(app, text="the cat sat\n\nonce upon a time\n", samples=4)
     assert len(table) == 2 and not confusion.visible
+    zero_shot = classify(app, text="the cat sat", labels="a, b, c", label_prompt="{label}:", samples=4, mode="zero-shot")
+    assert {"p(a)", "p(b)", "p(c)", "log p | c"} <= set(zero_shot[2].columns) and "zero-shot" in zero_shot[4]
     path = tmp_path / "texts.txt"
     path.write_text("the cat\nthe dog\n\nthe log\n", encoding="utf-8")
     assert len(classify(app, file=str(path), samples=4)[2]) == 3
@@ -266,7 +268,57 @@ def test_a_bad_upload_is_explained_beside_the_file(app, tmp_path):
      ("a, A", "{label}", "distinct"), ("a," * 9, "{label}", "at most 8 labels")],
 )
 def test_bad_labels(app, labels, template, message):
-    assert message in error_message(app, lambda: classify(app, text="the cat", labels=labels, label_prompt=template))
+    assert message in error_message(
+        app, lambda: classify(app, text="the cat", labels=labels, label_prompt=template, mode="zero-shot"))
+
+
+def test_trained_mode_uses_the_classifiers_own_labels(app):
+    probs, explanation, table, _, summary, _, state = classify(
+        app, text="the cat sat\nthe dog", labels="x, y, z", label_prompt="nonsense", samples=8)  # ignored: trained
+    assert set(probs) == {"positive", "negative"} and set(table["prediction"]) <= {"positive", "negative"}
+    assert {"p(positive)", "p(negative)", "log p | positive", "log p | negative"} <= set(table.columns)
+    assert "p(x)" not in table.columns
+    assert "trained classifier" in summary and "per-class, masked diffusion" in summary and "temperature 1.00" in summary
+    assert len(explanation.value) == len(state[0]["tokens"])  # the per-token explanation works here too
+    assert "unknown classifier mode 'both'" in error_message(app, lambda: classify(app, text="the cat", mode="both"))
+
+
+def test_the_samples_cap_changes_the_forward_passes(app):
+    import re
+
+    def forward_passes(samples):
+        summary = classify(app, text="it was the best of times", samples=samples)[4]
+        return int(re.search(r"([\d,]+) forward passes", summary).group(1).replace(",", ""))
+
+    assert forward_passes(4) == 2 * 4  # one round of 4 shared masks, both classes: the cap
+    assert 2 * 8 <= forward_passes(32) <= 2 * 32  # rounds of 8 until the top class is clear, or the cap
+    trained = app.MODELS.classifier().classifier
+    capped = app.make_classifier("trained", 16, trained=trained)
+    assert capped.max_samples == 16 and trained.max_samples != 16  # the loaded classifier is left alone
+
+
+def test_a_discriminative_classifier_has_no_likelihood_columns(app, roberta_dir, discriminative_dir, monkeypatch):
+    monkeypatch.setattr(app, "MODELS", app.Models({"diffusion": roberta_dir, "classifier": discriminative_dir}))
+    probs, explanation, table, _, summary, _, state = classify(app, text="the cat sat\nthe dog", samples=8)
+    assert {"p(positive)", "p(negative)"} <= set(table.columns) and not any(c.startswith("log p") for c in table.columns)
+    assert "discriminative" in summary and "2 forward passes" in summary
+    assert len(explanation.value) == len(state[0]["tokens"])
+
+
+@pytest.mark.parametrize("broken", ["no-file", "no-labels"])
+def test_an_unloadable_classifier_is_reported_and_zero_shot_still_works(app, roberta_dir, tmp_path, monkeypatch, broken):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    if broken == "no-labels":
+        (folder / "classifier.json").write_text(json.dumps({"design": "per-class", "models": {}}), encoding="utf-8")
+    monkeypatch.setattr(app, "MODELS", app.Models({"diffusion": roberta_dir, "classifier": str(folder)}))
+    message = error_message(app, lambda: classify(app, text="the cat"))
+    assert "trained classifier" in message and "could not be loaded" in message and "Zero-shot mode still works" in message
+    assert ("has no classifier.json" if broken == "no-file" else "has no 'labels'") in message
+    summary, _ = app.model_overview()
+    assert "**classifier**: ✗" in summary and "**diffusion**: `" in summary
+    assert "not loaded" in app.classifier_info("trained")
+    assert len(classify(app, text="the cat", samples=4, mode="zero-shot")[2]) == 1
 
 
 def test_too_many_rows_are_cut_with_a_note(app, tmp_path, monkeypatch):
@@ -358,17 +410,42 @@ def test_race_lets_the_lane_behind_go_next(roberta, gpt2):
     assert lanes[0].metrics()["NFE (forward passes)"] == 6 and lanes[1].metrics()["tokens"] == 6
 
 
-def test_quality_chart_only_with_benchmark_data(app, tmp_path):
-    frame, note = app.quality_points(tmp_path / "ar_vs_diffusion.json")
-    assert frame is None and "has not been run" in note
-    path = tmp_path / "ar_vs_diffusion.json"
-    path.write_text(json.dumps({"results": [
-        {"family": "diffusion", "steps": 8, "judge_perplexity": 90.0},
-        {"family": "diffusion", "steps": 32, "judge_perplexity": 60.0},
-        {"family": "ar", "judge_perplexity": 50.0}]}))
-    frame, note = app.quality_points(path)
-    assert sorted(frame["model"].unique()) == ["autoregressive", "diffusion"]
-    assert frame[frame["model"] == "autoregressive"]["judge perplexity"].tolist() == [50.0, 50.0]
+def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, monkeypatch):
+    full, quick = tmp_path / "ar_vs_diffusion.json", tmp_path / "ar_vs_diffusion_quick.json"
+    monkeypatch.setattr(app, "QUALITY_FILES", (full, quick))
+    chart = app.quality_chart()
+    assert chart.frame is None and "has not been run" in chart.note
+
+    def record(family, length, steps, threshold, nfe, wall, perplexity):
+        return {"family": family, "model": "m", "length": length, "steps": steps, "threshold": threshold, "nfe": nfe,
+                "wall_seconds": wall, "judge_perplexity": perplexity}
+
+    quick.write_text(json.dumps({"machine": {"device": "cpu"}, "command": "python bench/ar_vs_diffusion.py --quick",
+                                 "quick": True, "records": [record("diffusion", 64, 4, None, 4, 0.1, 900.0)]}))
+    assert app.quality_chart().lengths == [64]  # no full sweep: the quick one
+    full.write_text(json.dumps({
+        "machine": {"device": "cpu", "cpu": "Test CPU", "cpu_count": 2}, "command": "python bench/ar_vs_diffusion.py",
+        "human": [{"length": 64, "judge_perplexity": 40.0}, {"length": 128, "judge_perplexity": 45.0}],
+        "records": [record("diffusion", 64, 4, None, 4, 0.1, 900.0), record("diffusion", 64, 64, None, 64, 2.0, 300.0),
+                    record("ar", 64, None, None, 64, 0.4, 120.0),
+                    record("diffusion", 128, 8, None, 8, 0.3, 1000.0), record("diffusion", 128, None, 0.9, 70, 2.5, 60.0),
+                    record("ar", 128, None, None, 128, 0.8, 110.0), {"family": "diffusion", "length": 128}]}))
+    chart = app.quality_chart()
+    assert chart.lengths == [64, 128] and chart.length == 128  # 128 by default, no averaging across lengths
+    frame = chart.frame.set_index("setting")
+    assert frame.loc["diffusion, 8 steps", "judge perplexity"] == 1000.0
+    assert frame.loc["diffusion, threshold 0.9", "series"] == "diffusion, confidence threshold"
+    assert frame.loc["autoregressive (m)", "NFE"] == 128 and frame.loc["autoregressive (m)", "wall time (s)"] == 0.8
+    assert set(chart.frame[chart.frame["series"] == "human text (reference)"]["judge perplexity"]) == {45.0}
+    assert "Test CPU" in chart.note and "`python bench/ar_vs_diffusion.py`" in chart.note
+    short = app.quality_chart(64).frame
+    assert sorted(short[short["series"] != "human text (reference)"]["judge perplexity"]) == [120.0, 300.0, 900.0]
+    assert app.quality_chart(256).frame is None
+    for broken in ("{not json", json.dumps([1, 2]), json.dumps({"records": "x", "human": 3}),
+                   json.dumps({"records": [{"length": "64", "nfe": None}]})):
+        full.write_text(broken)
+        chart = app.quality_chart()
+        assert chart.frame is None and chart.note  # a note, never an exception
 
 
 def test_learn_tells_measured_numbers(app):
@@ -388,7 +465,28 @@ def test_models_load_once_under_concurrency(app, roberta_dir):
     for t in threads:
         t.join()
     assert len({id(lm) for lm in loaded}) == 1
-    assert models.get("classifier") is loaded[0]  # the classifier defaults to the diffusion model
+
+
+def test_the_trained_classifier_loads_once_under_concurrency(app, classifier_dir):
+    import threading
+
+    models = app.Models({"classifier": classifier_dir})
+    loaded = []
+    threads = [threading.Thread(target=lambda: loaded.append(models.classifier())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(c) for c in loaded}) == 1 and models.loaded_classifier() is loaded[0]
+    assert loaded[0].design == "per-class" and list(loaded[0].classifier.labels) == ["positive", "negative"]
+    assert "unknown model role 'classifier'" in str(pytest.raises(ValueError, models.get, "classifier").value)
+
+
+def test_the_header_describes_the_classifier(app):
+    summary, cards = app.model_overview()
+    assert "**classifier**: `" in summary and "per-class, masked diffusion" in summary and "positive / negative" in summary
+    assert "### classifier:" in cards and "no validation figures" in cards
+    assert "Labels: “positive”, “negative”" in app.classifier_info("trained")
 
 
 # ---- the launched app, through gradio_client --------------------------------------------------------

@@ -25,10 +25,10 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def url(roberta_dir, gpt2_dir):
+def url(roberta_dir, gpt2_dir, classifier_dir):
     import app
 
-    app.configure({"diffusion": roberta_dir, "autoregressive": gpt2_dir})
+    app.configure({"diffusion": roberta_dir, "autoregressive": gpt2_dir, "classifier": classifier_dir})
     _, local_url, _ = app.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
                                       **app.launch_options())
     try:
@@ -171,6 +171,7 @@ def test_user_text_never_becomes_markup(ui):
     if clear.count():
         clear.click()
     ui.locator("#classify-text textarea").fill(XSS + "\nthe cat")
+    ui.get_by_label("Zero-shot").check()
     ui.get_by_label("Labels (comma-separated)").fill(f"{XSS}, plain")
     ui.locator("#classify-button").click()
     ui.locator("#classify-summary").get_by_text("text(s) classified").wait_for()

@@ -17,16 +17,20 @@ from pathlib import Path
 
 from dlm.loading import BUNDLED_DIR
 
+CLASSIFIER_FILE = "classifier.json"  # a classifier folder (training.train_classifier)
 BUDGET_MB = 40.0  # all bundled weights together
 KEEP = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "README.md", "dlm_run.json")
 
 
 def bundled_weights_mb(exclude: str | None = None) -> float:
-    return sum(p.stat().st_size for p in BUNDLED_DIR.glob("*/*.safetensors") if p.parent.name != exclude) / 2**20
+    return sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*.safetensors")
+               if p.relative_to(BUNDLED_DIR).parts[0] != exclude) / 2**20
 
 
 def bundle(run_dir: Path, name: str) -> Path:
+    if (run_dir / CLASSIFIER_FILE).is_file():
+        return bundle_classifier(run_dir, name)
     weights = run_dir / "model.safetensors"
     if not weights.is_file():
         raise ValueError(f"{str(run_dir)!r} has no model.safetensors: has the run finished?")
@@ -43,6 +47,35 @@ def bundle(run_dir: Path, name: str) -> Path:
             shutil.copy2(run_dir / file, target / file)
     _rename_in_card(target, name)
     print(f"bundled {run_dir} as {name!r} in {target} ({total:.1f} MB of bundled weights in all)")
+    return target
+
+
+def bundle_classifier(run_dir: Path, name: str) -> Path:
+    """A classifier folder: classifier.json, its card, and each model folder it names."""
+    import json
+
+    spec = json.loads((run_dir / CLASSIFIER_FILE).read_text())
+    folders = sorted(set(spec["models"].values()))
+    weights = [run_dir / f / "model.safetensors" for f in folders]
+    missing = [str(w) for w in weights if not w.is_file()]
+    if missing:
+        raise ValueError(f"{str(run_dir)!r} is missing {missing}: has the run finished?")
+    total = bundled_weights_mb(exclude=name) + sum(w.stat().st_size for w in weights) / 2**20
+    if total > BUDGET_MB:
+        raise ValueError(f"bundling {name} would make {total:.1f} MB of weights, over the {BUDGET_MB:.0f} MB budget")
+    target = BUNDLED_DIR / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for file in (CLASSIFIER_FILE, "README.md"):
+        if (run_dir / file).is_file():
+            shutil.copy2(run_dir / file, target / file)
+    for folder in folders:
+        (target / folder).mkdir()
+        for file in (*KEEP, "dlm_train.json"):
+            if (run_dir / folder / file).is_file():
+                shutil.copy2(run_dir / folder / file, target / folder / file)
+    print(f"bundled classifier {run_dir} as {name!r} in {target} ({total:.1f} MB of bundled weights in all)")
     return target
 
 

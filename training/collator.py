@@ -5,6 +5,10 @@ the same forward process the likelihood uses), or, as an option, one rate per ba
 of discrete levels (the seed projects' recipe). For `prefix_fraction` of the samples a prefix of
 random length stays unmasked and out of the loss, so the model learns to continue prompts of any
 length. Padding is never masked and never scored. Each sample carries weight 1 / p_b (the ELBO) or 1.
+
+An example may also carry `clean_prefix` / `clean_suffix` token counts that are never masked (a
+class-conditional model's label prompt and the tokenizer's framing), so the loss is an ELBO of the
+text given its prompt: exactly what `dlm.classify` scores.
 """
 
 from __future__ import annotations
@@ -56,7 +60,11 @@ class DiffusionCollator:
         # a clean prefix of 1..L-1 tokens for some samples
         has_prefix = torch.rand(b, generator=g) < self.prefix_fraction
         prefix_len = torch.randint(1, length, (b,), generator=g) * has_prefix
-        in_prefix = torch.arange(length).unsqueeze(0) < prefix_len.unsqueeze(1)
+        given = torch.tensor([e.get("clean_prefix", 0) for e in examples])  # (B,) always clean
+        prefix_len = torch.maximum(prefix_len, given)
+        suffix_start = not_pad.sum(dim=1) - torch.tensor([e.get("clean_suffix", 0) for e in examples])  # (B,)
+        positions = torch.arange(length).unsqueeze(0)
+        in_prefix = (positions < prefix_len.unsqueeze(1)) | (positions >= suffix_start.unsqueeze(1))
         maskable = not_pad & ~in_prefix
         noisy, masked = mask_by_rate(ids, maskable, rates, self.mask_id, generator=g)
         labels = ids.masked_fill(~masked, -100)
@@ -69,6 +77,35 @@ class DiffusionCollator:
             "mask_rate": rates,  # (B,) for per-bucket logging
             "num_scored": maskable.sum(),  # tokens the ELBO covers: the normaliser of the loss
         }
+
+
+@dataclass
+class CausalCollator:
+    """Right-padded next-token batches; `labels` is -100 on padding and on each example's clean prefix."""
+
+    pad_id: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        ids = _pad([torch.as_tensor(e["input_ids"]) for e in examples], self.pad_id)  # (B, L)
+        lengths = torch.tensor([len(e["input_ids"]) for e in examples])
+        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+        real = positions < lengths.unsqueeze(1)
+        given = torch.tensor([e.get("clean_prefix", 0) for e in examples]).unsqueeze(1)
+        labels = ids.masked_fill(~real | (positions < given), -100)
+        return {"input_ids": ids, "attention_mask": real.long(), "labels": labels}
+
+
+@dataclass
+class LabelCollator:
+    """Right-padded batches with one class index per example (a sequence-classification head)."""
+
+    pad_id: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        ids = _pad([torch.as_tensor(e["input_ids"]) for e in examples], self.pad_id)
+        lengths = torch.tensor([len(e["input_ids"]) for e in examples])
+        real = torch.arange(ids.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        return {"input_ids": ids, "attention_mask": real.long(), "labels": torch.tensor([e["label"] for e in examples])}
 
 
 def _pad(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:

@@ -1,0 +1,494 @@
+"""A fair race between a masked-diffusion model and an autoregressive one: speed, quality, memory, recall.
+
+    python bench/ar_vs_diffusion.py --quick --threads 2             # < 3 minutes on 2 CPU cores
+    python bench/ar_vs_diffusion.py --diffusion default --ar default-ar --lengths 64 128 256 \\
+        --judge smollm2 --json bench/results/ar_vs_diffusion.json --plot bench/results/ar_vs_diffusion.png
+
+For every length L, both models continue the same prompts (bench/data/prompts.txt, sentence
+beginnings from the corpus's held-out splits), one prompt at a time, each with the seed of its prompt:
+
+- diffusion with steps L/16, L/8, L/4, L/2, L (the model's recommended sampler settings otherwise,
+  `lm.settings`), and threshold decoding (Fast-dLLM): steps L as an upper bound, every masked
+  position whose confidence reaches 0.7 / 0.8 / 0.9 / 0.95 committed at once, low-confidence
+  remasking otherwise;
+- autoregressive decoding with the KV cache (one token per forward), its recommended settings.
+
+EOS is never sampled (`allow_eos=False`), so every run writes exactly L tokens: time, NFE and the
+judge compare equal amounts of text. Per setting: wall time from `dlm.stream` to the last step and
+time to the first step (medians over prompts; a warm-up run per model comes first), tokens/s
+(median of L / wall time), NFE (forward passes per sample), peak memory during generation
+(`dlm.quality.PeakMemory`: the process's peak RSS on CPU, allocated tensors on CUDA; the largest over
+prompts; "+run" is what a run added to what the process already held), the judge's perplexity of
+the continuations given their prompts, distinct-1/2/3 and the 4-gram repetition rate
+(`dlm.quality`). The judge is loaded only after all generation, so its weights are not in the
+memory figures. A model whose positions cannot hold a prompt and L tokens is skipped at that length
+(the bundled AR model has 256 positions, so L = 256 is diffusion only), and the table says so. The same quality numbers for human text (held-out paragraphs:
+the first 6 words as the prompt, the next L tokens of the diffusion tokenizer as the continuation)
+show the judge's scale. Q&A (bench/data/qa.jsonl, cloze questions whose answers are in the training
+text) gives exact match with a 95% Wilson interval for both models (`dlm.qa`).
+
+Prints markdown tables and writes a JSON file ({"machine", "command", "judge", "human", "qa",
+"records", ...}; each record has family, model, length, steps, threshold, nfe, wall_seconds,
+first_step_seconds, tokens_per_second, peak_memory_mb, judge_perplexity, distinct_1/2/3, repetition,
+and every continuation under outputs; threshold records have steps null and max_steps L) and a PNG frontier plot (judge perplexity against wall time and against NFE). --quick measures a
+subset (4 prompts, L = 64, steps L/16, L/4, L, threshold 0.9, 60 Q&A items) and writes
+*_quick.json / *_quick.png unless --json / --plot say otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dlm  # noqa: E402
+from dlm.config import SamplerConfig  # noqa: E402
+from dlm.generation import encode, special_framing  # noqa: E402
+from dlm.loading import LanguageModel  # noqa: E402
+from dlm.qa import load_qa, run_qa  # noqa: E402
+from dlm.quality import (  # noqa: E402
+    Judge,
+    PeakMemory,
+    distinct_n,
+    judge_perplexity,
+    load_judge,
+    repetition_rate,
+    smollm2_folder,
+)
+from dlm.race import filled_tokens  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STEP_DIVISORS = (16, 8, 4, 2, 1)  # diffusion steps = L / divisor
+THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # Fast-dLLM confidence thresholds
+HUMAN_PROMPT_WORDS = 6  # words of a held-out paragraph that prompt its human continuation
+FULL = {"prompts": None, "lengths": [64, 128, 256], "divisors": STEP_DIVISORS, "thresholds": THRESHOLDS,
+        "qa_items": None, "human_texts": 64}  # None: all of them
+QUICK = {"prompts": 4, "lengths": [64], "divisors": (16, 4, 1), "thresholds": (0.9,), "qa_items": 60, "human_texts": 16}
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+
+def read_prompts(path: Path, count: int | None = None) -> list[str]:
+    """One prompt per line (blank lines skipped), the first `count` of them."""
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"{path} has no prompts: write one per line")
+    return prompts[:count] if count else prompts
+
+
+def human_paragraphs(path: Path | None) -> list[str]:
+    """Held-out paragraphs, one per line: `path`, or the prose corpus's validation split."""
+    if path is None:
+        from training.corpus import build_prose_corpus
+
+        path = build_prose_corpus() / "validation.txt"
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def human_reference(tokenizer, paragraphs: list[str], length: int, count: int) -> tuple[list[str], list[str]]:
+    """(prompts, continuations) of human text: the first HUMAN_PROMPT_WORDS words of a paragraph, and
+    the next `length` tokens of `tokenizer` decoded (with their leading space). Paragraphs too short
+    for that are skipped; `count` pairs are taken evenly across the rest (the file is in book order,
+    so every book is represented)."""
+    pairs = []
+    for paragraph in paragraphs:
+        words = paragraph.split()
+        if len(words) <= HUMAN_PROMPT_WORDS:
+            continue
+        ids = encode(tokenizer, " " + " ".join(words[HUMAN_PROMPT_WORDS:]))
+        if len(ids) >= length:
+            pairs.append((" ".join(words[:HUMAN_PROMPT_WORDS]), tokenizer.decode(ids[:length])))
+    if not pairs:
+        raise ValueError(f"no held-out paragraph has {length} tokens after its first {HUMAN_PROMPT_WORDS} words")
+    pairs = spread(pairs, count)
+    return [p for p, _ in pairs], [c for _, c in pairs]
+
+
+def spread(items: list, count: int | None) -> list:
+    """`count` items taken evenly over the list (every k-th), all of them if count is None or larger."""
+    if not count or count >= len(items):
+        return items
+    return [items[int(i * len(items) / count)] for i in range(count)]
+
+
+# ---- settings ----------------------------------------------------------------------------------
+
+
+def sweep_configs(lm: LanguageModel, length: int, divisors=STEP_DIVISORS, thresholds=THRESHOLDS) -> list[SamplerConfig]:
+    """The settings a model is measured at, for one length: a steps sweep and threshold decoding for
+    a masked model, KV-cached decoding for a causal one; recommended settings otherwise, no EOS."""
+    base = lm.settings.replace(length=length, allow_eos=False, num_samples=1)
+    if lm.kind == "causal":
+        return [base]
+    steps = sorted({max(1, length // d) for d in divisors})
+    configs = [base.replace(steps=s, threshold=None) for s in steps]
+    configs += [base.replace(steps=length, threshold=t, remasking="low_confidence") for t in thresholds]
+    return configs
+
+
+def positions_needed(lm: LanguageModel, prompt: str, length: int) -> int:
+    """Canvas positions a run needs: framing (or BOS), the prompt and the generated tokens."""
+    if lm.kind == "causal":
+        return (1 if lm.bos_id is not None else 0) + len(encode(lm.tokenizer, prompt)) + length
+    prefix, suffix = special_framing(lm.tokenizer)
+    return len(prefix) + len(encode(lm.tokenizer, prompt)) + length + len(suffix)
+
+
+def does_not_fit(lm: LanguageModel, prompts: list[str], length: int) -> str | None:
+    """Why this model cannot generate `length` tokens after every prompt (None when it can)."""
+    limit = lm.max_positions
+    needed = max(positions_needed(lm, p, length) for p in prompts)
+    if limit is not None and needed > limit:
+        return f"needs {needed} positions (prompt and {length} tokens), the model has {limit}"
+    return None
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def timed_run(lm: LanguageModel, prompt: str, config: SamplerConfig, seed: int) -> dict:
+    """One generation, timed from `dlm.stream` (canvas building included) to its first and last step,
+    with the peak memory while it ran."""
+    with PeakMemory(lm.device) as memory:
+        start = time.perf_counter()
+        generation = dlm.stream(lm, prompt, config=config, seed=seed)
+        first = None
+        for _ in generation:  # the sampler synchronises CUDA before each step is yielded
+            if first is None:
+                first = time.perf_counter() - start
+        wall = time.perf_counter() - start
+    trace = generation.trace()
+    text = trace.texts[0]
+    # the continuation exactly as it follows the prompt (its own leading space or punctuation)
+    continuation = text[len(prompt) :] if text.startswith(prompt) else " " + generation.completions()[0]
+    return {
+        "wall": wall,
+        "first_step": first if first is not None else wall,
+        "nfe": trace.nfe,
+        "tokens": filled_tokens(trace),
+        "continuation": continuation,
+        "peak_bytes": memory.peak_bytes,
+        "increase_bytes": memory.increase_bytes,
+        "memory_method": memory.method,
+    }
+
+
+def text_quality(judge: Judge, continuations: list[str], prompts: list[str], batch_size: int) -> dict:
+    """Judge perplexity of continuations given their prompts, distinct-1/2/3 and the repetition rate."""
+    scored = judge_perplexity(judge, continuations, contexts=prompts, batch_size=batch_size)
+    return {
+        "judge_perplexity": scored["perplexity"],
+        "judge_nats_per_token": scored["nats_per_token"],
+        "judge_tokens": scored["tokens"],
+        "distinct_1": distinct_n(continuations, 1),
+        "distinct_2": distinct_n(continuations, 2),
+        "distinct_3": distinct_n(continuations, 3),
+        "repetition": repetition_rate(continuations),
+    }
+
+
+def decoding_of(lm: LanguageModel, config: SamplerConfig) -> str:
+    if lm.kind == "causal":
+        return "autoregressive (KV cache)"
+    return f"threshold {config.threshold}" if config.threshold is not None else "fixed steps"
+
+
+def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0) -> dict:
+    """Run every prompt at one setting (prompt i with seed + i) and summarise: one benchmark record,
+    with every continuation under "outputs" (scored later by `add_quality`)."""
+    runs = [timed_run(lm, prompt, config, seed + i) for i, prompt in enumerate(prompts)]
+    continuations = [r["continuation"] for r in runs]
+    return {
+        "family": "diffusion" if lm.kind == "masked" else "ar",
+        "model": lm.source,
+        "decoding": decoding_of(lm, config),
+        "length": config.length,
+        # threshold decoding has no fixed step count: `steps` is None, `max_steps` its upper bound
+        "steps": config.steps if lm.kind == "masked" and config.threshold is None else None,
+        "max_steps": config.steps if lm.kind == "masked" else None,
+        "threshold": config.threshold if lm.kind == "masked" else None,
+        "remasking": config.remasking if lm.kind == "masked" else None,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "prompts": len(prompts),
+        "nfe": statistics.median(r["nfe"] for r in runs),
+        "nfe_mean": statistics.fmean(r["nfe"] for r in runs),
+        "wall_seconds": statistics.median(r["wall"] for r in runs),
+        "first_step_seconds": statistics.median(r["first_step"] for r in runs),
+        "tokens": statistics.median(r["tokens"] for r in runs),
+        "tokens_per_second": statistics.median(r["tokens"] / r["wall"] for r in runs),
+        "peak_memory_mb": max(r["peak_bytes"] for r in runs) / 2**20,
+        "peak_memory_increase_mb": max(r["increase_bytes"] for r in runs) / 2**20,
+        "memory_method": runs[0]["memory_method"],
+        "outputs": continuations,  # prompt i's continuation, exactly as it follows the prompt
+    }
+
+
+def add_quality(record: dict, judge: Judge, prompts: list[str], batch_size: int = 8) -> dict:
+    """Add the judge's perplexity and the diversity of the record's outputs (in place; returns it)."""
+    record.update(text_quality(judge, record["outputs"], prompts, batch_size))
+    return record
+
+
+def warm_up(lm: LanguageModel, prompt: str) -> None:
+    """One short untimed run, so one-off costs (allocations, kernel selection) stay out of the timings."""
+    dlm.generate(lm, prompt, config=lm.settings.replace(length=8, steps=8, allow_eos=False, num_samples=1), seed=0)
+
+
+# ---- reporting ---------------------------------------------------------------------------------
+
+
+def machine_info(device: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform.processor() it is
+    import transformers
+
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+COLUMNS = ("family", "L", "decoding", "steps", "NFE", "wall s", "first step s", "tokens/s", "peak MB (+run)",
+           "judge PPL", "distinct-1/2/3", "rep-4")
+ALIGN = ("---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---:")
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _quality_cells(r: dict) -> list[str]:
+    distinct = "/".join(_fmt(r[f"distinct_{n}"]) for n in (1, 2, 3))
+    return [_fmt(r["judge_perplexity"], 1), distinct, _fmt(r["repetition"], 3)]
+
+
+def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skipped: list[dict]) -> str:
+    """The sweep (by length: every setting, then the human reference) and the Q&A results, as markdown."""
+    lines = [_row(COLUMNS), _row(ALIGN)]
+    for length in sorted({r["length"] for r in records} | {h["length"] for h in human}):
+        for r in (r for r in records if r["length"] == length):
+            steps = f"≤ {r['max_steps']}" if r["threshold"] is not None else _fmt(r["steps"])
+            memory = f"{r['peak_memory_mb']:.0f} (+{r['peak_memory_increase_mb']:.0f})"
+            lines.append(_row([r["family"], str(length), r["decoding"], steps, _fmt(r["nfe"], 1),
+                               _fmt(r["wall_seconds"], 3), _fmt(r["first_step_seconds"], 3),
+                               _fmt(r["tokens_per_second"], 1), memory, *_quality_cells(r)]))
+        for h in (h for h in human if h["length"] == length):
+            lines.append(_row(["human", str(length), f"held-out text ({h['texts']} texts)", *["—"] * 6,
+                               *_quality_cells(h)]))
+    for s in skipped:
+        lines.append(_row([s["family"], str(s["length"]), f"skipped: {s['reason']}", *[""] * 9]))
+    if qa:
+        lines += ["", _row(["Q&A model", "family", "exact match", "95% CI", "items", "answer tokens"]),
+                  _row(["---", "---", "---:", "---", "---:", "---:"])]
+        for q in qa:
+            low, high = q["ci95"]
+            lines.append(_row([q["model"], q["family"], f"{q['exact_match']:.1%}", f"{low:.1%}–{high:.1%}",
+                               str(q["total"]), str(q["answer_tokens"])]))
+    return "\n".join(lines)
+
+
+def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name: str) -> None:
+    """Judge perplexity against wall time and against NFE: one line per length for the diffusion steps
+    sweep (circles) and threshold decoding (triangles), a star for AR, a dotted line for human text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    lengths = sorted({r["length"] for r in records} | {h["length"] for h in human})
+    colours = {length: plt.get_cmap("tab10")(i % 10) for i, length in enumerate(lengths)}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, x_key, x_label in ((axes[0], "wall_seconds", "wall time per sample (s, median over prompts)"),
+                               (axes[1], "nfe", "NFE (forward passes per sample)")):
+        for length in lengths:
+            colour = colours[length]
+            rows = [r for r in records if r["length"] == length]
+            fixed = (r for r in rows if r["family"] == "diffusion" and r["threshold"] is None)
+            steps = sorted(fixed, key=lambda r: r[x_key])
+            if steps:
+                ax.plot([r[x_key] for r in steps], [r["judge_perplexity"] for r in steps], "o-", color=colour,
+                        label=f"diffusion, L={length}, steps L/16..L")
+                for r in steps:
+                    ax.annotate(str(r["steps"]), (r[x_key], r["judge_perplexity"]), textcoords="offset points",
+                                xytext=(4, 4), fontsize=7, color=colour)
+            thresholds = sorted((r for r in rows if r["threshold"] is not None), key=lambda r: r[x_key])
+            if thresholds:
+                ax.plot([r[x_key] for r in thresholds], [r["judge_perplexity"] for r in thresholds], "^--",
+                        color=colour, label=f"diffusion, L={length}, threshold")
+                for r in thresholds:
+                    ax.annotate(f"τ={r['threshold']}", (r[x_key], r["judge_perplexity"]), textcoords="offset points",
+                                xytext=(4, -10), fontsize=7, color=colour)
+            for r in (r for r in rows if r["family"] == "ar"):
+                ax.scatter([r[x_key]], [r["judge_perplexity"]], marker="*", s=220, color=colour,
+                           edgecolors="black", zorder=5, label=f"autoregressive, L={length}")
+            for h in (h for h in human if h["length"] == length):
+                ax.axhline(h["judge_perplexity"], color=colour, linestyle=":", label=f"human text, L={length}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, and minor labels only at 2 and 5 per decade
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f"judge perplexity ({judge_name}), lower = more fluent")
+        ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    fig.suptitle("AR vs diffusion: quality against cost")
+    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _json_safe(value):
+    """NaN and infinities become null (they are not JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# ---- main --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--diffusion", default="default", help="masked model: bundled name, folder or Hub id")
+    parser.add_argument("--ar", default="default-ar", help="causal model: bundled name, folder or Hub id")
+    parser.add_argument("--prompts", type=Path, default=HERE / "data" / "prompts.txt", help="one prompt per line")
+    parser.add_argument("--num-prompts", type=int, help="use only the first N prompts (default: all; --quick: 4)")
+    parser.add_argument("--qa", type=Path, default=HERE / "data" / "qa.jsonl", help="Q&A items, JSONL")
+    parser.add_argument("--qa-items", type=int, help="Q&A items, spread over the file (default: all; --quick: 60)")
+    parser.add_argument("--human", type=Path, help="held-out texts, one per line (default: the prose validation split)")
+    parser.add_argument("--human-texts", type=int, help="human reference texts per length (default 64; --quick: 16)")
+    parser.add_argument("--lengths", type=int, nargs="+", help="tokens to generate (default 64 128 256; --quick: 64)")
+    parser.add_argument("--judge", default="smollm2", help="'smollm2' or a causal LM folder / Hub id")
+    parser.add_argument("--judge-batch", type=int, default=8, help="texts per judge forward pass")
+    parser.add_argument("--seed", type=int, default=0, help="prompt i is sampled with seed + i")
+    parser.add_argument("--device", help="default: CUDA when present, else CPU")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--quick", action="store_true", help="a small subset that runs in minutes on a CPU")
+    parser.add_argument("--json", type=Path, help="default bench/results/ar_vs_diffusion[_quick].json")
+    parser.add_argument("--plot", type=Path, help="default bench/results/ar_vs_diffusion[_quick].png")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    command = "python bench/ar_vs_diffusion.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    plan = QUICK if args.quick else FULL  # what a flag left unset defaults to
+    divisors, thresholds = plan["divisors"], plan["thresholds"]
+    num_prompts = args.num_prompts or plan["prompts"]
+    qa_items = args.qa_items or plan["qa_items"]
+    human_texts = args.human_texts or plan["human_texts"]
+    lengths = args.lengths or plan["lengths"]
+    suffix = "_quick" if args.quick else ""
+    json_path = args.json or HERE / "results" / f"ar_vs_diffusion{suffix}.json"
+    plot_path = args.plot or HERE / "results" / f"ar_vs_diffusion{suffix}.png"
+
+    prompts = read_prompts(args.prompts, num_prompts)
+    qa = spread(load_qa(args.qa), qa_items)  # every source represented
+    paragraphs = human_paragraphs(args.human)
+    models = [dlm.load(args.diffusion, device=args.device), dlm.load(args.ar, device=args.device)]
+    if models[0].kind != "masked":
+        parser.error(f"--diffusion {args.diffusion!r} is a {models[0].kind} model; it must be masked")
+    if models[1].kind != "causal":
+        parser.error(f"--ar {args.ar!r} is a {models[1].kind} model; it must be causal")
+    if args.judge == "smollm2":
+        smollm2_folder()  # fail now, not after the sweep, when the judge is not installed
+
+    # Generate first and load the judge afterwards, so that the judge's weights are not resident
+    # while generation's peak memory is measured.
+    records, skipped = [], []
+    for lm in models:
+        warm_up(lm, prompts[0])
+    for length in lengths:
+        for lm in models:
+            family = "diffusion" if lm.kind == "masked" else "ar"
+            reason = does_not_fit(lm, prompts, length)
+            if reason:
+                skipped.append({"family": family, "model": lm.source, "length": length, "reason": reason})
+                print(f"skipping {family} at L={length}: {reason}", file=sys.stderr)
+                continue
+            for config in sweep_configs(lm, length, divisors, thresholds):
+                record = measure_setting(lm, prompts, config, args.seed)
+                records.append(record)
+                print(f"L={length} {family} {record['decoding']} steps={record['steps']}: "
+                      f"{record['wall_seconds']:.3f} s, NFE {record['nfe']}", file=sys.stderr)
+    qa_results = [run_qa(lm, qa).to_dict() for lm in models]
+
+    print(f"loading the judge {args.judge!r} ...", file=sys.stderr)
+    judge = load_judge(args.judge, device=args.device)
+    for record in records:
+        add_quality(record, judge, prompts, args.judge_batch)
+    human = []
+    for length in lengths:
+        reference_prompts, reference = human_reference(models[0].tokenizer, paragraphs, length, human_texts)
+        human.append({"length": length, "texts": len(reference),
+                      **text_quality(judge, reference, reference_prompts, args.judge_batch)})
+    elapsed = time.perf_counter() - started
+
+    machine = machine_info(models[0].device)
+    print(f"\n{len(prompts)} prompts, batch 1, on {machine['device']} ({machine['torch_threads']} threads); "
+          f"judge {args.judge}; medians over prompts; peak memory: {records[0]['memory_method'] if records else '-'}\n")
+    print(markdown_tables(records, human, qa_results, skipped))
+    result = {
+        "machine": machine,
+        "command": command,
+        "quick": args.quick,
+        "elapsed_seconds": elapsed,
+        "judge": judge.describe(),
+        "models": {family: {"source": lm.source, "parameters": lm.num_parameters, "settings": lm.settings.to_dict()}
+                   for family, lm in zip(("diffusion", "ar"), models)},
+        "prompts": prompts,
+        "human": human,
+        "qa": qa_results,
+        "skipped": skipped,
+        "records": records,
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(_json_safe(result), indent=2, ensure_ascii=False), encoding="utf-8")
+    frontier_plot(records, human, plot_path, args.judge)
+    print(f"\nwrote {json_path} and {plot_path}; elapsed {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

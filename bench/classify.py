@@ -1,0 +1,158 @@
+"""Classifiers on the movie-review test split: diffusion (per-class, conditional), AR generative, discriminative, Naive Bayes.
+
+    python bench/classify.py --json bench/results/classify.json
+    python bench/classify.py --classifier "diffusion per-class=runs/clf-per-class" --limit 200
+
+One row per classifier: test accuracy with a 95% Wilson interval, macro-F1, ECE (15 bins, with the
+temperature each classifier fitted on the validation split), forward passes per text, texts per
+second, parameters (all class models together) and training time. Every classifier sees the same
+texts, cut to its first 128 tokens (the classifiers' --max-tokens), and was trained on the same train
+split (the project's split rule, shared/DATA.md). Naive Bayes (scikit-learn, word uni+bigram counts,
+alpha = 1) reads the whole text: it is the floor any shipped classifier should clear.
+Classifiers are folders written by `training.train_classifier` (or bundled names); missing ones are
+reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from dlm.classify import CONFIG_FILE, _classifier_folder, load_classifier, report  # noqa: E402
+
+DEFAULTS = [
+    ("diffusion per-class", "runs/clf-per-class-e2"),
+    ("diffusion conditional", "runs/clf-conditional"),
+    ("AR per-class", "runs/clf-ar-per-class"),
+    ("AR conditional", "runs/clf-ar"),
+    ("discriminative", "runs/clf-discriminative"),
+]
+
+
+def labelled_rows(split: str, data: str | None) -> list[tuple[str, str]]:
+    folder = Path(data) if data else None
+    if folder is None:
+        from training.corpus import build_reviews
+
+        folder = build_reviews()
+    with (folder / f"{split}.csv").open(newline="", encoding="utf-8") as f:
+        return [(row["text"], row["label"]) for row in csv.DictReader(f)]
+
+
+def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch: int) -> dict:
+    folder = _classifier_folder(source)
+    spec = json.loads((folder / CONFIG_FILE).read_text())
+    options = {"explain": False} if spec["design"] == "discriminative" else {}  # generative explanations are free
+    classifier = load_classifier(source, **options)
+    texts, truth = [t for t, _ in rows], [y for _, y in rows]
+    predictions = []
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        predictions += classifier.classify(texts[i : i + batch])
+    seconds = time.perf_counter() - start
+    metrics = report(predictions, truth, list(classifier.labels))
+    parameters = sum(m["parameters"] for m in spec["training"]["models"].values())
+    return {"classifier": name, "source": source, "design": spec["design"], "family": spec["family"], **metrics,
+            "texts_per_second": len(texts) / seconds, "seconds": seconds, "parameters": parameters,
+            "training_seconds": spec["training"]["wall_seconds"], "temperature": spec.get("temperature", 1.0),
+            "validation": spec.get("validation")}
+
+
+def bench_naive_bayes(train: list[tuple[str, str]], rows: list[tuple[str, str]]) -> dict:
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+
+    from dlm.classify import Prediction
+
+    start = time.perf_counter()
+    vectorizer = CountVectorizer(ngram_range=(1, 2), lowercase=True)
+    model = MultinomialNB(alpha=1.0).fit(vectorizer.fit_transform([t for t, _ in train]), [y for _, y in train])
+    trained = time.perf_counter() - start
+    start = time.perf_counter()
+    probabilities = model.predict_proba(vectorizer.transform([t for t, _ in rows]))
+    seconds = time.perf_counter() - start
+    labels = list(model.classes_)
+    predictions = []
+    for p in probabilities:
+        order = p.argsort()[::-1]
+        predictions.append(Prediction(labels[order[0]], dict(zip(labels, p.tolist())), {}, labels[order[1]], [], [], False, 0))
+    metrics = report(predictions, [y for _, y in rows], labels)
+    return {"classifier": "Naive Bayes", "source": "scikit-learn MultinomialNB, word 1-2-grams", "design": "bag of words",
+            "family": "count-based", **metrics, "texts_per_second": len(rows) / seconds, "seconds": seconds,
+            "parameters": int(model.feature_count_.size), "training_seconds": trained, "temperature": 1.0}
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| classifier | design | test accuracy (95% CI) | macro-F1 | ECE | forward passes / text | texts/s | parameters | training |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        low, high = r["accuracy_ci95"]
+        lines.append(f"| {r['classifier']} | {r['design']} | {r['accuracy']:.1%} ({low:.1%}–{high:.1%}) | {r['macro_f1']:.3f} | "
+                     f"{r['ece']:.3f} | {r['nfe_per_text']:.1f} | {r['texts_per_second']:.1f} | {r['parameters']:,} | "
+                     f"{r['training_seconds'] / 60:.0f} min |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classifier", action="append", metavar="NAME=SOURCE",
+                        help="a classifier folder, bundled name or Hub id (repeatable; default: the five runs/clf-* folders)")
+    parser.add_argument("--data", help="folder with train/validation/test.csv (text,label); default: the offline reviews")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, help="only N texts of the split, drawn at random (seed 0)")
+    parser.add_argument("--batch", type=int, default=64, help="texts per classify() call")
+    parser.add_argument("--no-naive-bayes", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the other classifiers' rows already in --json (runs split across processes)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    chosen = [tuple(c.split("=", 1)) for c in args.classifier] if args.classifier else DEFAULTS
+    if any(len(c) != 2 for c in chosen):
+        parser.error("--classifier takes NAME=SOURCE")
+    rows = labelled_rows(args.split, args.data)
+    if args.limit:  # a random subset (fixed seed): the files are ordered by source
+        import random
+
+        random.Random(0).shuffle(rows)
+        rows = rows[: args.limit]
+    results, skipped = [], []
+    for name, source in chosen:
+        try:
+            _classifier_folder(source)
+        except ValueError as error:
+            skipped.append({"classifier": name, "source": source, "reason": str(error)})
+            print(f"skipping {name}: {error}", file=sys.stderr)
+            continue
+        results.append(bench_classifier(name, source, rows, args.batch))
+        print(f"{name}: accuracy {results[-1]['accuracy']:.3f} in {results[-1]['seconds']:.0f} s", file=sys.stderr)
+    if not args.no_naive_bayes:
+        results.append(bench_naive_bayes(labelled_rows("train", args.data), rows))
+    print(f"{len(rows)} {args.split} texts; {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads, {'CUDA' if torch.cuda.is_available() else 'CPU'}\n")
+    if args.json and args.append and args.json.is_file():
+        names = {r["classifier"] for r in results}
+        results = [r for r in json.loads(args.json.read_text())["results"] if r["classifier"] not in names] + results
+    print(table(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"command": "python bench/classify.py " + " ".join(argv or sys.argv[1:]),
+                                         "split": args.split, "texts": len(rows), "threads": torch.get_num_threads(),
+                                         "device": "cuda" if torch.cuda.is_available() else "cpu",
+                                         "results": results, "skipped": skipped}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

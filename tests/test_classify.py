@@ -1,0 +1,245 @@
+"""dlm.classify and training.train_classifier: generative classifiers trained here, calibration, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlm.classify import (
+    GenerativeClassifier,
+    ZeroShotClassifier,
+    calibration_report,
+    evaluate,
+    expected_calibration_error,
+    fit_temperature,
+    load_classifier,
+    report,
+)
+from dlm.cli import main as cli
+
+FLAGS = ["--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "2", "--logging-steps", "10", "--eval-pieces", "16",
+         "--save-steps", "1000", "--eval-steps", "1000", "--max-tokens", "24", "--calibration-texts", "20"]
+
+
+def animal_text(rng: random.Random) -> str:
+    return (f"the {rng.choice(['cat', 'dog', 'fox', 'bird'])} sat on the {rng.choice(['mat', 'log', 'hill', 'boat'])} "
+            f"and the {rng.choice(['cat', 'dog', 'fox', 'bird'])} ran to the {rng.choice(['road', 'mat', 'log'])}")
+
+
+def scripture_text(rng: random.Random) -> str:
+    return (f"in the {rng.choice(['beginning', 'end', 'morning'])} god created the {rng.choice(['heaven', 'earth', 'light'])}, "
+            f"it was the {rng.choice(['best', 'worst', 'first'])} of {rng.choice(['times', 'days', 'nights', 'years'])}")
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory) -> tuple[Path, list[tuple[str, str]]]:
+    """A CSV of two kinds of text (labels "animal" and "scripture"), and held-out texts of each."""
+    rng = random.Random(0)
+    rows = [(animal_text(rng), "animal") for _ in range(300)] + [(scripture_text(rng), "scripture") for _ in range(300)]
+    rows = sorted(set(rows))
+    rng.shuffle(rows)
+    path = tmp_path_factory.mktemp("kinds") / "kinds.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows[:-40])
+    return path, rows[-40:]
+
+
+def train(design: str, init: Path, data: Path, out: Path, steps: int = 40) -> Path:
+    from training import train_classifier
+
+    code = train_classifier.main(["--design", design, "--init", str(init), "--data", str(data), "--output-dir", str(out),
+                                  "--max-steps", str(steps), *FLAGS])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def per_class(kinds, roberta_dir, tmp_path_factory) -> Path:
+    return train("per-class", roberta_dir, kinds[0], tmp_path_factory.mktemp("clf") / "per-class")
+
+
+# ---- trained classifiers separate the two kinds --------------------------------------------------------
+
+
+def test_two_class_models_trained_on_their_own_text_separate_the_kinds(per_class, kinds):
+    spec = json.loads((per_class / "classifier.json").read_text())
+    assert spec["design"] == "per-class" and spec["labels"] == ["animal", "scripture"]
+    assert sorted(spec["models"].values()) == ["class-animal", "class-scripture"]
+    assert math.isclose(sum(spec["priors"]), 1.0) and spec["temperature"] > 0
+    assert spec["validation"]["texts"] > 0 and "ece_after" in spec["validation"]
+    clf = load_classifier(str(per_class))
+    assert clf.models[0] is not clf.models[1]
+    held_out = kinds[1]
+    predictions = clf.classify([t for t, _ in held_out])
+    evaluation = evaluate([p.label for p in predictions], [y for _, y in held_out], list(clf.labels))
+    assert evaluation.accuracy >= 0.95
+    for p in predictions:
+        assert p.nfe % 2 == 0 and 2 * clf.round_samples <= p.nfe <= 2 * clf.max_samples
+        gap = p.logits[p.label] - p.logits[p.runner_up]
+        prior_gap = math.log(clf.priors[clf.labels.index(p.label)] / clf.priors[clf.labels.index(p.runner_up)])
+        assert math.isclose(sum(p.contributions) + prior_gap, gap, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("design, init", [("conditional", "roberta_dir"), ("conditional", "gpt2_dir"),
+                                          ("discriminative", "roberta_dir")])
+def test_the_other_designs_train_and_separate_the_kinds(design, init, kinds, request, tmp_path):
+    folder = train(design, request.getfixturevalue(init), kinds[0], tmp_path / design, steps=60)
+    clf = load_classifier(str(folder))
+    spec = json.loads((folder / "classifier.json").read_text())
+    assert spec["design"] == design
+    if design == "conditional":
+        assert spec["prompts"] == ["animal:", "scripture:"] and clf.models[0] is clf.models[1]
+    held_out = kinds[1]
+    predictions = clf.classify([t for t, _ in held_out])
+    assert evaluate([p.label for p in predictions], [y for _, y in held_out], list(clf.labels)).accuracy >= 0.9
+    assert all(len(p.contributions) == len(p.tokens) for p in predictions)
+
+
+def test_a_text_with_a_clear_winner_stops_early_and_the_cap_holds(per_class, kinds):
+    clear = load_classifier(str(per_class), round_samples=4, max_samples=64, margin=2.0)
+    [p] = clear.classify([kinds[1][0][0]])
+    assert p.nfe < 2 * 64  # stopped before the cap
+    capped = load_classifier(str(per_class), round_samples=4, max_samples=8, margin=1e9)
+    [q] = capped.classify([kinds[1][0][0]])
+    assert q.nfe == 2 * 8
+
+
+def test_batched_scores_equal_one_at_a_time(per_class, kinds):
+    clf = load_classifier(str(per_class))
+    texts = [t for t, _ in kinds[1][:6]]
+    together = clf.classify(texts)
+    alone = [clf.classify([t])[0] for t in texts]
+    for a, b in zip(together, alone):
+        for c in clf.labels:
+            assert math.isclose(a.log_likelihoods[c], b.log_likelihoods[c], rel_tol=1e-4, abs_tol=1e-4)
+
+
+# ---- common random numbers ----------------------------------------------------------------------------
+
+
+def test_common_random_numbers_shrink_the_variance_of_the_score_difference(roberta):
+    """The same masks for both classes vs independent masks: 40 repeats each with fixed seeds."""
+    text = "the cat sat on the mat and the dog sat on the log"
+    options = dict(round_samples=4, max_samples=4)
+    shared, independent = [], []
+    for seed in range(40):
+        crn = ZeroShotClassifier(roberta, ["a", "b"], ["once upon a time", "in the beginning"], num_samples=4, seed=seed)
+        [p] = crn.classify([text])
+        shared.append(p.log_likelihoods["a"] - p.log_likelihoods["b"])
+        first = GenerativeClassifier([roberta] * 2, ["a", "b"], prompts=["once upon a time", "in the beginning"],
+                                     seed=seed, **options)
+        second = GenerativeClassifier([roberta] * 2, ["a", "b"], prompts=["once upon a time", "in the beginning"],
+                                      seed=seed + 1000, **options)
+        independent.append(first.classify([text])[0].log_likelihoods["a"] - second.classify([text])[0].log_likelihoods["b"])
+    assert statistics.variance(shared) < 0.5 * statistics.variance(independent)
+
+
+# ---- calibration ---------------------------------------------------------------------------------------
+
+
+def test_temperature_scaling_lowers_ece_on_an_over_confident_classifier():
+    g = torch.Generator().manual_seed(0)
+    n = 2000
+    targets = torch.randint(0, 2, (n,), generator=g)
+    correct = torch.rand(n, generator=g) < 0.75  # 75% accurate ...
+    predicted = torch.where(correct, targets, 1 - targets)
+    margin = 8.0 + torch.rand(n, generator=g)  # ... but always > 99.9% sure
+    logits = torch.zeros(n, 2)
+    logits[torch.arange(n), predicted] = margin
+    before = expected_calibration_error(torch.softmax(logits, 1), targets)
+    temperature = fit_temperature(logits, targets)
+    after = expected_calibration_error(torch.softmax(logits / temperature, 1), targets)
+    assert before > 0.2 and after < 0.05 and temperature > 4
+
+
+def test_ece_of_a_perfectly_calibrated_case_is_small_and_of_a_wrong_one_large():
+    probabilities = torch.tensor([[0.9, 0.1]] * 10)
+    assert math.isclose(expected_calibration_error(probabilities, torch.tensor([0] * 9 + [1])), 0.0, abs_tol=1e-6)
+    assert math.isclose(expected_calibration_error(probabilities, torch.tensor([1] * 10)), 0.9, rel_tol=1e-6)
+
+
+def test_calibration_report_fits_on_the_classifier_scores(per_class, kinds):
+    clf = load_classifier(str(per_class))
+    texts, labels = [t for t, _ in kinds[1]], [y for _, y in kinds[1]]
+    result = calibration_report(clf, texts, labels)
+    assert result["texts"] == len(texts) and result["temperature"] > 0
+    assert result["nll_after"] <= result["nll_before"] + 1e-9
+
+
+def test_report_metrics_on_known_predictions():
+    from dlm.classify import Prediction
+
+    def pred(label, p):
+        other = "b" if label == "a" else "a"
+        return Prediction(label, {label: p, other: 1 - p}, {}, other, [], [], False, 1)
+
+    predictions = [pred("a", 0.9), pred("a", 0.8), pred("b", 0.7), pred("b", 0.6)]
+    result = report(predictions, ["a", "b", "b", "zzz"], ["a", "b"])
+    assert result["labelled"] == 3 and result["unknown_labels"] == 1
+    assert math.isclose(result["accuracy"], 2 / 3)
+    assert result["confusion"] == [[1, 0], [1, 1]]
+    assert math.isclose(result["macro_f1"], (2 / 3 + 2 / 3) / 2)  # F1(a) = 2*1/(2+1), F1(b) = 2*1/(1+2)
+    low, high = result["accuracy_ci95"]
+    assert low < 2 / 3 < high
+
+
+# ---- the CLI -------------------------------------------------------------------------------------------
+
+
+def test_cli_classifies_a_txt_without_labels(per_class, kinds, tmp_path, capsys):
+    path = tmp_path / "texts.txt"
+    path.write_text("\n".join(t for t, _ in kinds[1][:5]) + "\n\n")
+    assert cli(["classify", "--model", str(per_class), "--input", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["predictions"]) == 5 and out["metrics"] is None
+    for row in out["predictions"]:
+        assert row["label"] in ("animal", "scripture") and math.isclose(sum(row["probabilities"].values()), 1.0)
+        assert row["nfe"] >= 2
+
+
+def test_cli_reports_accuracy_and_confusion_for_a_labelled_csv(per_class, kinds, tmp_path, capsys):
+    path = tmp_path / "labelled.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "review", "gold"])
+        writer.writerows((i, t, y) for i, (t, y) in enumerate(kinds[1]))
+    assert cli(["classify", "--model", str(per_class), "--input", str(path), "--label-column", "gold", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["labelled"] == len(kinds[1]) and metrics["accuracy"] >= 0.95
+    assert sum(map(sum, metrics["confusion"])) == len(kinds[1]) and 0 <= metrics["ece"] <= 1
+    assert cli(["classify", "--model", str(per_class), "--input", str(path), "--label-column", "gold"]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "macro-F1" in text and "confusion" in text
+
+
+@pytest.mark.parametrize("name, content, flags, message", [
+    ("binary.csv", b"\x00\x01\x02text", [], "binary file"),
+    ("latin1.txt", "caf\xe9 au lait".encode("latin-1"), [], "not UTF-8"),
+    ("numbers.csv", b"a,b\n1,2\n3,4\n", [], "no text column"),
+    ("labels.csv", b"text,label\nhello there,animal\n", ["--label-column", "sentiment"], "no column 'sentiment'"),
+    ("data.json", b"{}", [], "upload a .txt"),
+])
+def test_cli_bad_files_get_one_clear_line(per_class, tmp_path, capsys, name, content, flags, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert cli(["classify", "--model", str(per_class), "--input", str(path), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_cli_missing_file_and_unknown_model(per_class, tmp_path, capsys):
+    assert cli(["classify", "--model", str(per_class), "--input", str(tmp_path / "nope.txt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    path = tmp_path / "t.txt"
+    path.write_text("hello\n")
+    assert cli(["classify", "--model", "no-such-classifier", "--input", str(path)]) == 2
+    assert "cannot load classifier" in capsys.readouterr().err

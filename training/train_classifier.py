@@ -1,0 +1,357 @@
+"""Train a text classifier: generative (diffusion or AR likelihoods) or discriminative.
+
+    # one diffusion model per class, each fine-tuned from the bundled model on its class's texts
+    python -m training.train_classifier --design per-class --init default --output-dir runs/clf-per-class
+    # one diffusion model conditioned on a verbalised label prompt ("positive:") that is never masked
+    python -m training.train_classifier --design conditional --init default --output-dir runs/clf-conditional
+    # the same with the matched AR model: an AR generative classifier
+    python -m training.train_classifier --design conditional --init default-ar --output-dir runs/clf-ar
+    # the discriminative baseline: the same encoder with a classification head
+    python -m training.train_classifier --design discriminative --init default --output-dir runs/clf-discriminative
+
+Data: `--data reviews` (the offline movie reviews, split by the project's rule), or a .csv / .jsonl
+file or folder, or a Hub dataset, with a text and a label column. Every text is cut into pieces of at
+most --max-tokens tokens that keep its label, so long reviews are used whole. The output folder holds
+`classifier.json` (design, labels, priors, prompts, calibration) and one model folder per class (or
+one model); `dlm.classify.load_classifier(FOLDER)` turns it into a classifier, and the temperature
+that calibrates it is fitted on the validation split at the end. --resume continues an interrupted
+run (finished class models are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from training import common
+from training.data import DataError
+
+DESIGNS = ("per-class", "conditional", "discriminative")
+CONFIG_FILE = "classifier.json"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train_classifier", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--design", choices=DESIGNS, help="required unless --calibrate-only")
+    parser.add_argument("--init", default="default",
+                        help="checkpoint to start from: bundled name, folder or Hub id; a per-class classifier folder "
+                             "continues each class model from its own weights")
+    parser.add_argument("--trust-remote-code", action="store_true")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default="reviews", help="'reviews' (offline movie reviews), a .csv/.jsonl file or folder, or a Hub dataset")
+    data.add_argument("--text-column", default="text")
+    data.add_argument("--label-column", default="label")
+    data.add_argument("--hub-config", help="configuration name of a Hub dataset")
+    data.add_argument("--max-tokens", type=int, default=128, help="tokens per training piece and per scored text")
+    data.add_argument("--prompt-template", default="{label}:", help="conditional design: the label prompt")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=float, default=1.0, help="passes over the training pieces (per class model)")
+    opt.add_argument("--max-steps", type=int, help="optimiser steps (overrides --epochs)")
+    opt.add_argument("--batch-size", type=int, default=32)
+    opt.add_argument("--grad-accum", type=int, default=1)
+    opt.add_argument("--lr", type=float, default=3e-4)
+    opt.add_argument("--warmup-steps", type=int, default=30)
+    opt.add_argument("--weight-decay", type=float, default=0.01)
+    opt.add_argument("--weighting", default="elbo", choices=["elbo", "uniform"], help="diffusion loss weighting")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--bf16", action="store_true")
+    opt.add_argument("--threads", type=int)
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", required=True)
+    out.add_argument("--resume", action="store_true")
+    out.add_argument("--overwrite", action="store_true")
+    out.add_argument("--save-steps", type=int, default=100)
+    out.add_argument("--eval-steps", type=int, default=100)
+    out.add_argument("--logging-steps", type=int, default=20)
+    out.add_argument("--eval-pieces", type=int, default=256, help="held-out pieces for the training-time loss")
+    out.add_argument("--save-dtype", default="float16", choices=["float32", "float16", "bfloat16"])
+    out.add_argument("--calibration-texts", type=int, default=600,
+                     help="validation texts the calibration temperature is fitted on (0 = all, -1 = skip)")
+    out.add_argument("--calibrate-only", action="store_true",
+                     help="refit the temperature of the finished classifier in --output-dir and rewrite its card")
+    out.add_argument("--push-to-hub", metavar="REPO_ID")
+    out.add_argument("--private", action="store_true")
+    return parser
+
+
+# ---- data --------------------------------------------------------------------------------------------
+
+
+def load_labelled(source: str, text_column: str = "text", label_column: str = "label",
+                  hub_config: str | None = None) -> tuple[dict[str, list[tuple[str, str]]], str]:
+    """{split: [(text, label), ...]} for train / validation / test (those present), and a description."""
+    import datasets
+
+    description = None
+    if source == "reviews":
+        from training.corpus import build_reviews
+
+        source, description = str(build_reviews()), "the dlm offline movie reviews (Pang & Lee 2004/2005, Hutto & Gilbert 2014)"
+    path = Path(source).expanduser()
+    if path.is_file() or path.is_dir():
+        from training.data import _load_local
+
+        splits = _load_local(path, "line")
+        description = description or f"local files {path.name}"
+    else:
+        try:
+            splits = datasets.load_dataset(source, hub_config)
+        except Exception as error:  # datasets raises many types
+            raise DataError(f"cannot load dataset {source!r}: not a local file or folder, and the Hub said: {error}") from error
+        description = f"Hugging Face dataset {source}"
+    if "train" not in splits:
+        raise DataError(f"dataset {source!r} has no 'train' split; it has {sorted(splits)}")
+    out = {}
+    for name, split in splits.items():
+        for column in (text_column, label_column):
+            if column not in split.column_names:
+                raise DataError(f"dataset {source!r} has no column {column!r}; its columns are {split.column_names}")
+        feature = split.features[label_column]
+        names = getattr(feature, "names", None)  # a ClassLabel: integers with names
+        rows = []
+        for text, label in zip(split[text_column], split[label_column]):
+            if isinstance(text, str) and text.strip() and label is not None and str(label).strip():
+                rows.append((text, names[label] if names else str(label).strip()))
+        out[{"valid": "validation"}.get(name, name)] = rows
+    if "validation" not in out:  # hold out by the project's split rule
+        from training.corpus import split_of
+
+        rows = out["train"]
+        out["train"] = [r for r in rows if split_of(r[0]) == "train"]
+        out["validation"] = [r for r in rows if split_of(r[0]) != "train"]
+    if not out["train"] or not out["validation"]:
+        raise DataError(f"dataset {source!r} needs labelled texts in both the train and validation splits")
+    return out, description
+
+
+def pieces(tokenizer, text: str, max_tokens: int, min_tokens: int = 8) -> list[list[int]]:
+    """The text's tokens cut into pieces of at most `max_tokens` (a short tail joins no piece)."""
+    from dlm.generation import encode
+
+    ids = encode(tokenizer, text)
+    out = [ids[i : i + max_tokens] for i in range(0, len(ids), max_tokens)]
+    return [p for p in out if len(p) >= min_tokens] or out[:1]
+
+
+def examples(tokenizer, rows, labels, design: str, kind: str, max_tokens: int, prompts: dict[str, list[int]]) -> list[dict]:
+    """Training examples: the framing and (conditional) the label prompt stay clean; the piece is learned."""
+    from dlm.generation import special_framing
+
+    if kind == "causal":
+        prefix, suffix = [tokenizer.bos_token_id], [tokenizer.eos_token_id]
+    else:
+        prefix, suffix = special_framing(tokenizer)
+    out = []
+    for text, label in rows:
+        context = prompts.get(label, []) if design == "conditional" else []
+        for piece in pieces(tokenizer, text, max_tokens):
+            ids = prefix + context + piece + suffix
+            example = {"input_ids": ids, "length": len(ids), "label": labels.index(label)}
+            if design != "discriminative":
+                example["clean_prefix"] = len(prefix) + len(context)
+                example["clean_suffix"] = len(suffix) if kind == "masked" else 0
+            out.append(example)
+    return out
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    return common.run_cli(build_parser(), run, argv)
+
+
+def run(args) -> Path:
+    import datasets
+    from transformers import AutoConfig, AutoTokenizer, set_seed
+
+    from dlm.loading import detect_kind, resolve
+
+    common.set_threads(args.threads)
+    folder = Path(args.output_dir)
+    if args.calibrate_only:
+        if not (folder / CONFIG_FILE).is_file():
+            raise DataError(f"{str(folder)!r} has no {CONFIG_FILE}: train the classifier first")
+        splits, _ = load_labelled(args.data, args.text_column, args.label_column, args.hub_config)
+        calibrate_folder(folder, splits["validation"], max(args.calibration_texts, 0), args.seed)
+        write_card(folder)
+        return folder
+    if args.design is None:
+        raise DataError("give --design (per-class, conditional or discriminative)")
+    resuming = args.resume and folder.is_dir()
+    common.prepare_output_dir(folder, args.resume, args.overwrite)
+    set_seed(args.seed)
+    init = args.init if (Path(args.init) / CONFIG_FILE).is_file() else resolve(args.init)
+    first = init
+    if (Path(init) / CONFIG_FILE).is_file():  # a classifier folder: its (first) model gives kind and tokenizer
+        first = str(Path(init) / sorted(json.loads((Path(init) / CONFIG_FILE).read_text())["models"].values())[0])
+    config = AutoConfig.from_pretrained(first, trust_remote_code=args.trust_remote_code)
+    kind = (getattr(config, "dlm", None) or {}).get("kind") or detect_kind(config)
+    tokenizer = AutoTokenizer.from_pretrained(first, trust_remote_code=args.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        raise DataError(f"the tokenizer of {args.init!r} has no padding token")
+    splits, description = load_labelled(args.data, args.text_column, args.label_column, args.hub_config)
+    labels = sorted({label for _, label in splits["train"]})
+    if len(labels) < 2:
+        raise DataError(f"the training split has {len(labels)} label(s) {labels}; a classifier needs at least two")
+    counts = [sum(label == c for _, label in splits["train"]) for c in labels]
+    prompts = {c: tokenizer(args.prompt_template.format(label=c), add_special_tokens=False)["input_ids"] for c in labels}
+    spec = {
+        "format": 1,
+        "design": args.design,
+        "family": "discriminative" if args.design == "discriminative" else kind,
+        "labels": labels,
+        "priors": [n / sum(counts) for n in counts],
+        "prompts": [args.prompt_template.format(label=c) for c in labels] if args.design == "conditional" else None,
+        "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
+        "max_tokens": args.max_tokens,
+        "temperature": 1.0,
+        "training": {"command": common.command_line("training.train_classifier"), "data": description,
+                     "base_model": args.init, "texts": {s: len(r) for s, r in splits.items()},
+                     "class_counts": dict(zip(labels, counts)), "hardware": common.hardware()},
+    }
+    if resuming and (folder / CONFIG_FILE).is_file():
+        spec["training"]["sessions"] = json.loads((folder / CONFIG_FILE).read_text())["training"].get("sessions", [])
+    started = time.perf_counter()
+    jobs = [(c, [r for r in splits["train"] if r[1] == c], [r for r in splits["validation"] if r[1] == c])
+            for c in labels] if args.design == "per-class" else [("*", splits["train"], splits["validation"])]
+    results = {}
+    for key, train_rows, val_rows in jobs:
+        target = folder / spec["models"][key]
+        if (target / "model.safetensors").is_file():
+            print(f"{target} is already trained; keeping it")
+            results[key] = json.loads((target / "dlm_train.json").read_text()) if (target / "dlm_train.json").is_file() else {}
+            continue
+        train = datasets.Dataset.from_list(examples(tokenizer, train_rows, labels, args.design, kind, args.max_tokens, prompts))
+        validation = examples(tokenizer, val_rows, labels, args.design, kind, args.max_tokens, prompts)
+        validation = datasets.Dataset.from_list(validation[: args.eval_pieces] if args.eval_pieces else validation)
+        steps = args.max_steps or max(1, math.ceil(args.epochs * len(train) / (args.batch_size * args.grad_accum)))
+        print(f"training {args.design} model {key!r}: {len(train):,} pieces from {len(train_rows):,} texts, {steps} steps")
+        start = init
+        if args.design == "per-class" and (Path(init) / CONFIG_FILE).is_file():  # continue a per-class classifier
+            start = str(Path(init) / json.loads((Path(init) / CONFIG_FILE).read_text())["models"][key])
+        results[key] = train_one(args, start, tokenizer, kind, len(labels), labels, train, validation, target, steps)
+    seconds = time.perf_counter() - started
+    spec["training"].setdefault("sessions", []).append({"seconds": seconds, "hardware": common.hardware()})
+    spec["training"]["wall_seconds"] = sum(s["seconds"] for s in spec["training"]["sessions"])
+    if (Path(init) / CONFIG_FILE).is_file():  # continued from a classifier: its training counts too
+        earlier = json.loads((Path(init) / CONFIG_FILE).read_text())["training"]
+        spec["training"]["continued_from"] = earlier
+        spec["training"]["wall_seconds"] += earlier.get("wall_seconds", 0)
+    spec["training"]["models"] = results
+    (folder / CONFIG_FILE).write_text(json.dumps(spec, indent=2))
+    if args.calibration_texts >= 0:
+        calibrate_folder(folder, splits["validation"], args.calibration_texts, args.seed)
+    write_card(folder)
+    print(json.dumps({k: spec["training"][k] for k in ("wall_seconds", "models")}, indent=1))
+    if args.push_to_hub:
+        from training.push import push
+
+        print(f"pushed to {push(folder, args.push_to_hub, private=args.private)}")
+    return folder
+
+
+def train_one(args, init, tokenizer, kind, num_labels, labels, train, validation, target: Path, steps: int) -> dict:
+    """Fine-tune one model into `target` (resuming its checkpoints), saved in --save-dtype."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification, Trainer
+
+    from training.collator import CausalCollator, DiffusionCollator, LabelCollator
+    from training.trainers import CausalTrainer, DiffusionTrainer
+
+    target.mkdir(parents=True, exist_ok=True)
+    resume_from = common.prepare_output_dir(target, resume=True, overwrite=False)
+    run_args = Namespace(**{**vars(args), "output_dir": str(target), "max_steps": steps})
+    training_args = common.training_arguments(run_args, resume_from, train_sampling_strategy="group_by_length")
+    load = {"trust_remote_code": args.trust_remote_code, "use_safetensors": True, "dtype": torch.float32}
+    if args.design == "discriminative":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            init, num_labels=num_labels, id2label=dict(enumerate(labels)), label2id={c: i for i, c in enumerate(labels)}, **load)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        trainer = Trainer(model=model, args=training_args, data_collator=LabelCollator(tokenizer.pad_token_id),
+                                        train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
+    elif kind == "causal":
+        model = AutoModelForCausalLM.from_pretrained(init, **load)
+        trainer = CausalTrainer(model=model, args=training_args, data_collator=CausalCollator(tokenizer.pad_token_id),
+                                train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
+    else:
+        model = AutoModelForMaskedLM.from_pretrained(init, **load)
+        collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting=args.weighting,
+                                     prefix_fraction=0.0)
+        eval_collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting="elbo",
+                                          prefix_fraction=0.0, seed=1234)
+        trainer = DiffusionTrainer(model=model, args=training_args, data_collator=collator, train_dataset=train,
+                                   eval_dataset=validation, processing_class=tokenizer, eval_collator=eval_collator)
+    result = trainer.train(resume_from_checkpoint=resume_from or None)
+    metrics = trainer.evaluate()
+    common.save_final(trainer, tokenizer, target, args.save_dtype)
+    for checkpoint in target.glob("checkpoint-*"):
+        import shutil
+
+        shutil.rmtree(checkpoint)
+    info = {"steps": trainer.state.global_step, "pieces": len(train), "seconds": result.metrics["train_runtime"],
+            "eval_loss": metrics.get("eval_loss"), "parameters": sum(p.numel() for p in model.parameters())}
+    (target / "dlm_train.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def calibrate_folder(folder: Path, validation_rows, limit: int, seed: int = 0) -> None:
+    """Fit the softmax temperature on validation texts; record accuracy and ECE before and after."""
+    import random
+
+    from dlm.classify import calibration_report, load_classifier
+
+    rows = list(validation_rows)
+    random.Random(seed).shuffle(rows)
+    rows = rows[:limit] if limit else rows
+    classifier = load_classifier(folder)
+    report = calibration_report(classifier, [t for t, _ in rows], [label for _, label in rows])
+    spec = json.loads((folder / CONFIG_FILE).read_text())
+    spec["temperature"] = report["temperature"]
+    spec["validation"] = report
+    (folder / CONFIG_FILE).write_text(json.dumps(spec, indent=2))
+    print(f"calibration on {len(rows)} validation texts: {json.dumps(report)}")
+
+
+def write_card(folder: Path) -> None:
+    spec = json.loads((folder / CONFIG_FILE).read_text())
+    val = spec.get("validation", {})
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: text-classification", "tags: [dlm, generative-classifier]",
+        "---", "", f"# dlm {spec['design']} classifier ({spec['family']})", "",
+        "Load it with `dlm.classify.load_classifier(FOLDER_OR_REPO)` or `python -m dlm classify --model FOLDER_OR_REPO`.", "",
+        f"- labels: {', '.join(spec['labels'])}; priors {', '.join(f'{p:.3f}' for p in spec['priors'])}",
+        f"- data: {spec['training']['data']}",
+        *[f"- continued from: `{t['command']}`" for t in _earlier(spec["training"])],
+        f"- command: `{spec['training']['command']}`",
+        f"- training: {spec['training']['wall_seconds'] / 60:.1f} min in all on {spec['training']['hardware']}",
+    ]
+    if val:
+        lines.append(f"- validation ({val['texts']} texts): accuracy {val['accuracy']:.3f}, ECE {val['ece_before']:.3f} "
+                     f"before and {val['ece_after']:.3f} after temperature scaling (T = {val['temperature']:.3f})")
+    (folder / common.CARD_FILE).write_text("\n".join(lines) + "\n")
+
+
+def _earlier(training: dict) -> list[dict]:
+    """The runs this classifier continued, oldest first."""
+    chain = []
+    while "continued_from" in training:
+        training = training["continued_from"]
+        chain.insert(0, training)
+    return chain
+
+
+def _safe_name(label: str) -> str:
+    name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label).strip("_") or "class"
+    return f"class-{name}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
