@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("space_id", help="owner/name of the Space (created if missing)")
     parser.add_argument("--model", required=True, help="diffusion model: Hub repo id (or a bundled name)")
     parser.add_argument("--ar-model", help="autoregressive model for Compare (default: the bundled default-ar)")
-    parser.add_argument("--classifier", help="model for the Classify tab (default: --model)")
+    parser.add_argument("--classifier", help="trained classifier for the Classify tab: a Hub repo written by training.train_classifier (default: the bundled default-classifier)")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--hardware", help="request hardware, e.g. cpu-basic, zero-a10g, t4-small (default: the Hub's)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be uploaded; send nothing")
