@@ -40,6 +40,7 @@ from dlm.classify import DiscriminativeClassifier, GenerativeClassifier, evaluat
 from dlm.config import REMASKING, SCHEDULES
 from dlm.race import Lane, filled_tokens, race
 from dlm.render import COLOR_MAP, highlight
+from dlm.render.snapshot import KIND_NAMES
 from dlm.tables import guess_label_column, guess_text_column, read_table, select_texts
 
 ROOT = Path(__file__).resolve().parent
@@ -128,7 +129,7 @@ class Models:
     A load that fails is not remembered: the next request tries again (a Hub outage may pass).
     """
 
-    KINDS = {DIFFUSION: "masked", AR: "causal"}  # what each language-model role must be
+    KINDS = {DIFFUSION: ("masked", "continuous"), AR: ("causal",)}  # what each language-model role may be
 
     def __init__(self, sources: dict[str, str | None] | None = None):
         self.sources = dict(DEFAULTS)
@@ -154,8 +155,8 @@ class Models:
                 self._loaded[source] = dlm.load(source)
         lm = self._loaded[source]
         want = self.KINDS[role]
-        if lm.kind != want:
-            raise ValueError(f"the {role} model {source!r} is a {lm.kind} model; this role needs a {want} one")
+        if lm.kind not in want:
+            raise ValueError(f"the {role} model {source!r} is a {lm.kind} model; this role needs a {' or '.join(want)} one")
         return lm
 
     def loaded(self, role: str) -> dlm.LanguageModel | None:
@@ -329,7 +330,7 @@ def run_stats(trace: dlm.Trace, total_steps: int, done: bool) -> str:
     seconds = trace.seconds
     tokens = filled_tokens(trace)
     speed = f"{tokens / seconds:,.0f} tokens/s" if seconds > 0 else "–"
-    unit = "Step" if trace.kind == "masked" else "Token"
+    unit = "Token" if trace.kind == "causal" else "Step"
     head = f"**Done** in {len(trace.steps)} steps" if done else f"**{unit} {len(trace.steps)} / {total_steps}**"
     return f"{head} · NFE {trace.nfe} · {seconds:.2f} s · {tokens} tokens · {speed}"
 
@@ -928,7 +929,7 @@ def generate(
         raise ui_error(error) from None
     if note:
         gr.Info(html.escape(note, quote=False))
-    total = generation.config.steps if lm.kind == "masked" else generation.config.length
+    total = generation.config.length if lm.kind == "causal" else generation.config.steps
     trace = generation.trace()
     yield *_canvases(trace, colours), run_stats(trace, total, False), "", gr.skip()
     last = float("-inf")  # the first step always goes out at once
@@ -982,7 +983,7 @@ def animate(
         else:
             trace = start_generation(lm, request)[0].run()
         folder = request_dir()
-        title = f"{display_name(lm.source)} · {'masked diffusion' if lm.kind == 'masked' else 'autoregressive'}"
+        title = f"{display_name(lm.source)} · {KIND_NAMES[lm.kind]}"
         files = render_animation(trace, folder, frame_ms, colours, title)
         race_gif, note = None, f"{len(trace.steps)} steps, {frame_ms} ms per frame."
         if trace.num_samples > 1:

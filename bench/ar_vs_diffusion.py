@@ -11,6 +11,9 @@ beginnings from the corpus's held-out splits), one prompt at a time, each with t
   `lm.settings`), and threshold decoding (Fast-dLLM): steps L as an upper bound, every masked
   position whose confidence reaches 0.7 / 0.8 / 0.9 / 0.95 committed at once, low-confidence
   remasking otherwise;
+- diffusion decoded semi-autoregressively (SEMI_AR: blocks of 32 positions left to right, low-confidence
+  remasking, temperature 1, no top-p) with steps L/8, L/4, L/2, without a cache and with the
+  Fast-dLLM dual key/value cache (`dlm.cache`: a block's later steps feed only the block);
 - autoregressive decoding with the KV cache (one token per forward), its recommended settings.
 
 EOS is never sampled (`allow_eos=False`), so every run writes exactly L tokens: time, NFE and the
@@ -28,10 +31,11 @@ show the judge's scale. Q&A (bench/data/qa.jsonl, cloze questions whose answers 
 text) gives exact match with a 95% Wilson interval for both models (`dlm.qa`).
 
 Prints markdown tables and writes a JSON file ({"machine", "command", "judge", "human", "qa",
-"records", ...}; each record has family, model, length, steps, threshold, nfe, wall_seconds,
+"goal", "records", ...}; each record has family, model, length, steps, threshold, block_length, cache, nfe, wall_seconds,
 first_step_seconds, tokens_per_second, peak_memory_mb, judge_perplexity, distinct_1/2/3, repetition,
 and every continuation under outputs; threshold records have steps null and max_steps L) and a PNG frontier plot (judge perplexity against wall time and against NFE). --quick measures a
-subset (4 prompts, L = 64, steps L/16, L/4, L, threshold 0.9, 60 Q&A items) and writes
+subset (4 prompts, L = 64, steps L/16, L/4, L, threshold 0.9, semi-AR L/4 without and with the cache,
+60 Q&A items) and writes
 *_quick.json / *_quick.png unless --json / --plot say otherwise.
 """
 
@@ -71,10 +75,17 @@ from dlm.race import filled_tokens  # noqa: E402
 HERE = Path(__file__).resolve().parent
 STEP_DIVISORS = (16, 8, 4, 2, 1)  # diffusion steps = L / divisor
 THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # Fast-dLLM confidence thresholds
+# Semi-autoregressive decoding (LLaDA blocks, low-confidence remasking, plain temperature sampling),
+# without and with the Fast-dLLM dual key/value cache: steps L / divisor.
+SEMI_AR = {"block_length": 32, "remasking": "low_confidence", "temperature": 1.0, "top_p": 1.0}
+SEMI_AR_DIVISORS = (8, 4, 2)
+CACHES = (None, "dual")
+GOAL_LENGTH, GOAL_TOLERANCE = 128, 0.10  # the goal: faster than AR at 128 tokens, judge PPL <= 1.1 x AR's
 HUMAN_PROMPT_WORDS = 6  # words of a held-out paragraph that prompt its human continuation
 FULL = {"prompts": None, "lengths": [64, 128, 256], "divisors": STEP_DIVISORS, "thresholds": THRESHOLDS,
-        "qa_items": None, "human_texts": 64}  # None: all of them
-QUICK = {"prompts": 4, "lengths": [64], "divisors": (16, 4, 1), "thresholds": (0.9,), "qa_items": 60, "human_texts": 16}
+        "semi_ar": SEMI_AR_DIVISORS, "qa_items": None, "human_texts": 64}  # None: all of them
+QUICK = {"prompts": 4, "lengths": [64], "divisors": (16, 4, 1), "thresholds": (0.9,), "semi_ar": (4,),
+         "qa_items": 60, "human_texts": 16}
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -126,15 +137,23 @@ def spread(items: list, count: int | None) -> list:
 # ---- settings ----------------------------------------------------------------------------------
 
 
-def sweep_configs(lm: LanguageModel, length: int, divisors=STEP_DIVISORS, thresholds=THRESHOLDS) -> list[SamplerConfig]:
-    """The settings a model is measured at, for one length: a steps sweep and threshold decoding for
-    a masked model, KV-cached decoding for a causal one; recommended settings otherwise, no EOS."""
-    base = lm.settings.replace(length=length, allow_eos=False, num_samples=1)
+def sweep_configs(
+    lm: LanguageModel, length: int, divisors=STEP_DIVISORS, thresholds=THRESHOLDS, semi_ar=SEMI_AR_DIVISORS
+) -> list[SamplerConfig]:
+    """The settings a model is measured at, for one length: for a masked model a steps sweep and
+    threshold decoding (its recommended settings otherwise) and semi-AR decoding without and with the
+    dual cache (SEMI_AR); KV-cached decoding for a causal one. Never EOS."""
+    base = lm.settings.replace(length=length, allow_eos=False, num_samples=1, block_length=None, cache=None)
     if lm.kind == "causal":
         return [base]
     steps = sorted({max(1, length // d) for d in divisors})
     configs = [base.replace(steps=s, threshold=None) for s in steps]
     configs += [base.replace(steps=length, threshold=t, remasking="low_confidence") for t in thresholds]
+    block = min(SEMI_AR["block_length"], length)
+    blocks = -(-length // block)
+    for cache in CACHES:
+        for s in sorted({max(blocks, length // d) for d in semi_ar}):
+            configs.append(base.replace(steps=s, threshold=None, cache=cache, **{**SEMI_AR, "block_length": block}))
     return configs
 
 
@@ -202,6 +221,9 @@ def text_quality(judge: Judge, continuations: list[str], prompts: list[str], bat
 def decoding_of(lm: LanguageModel, config: SamplerConfig) -> str:
     if lm.kind == "causal":
         return "autoregressive (KV cache)"
+    if config.block_length is not None:
+        return f"semi-AR b{config.block_length}, T {config.temperature:g}, " + (
+            f"{config.cache} cache" if config.cache else "no cache")
     return f"threshold {config.threshold}" if config.threshold is not None else "fixed steps"
 
 
@@ -220,6 +242,8 @@ def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig
         "max_steps": config.steps if lm.kind == "masked" else None,
         "threshold": config.threshold if lm.kind == "masked" else None,
         "remasking": config.remasking if lm.kind == "masked" else None,
+        "block_length": config.block_length if lm.kind == "masked" else None,
+        "cache": config.cache if lm.kind == "masked" else None,
         "temperature": config.temperature,
         "top_p": config.top_p,
         "prompts": len(prompts),
@@ -337,7 +361,8 @@ def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name
         for length in lengths:
             colour = colours[length]
             rows = [r for r in records if r["length"] == length]
-            fixed = (r for r in rows if r["family"] == "diffusion" and r["threshold"] is None)
+            fixed = (r for r in rows if r["family"] == "diffusion" and r["threshold"] is None
+                     and r.get("block_length") is None)
             steps = sorted(fixed, key=lambda r: r[x_key])
             if steps:
                 ax.plot([r[x_key] for r in steps], [r["judge_perplexity"] for r in steps], "o-", color=colour,
@@ -352,6 +377,15 @@ def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name
                 for r in thresholds:
                     ax.annotate(f"τ={r['threshold']}", (r[x_key], r["judge_perplexity"]), textcoords="offset points",
                                 xytext=(4, -10), fontsize=7, color=colour)
+            for cache, marker in ((None, "d-."), ("dual", "s-")):
+                semi = sorted((r for r in rows if r["family"] == "diffusion" and r.get("block_length") is not None
+                               and r.get("cache") == cache), key=lambda r: r[x_key])
+                if semi:
+                    ax.plot([r[x_key] for r in semi], [r["judge_perplexity"] for r in semi], marker, color=colour,
+                            alpha=0.8, label=f"diffusion, L={length}, semi-AR, {cache or 'no'} cache")
+                    for r in semi:
+                        ax.annotate(str(r["steps"]), (r[x_key], r["judge_perplexity"]), textcoords="offset points",
+                                    xytext=(4, 4), fontsize=7, color=colour)
             for r in (r for r in rows if r["family"] == "ar"):
                 ax.scatter([r[x_key]], [r["judge_perplexity"]], marker="*", s=220, color=colour,
                            edgecolors="black", zorder=5, label=f"autoregressive, L={length}")
@@ -372,6 +406,38 @@ def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float = GOAL_TOLERANCE) -> dict:
+    """The goal: a diffusion setting faster than AR (median wall time) at `length` tokens whose judge
+    perplexity is at most (1 + tolerance) x AR's. Every setting that meets it, fastest first, with
+    its diversity beside AR's (a low perplexity bought with repetition is no win)."""
+    keys = ("decoding", "steps", "nfe", "wall_seconds", "judge_perplexity", "distinct_2", "repetition")
+    ar = next((r for r in records if r["family"] == "ar" and r["length"] == length), None)
+    result = {"length": length, "tolerance": tolerance, "met": None, "ar": None, "settings": []}
+    if ar is None:
+        result["summary"] = f"Goal at L={length}: not measured (no AR record at this length)."
+        return result
+    result["ar"] = {k: ar.get(k) for k in keys}
+    limit = (1 + tolerance) * ar["judge_perplexity"]
+    meeting = sorted((r for r in records if r["family"] == "diffusion" and r["length"] == length
+                      and r["wall_seconds"] < ar["wall_seconds"] and r["judge_perplexity"] <= limit),
+                     key=lambda r: r["wall_seconds"])
+    result["met"] = bool(meeting)
+    result["settings"] = [{**{k: r.get(k) for k in keys}, "speedup": ar["wall_seconds"] / r["wall_seconds"]}
+                          for r in meeting]
+    head = (f"Goal at L={length} (faster than AR's {ar['wall_seconds']:.3f} s with judge PPL <= "
+            f"{limit:.1f}, i.e. AR's {ar['judge_perplexity']:.1f} + {tolerance:.0%}): ")
+    if not meeting:
+        result["summary"] = head + "not met by any diffusion setting."
+    else:
+        best = meeting[0]
+        result["summary"] = head + (
+            f"met by {len(meeting)} setting(s); fastest: {best['decoding']}, {best['steps']} steps, "
+            f"{best['wall_seconds']:.3f} s ({ar['wall_seconds'] / best['wall_seconds']:.2f}x AR), judge PPL "
+            f"{best['judge_perplexity']:.1f}, distinct-2 {best['distinct_2']:.2f} vs AR's {ar['distinct_2']:.2f}, "
+            f"4-gram repetition {best['repetition']:.3f} vs AR's {ar['repetition']:.3f}.")
+    return result
 
 
 def _json_safe(value):
@@ -414,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     plan = QUICK if args.quick else FULL  # what a flag left unset defaults to
-    divisors, thresholds = plan["divisors"], plan["thresholds"]
+    divisors, thresholds, semi_ar = plan["divisors"], plan["thresholds"], plan["semi_ar"]
     num_prompts = args.num_prompts or plan["prompts"]
     qa_items = args.qa_items or plan["qa_items"]
     human_texts = args.human_texts or plan["human_texts"]
@@ -447,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append({"family": family, "model": lm.source, "length": length, "reason": reason})
                 print(f"skipping {family} at L={length}: {reason}", file=sys.stderr)
                 continue
-            for config in sweep_configs(lm, length, divisors, thresholds):
+            for config in sweep_configs(lm, length, divisors, thresholds, semi_ar):
                 record = measure_setting(lm, prompts, config, args.seed)
                 records.append(record)
                 print(f"L={length} {family} {record['decoding']} steps={record['steps']}: "
@@ -469,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(prompts)} prompts, batch 1, on {machine['device']} ({machine['torch_threads']} threads); "
           f"judge {args.judge}; medians over prompts; peak memory: {records[0]['memory_method'] if records else '-'}\n")
     print(markdown_tables(records, human, qa_results, skipped))
+    goal = goal_check(records)
+    print("\n" + goal["summary"])
     result = {
         "machine": machine,
         "command": command,
@@ -481,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         "human": human,
         "qa": qa_results,
         "skipped": skipped,
+        "goal": goal,
         "records": records,
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
     python -m dlm generate --model default --prompt "It was a dark night" --length 48 --steps 16 --seed 0
     python -m dlm generate --model default --infill "The [MASK] [MASK] sat on the mat" --json
+    python -m dlm generate --model runs/continuous --prompt "It was" --steps 100 --solver ddpm --cfg-scale 1
     python -m dlm animate --model default --prompt "Call me" --out run.gif      # .gif, .mp4 or .html
     python -m dlm elbo --model default --text "Call me Ishmael." --json
     python -m dlm classify --model default-classifier --input reviews.csv --label-column label --json
@@ -17,6 +18,9 @@ import sys
 from pathlib import Path
 
 from dlm.config import REMASKING, SCHEDULES
+
+ROUNDINGS = ("logits", "nearest")  # dlm.continuous.ROUNDINGS (not imported here: it pulls in transformers)
+SOLVERS = ("ddim", "ddpm")  # dlm.continuous.SOLVERS
 
 ANIMATION_SUFFIXES = (".gif", ".mp4", ".html")
 
@@ -40,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--threshold", type=float, help="Fast-dLLM parallel decoding threshold")
     sampling.add_argument("--block-length", type=int, help="semi-autoregressive block length")
     sampling.add_argument("--cfg-scale", type=float, help="classifier-free guidance (0 = off)")
+    sampling.add_argument("--solver", choices=sorted(SOLVERS), help="continuous models: DDIM or DDPM updates")
+    sampling.add_argument("--rounding", choices=sorted(ROUNDINGS), help="continuous models: how x0 becomes tokens")
+    sampling.add_argument("--clamp", action=argparse.BooleanOptionalAction,
+                          help="continuous models: snap x0 to the nearest embedding before each update")
     sampling.add_argument("--num-samples", type=int)
     sampling.add_argument("--no-eos", action="store_true", help="never end early at EOS")
     sampling.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own code")
@@ -76,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sampler_overrides(args: argparse.Namespace) -> dict:
     names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "threshold",
-             "block_length", "cfg_scale", "num_samples"]
+             "block_length", "cfg_scale", "num_samples", "solver", "rounding", "clamp"]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.no_eos:
         overrides["allow_eos"] = False

@@ -25,6 +25,12 @@ SCHEDULES = {
     "exponential": "many at first, fewer at the end",
 }
 
+# Approximate key/value caching for masked models (dlm.cache): what a step after a block's first feeds.
+CACHES = {
+    "prefix": "the current block and everything right of it; keys and values left of it are reused",
+    "dual": "the current block only; keys and values on both sides are reused (Fast-dLLM's DualCache)",
+}
+
 KINDS = ("masked", "causal")
 
 
@@ -41,6 +47,7 @@ class SamplerConfig:
     remasking: str = "low_confidence"  # which masked positions a step commits: see REMASKING
     threshold: float | None = None  # Fast-dLLM: also commit every position with confidence >= this
     block_length: int | None = None  # semi-autoregressive blocks of this many positions (LLaDA); None = one block
+    cache: str | None = None  # Fast-dLLM key/value cache, refreshed when a block starts: see CACHES; None = exact
     cfg_scale: float = 0.0  # classifier-free guidance strength; 0 = off (unconditional branch masks the prompt)
     allow_eos: bool = True  # True: the text ends at the first EOS; False: EOS is never sampled
     num_samples: int = 1  # samples drawn side by side in one forward pass
@@ -60,6 +67,10 @@ class SamplerConfig:
         _check(
             self.block_length is None or self.block_length >= 1,
             f"block_length must be >= 1 or None (one block), got {self.block_length}",
+        )
+        _check(
+            self.cache is None or self.cache in CACHES,
+            f"unknown cache {self.cache!r}; choose from {sorted(CACHES)} or None (exact)",
         )
         _check(self.cfg_scale >= 0, f"cfg_scale must be >= 0 (0 = off), got {self.cfg_scale}")
         _check(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples}")

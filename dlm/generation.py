@@ -1,8 +1,9 @@
 """The entry points: `stream` yields denoising steps, `generate` collects them into a `Trace`.
 
-Both families share this front door: a masked model runs the diffusion sampler (`dlm.sampler`), a
-causal one the autoregressive loop (`dlm.ar`), and both yield the same `Step`s, so the app, the CLI,
-the renderers and the benchmark treat them alike.
+Every family shares this front door: a masked model runs the diffusion sampler (`dlm.sampler`), a
+causal one the autoregressive loop (`dlm.ar`), a continuous one embedding-space diffusion
+(`dlm.continuous`), and all yield the same `Step`s, so the app, the CLI, the renderers and the
+benchmark treat them alike.
 
     lm = dlm.load("default")
     for step in dlm.stream(lm, "Once upon a time", length=48, steps=16, seed=0):
@@ -169,8 +170,14 @@ def stream(
             of continuing a prompt; every non-blank token is kept. Masked models only.
         fixed: tokens pinned at positions of the generated region, {position: text or token id}.
         generator / seed: the randomness (same seed, same text, whatever `num_samples`).
-        **overrides: any `SamplerConfig` field, e.g. `steps=16, remasking="margin"`.
+        **overrides: any `SamplerConfig` field, e.g. `steps=16, remasking="margin"`; continuous models
+            also take `solver`, `rounding` and `clamp` (`dlm.continuous.ContinuousOptions`).
     """
+    if lm.kind == "continuous":  # its own options (solver, rounding, clamp) travel in the overrides
+        from dlm.continuous import continuous_stream
+
+        return continuous_stream(lm, prompt, config=config, infill=infill, fixed=fixed, generator=generator,
+                                 seed=seed, **overrides)
     config = (config or lm.settings).replace(**overrides)
     if infill is not None and prompt:
         raise ValueError("give either a prompt to continue or an infill template, not both")

@@ -64,6 +64,9 @@ def log_likelihood(
         num_samples, batch_size: Monte-Carlo samples for masked models, and how many per forward.
         generator / seed: the masks' randomness (a fixed seed by default, so scores repeat).
     """
+    if lm.kind == "continuous":
+        raise ValueError(f"{lm.source} is a continuous-diffusion model: dlm has no likelihood bound for it "
+                         "(its training loss is an x0 MSE plus a rounding cross-entropy, not an ELBO)")
     if not text or not text.strip():
         raise ValueError("text to score is empty")
     target = encode(lm.tokenizer, text)

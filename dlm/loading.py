@@ -24,6 +24,8 @@ import torch
 from dlm.config import KINDS, SamplerConfig
 
 BUNDLED_DIR = Path(__file__).parent / "models"
+CONTINUOUS = "continuous"  # the embedding-space diffusion family (dlm.continuous)
+FAMILIES = (*KINDS, *((CONTINUOUS,) if CONTINUOUS not in KINDS else ()))  # what `kind` may be
 SETTINGS_KEY = "dlm"  # key in config.json holding the diffusion settings written by training/
 _HUB_PROBE_TIMEOUT = 3.0  # seconds for the one connection attempt that decides the Hub is unreachable
 
@@ -36,9 +38,9 @@ class ModelNotFoundError(ValueError):
 class LanguageModel:
     """A loaded checkpoint with everything the sampler and the likelihood need."""
 
-    model: torch.nn.Module  # an AutoModelForMaskedLM or AutoModelForCausalLM, in eval mode
+    model: torch.nn.Module  # an AutoModelForMaskedLM, AutoModelForCausalLM or ContinuousDiffusionLM, in eval mode
     tokenizer: object  # the checkpoint's tokenizer (a transformers PreTrainedTokenizer*)
-    kind: str  # "masked" or "causal"
+    kind: str  # "masked", "causal" or "continuous"
     settings: SamplerConfig  # recommended sampler settings from the checkpoint (defaults otherwise)
     source: str  # what the caller asked for
     path: str  # where it was loaded from (folder or repo id)
@@ -115,11 +117,11 @@ def load(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> LanguageModel:
-    """Load a masked or causal language model with its tokenizer and diffusion settings.
+    """Load a masked, causal or continuous-diffusion language model with its tokenizer and settings.
 
     Args:
         source: a bundled model name, a local folder, or a Hub repo id.
-        kind: "masked" or "causal"; detected from the checkpoint's architecture when None.
+        kind: "masked", "causal" or "continuous"; detected from the checkpoint when None.
         device: defaults to CUDA when present, else CPU.
         dtype: defaults to bf16/fp16 on GPU, fp32 on CPU.
         trust_remote_code: allow the checkpoint's own Python code (off unless you ask).
@@ -127,13 +129,15 @@ def load(
     """
     if not isinstance(source, str) or not source.strip():
         raise ModelNotFoundError(f"model source must be a non-empty string, got {source!r}")
-    if kind is not None and kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; choose from {list(KINDS)}")
+    if kind is not None and kind not in FAMILIES:
+        raise ValueError(f"unknown kind {kind!r}; choose from {list(FAMILIES)}")
     path = resolve(source, revision=revision)
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
 
     from transformers import AutoConfig, AutoTokenizer
+
+    import dlm.continuous  # noqa: F401  (registers the "dlm-continuous" model type with the Auto classes)
 
     hub_args = {"revision": revision, "trust_remote_code": trust_remote_code}
     config = AutoConfig.from_pretrained(path, **hub_args)
@@ -184,7 +188,11 @@ def resolve(source: str, *, revision: str | None = None) -> str:
 
 
 def detect_kind(config) -> str:
-    """'masked' or 'causal', from the architecture name the checkpoint declares."""
+    """'masked', 'causal' or 'continuous', from the model type and architecture the checkpoint declares."""
+    from dlm.continuous import MODEL_TYPE
+
+    if getattr(config, "model_type", None) == MODEL_TYPE:
+        return CONTINUOUS
     for arch in getattr(config, "architectures", None) or []:
         if arch.endswith("ForMaskedLM"):
             return "masked"
@@ -202,9 +210,9 @@ def detect_kind(config) -> str:
 
 
 def _auto_class(kind: str):
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    return AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
+    return {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM, CONTINUOUS: AutoModel}[kind]
 
 
 def _in_hub_cache(repo_id: str, revision: str | None) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
+from dlm.cache import KVCache
 from dlm.generation import Generation, forbidden_ids
 from dlm.sampling import forbid, position_scores, row_uniforms, sample_tokens
 from dlm.schedules import num_transfer_tokens
@@ -27,53 +28,85 @@ class MaskedGeneration(Generation):
         config, lm = self.config, self.lm
         device, mask_id = lm.device, lm.mask_id
         canvas = self.initial.to(device)  # (B, T)
+        num_positions = canvas.shape[1]
         to_generate = ~self.canvas.fixed  # (T,)
         blocks = block_masks(to_generate, config.block_length)
         budget = allocate_steps([int(b.sum()) for b in blocks], config.steps)
         forbidden = forbidden_ids(lm, config.allow_eos)
         prompt = (self.canvas.fixed & ~self.canvas.hidden).to(device)  # masked in the unconditional branch
+        cache = KVCache(lm.model) if config.cache else None
+        guess = torch.full_like(canvas, -1)  # (B, T): the model's latest guess everywhere
+        confidence = torch.zeros(canvas.shape, device=device)
         nfe, index = 0, 0
         for block, block_steps in zip(blocks, budget):
             block = block.to(device)
             counts = num_transfer_tokens(int(block.sum()), block_steps, config.schedule)
+            span = block.nonzero().flatten()
+            window = (int(span[0]), num_positions if config.cache == "prefix" else int(span[-1]) + 1)
             for i in range(int(block.sum())):  # a step commits >= 1 per row, so this bounds the loop
                 masked = (canvas == mask_id) & block  # (B, T)
                 if not masked.any():
                     break
-                logits = self._logits(canvas, prompt)  # (B, T, V)
+                # a block's first step (and every step without a cache) sees the whole canvas; with a
+                # cache the later ones feed only the window and reuse the other keys and values
+                lo, hi = window if cache is not None and i > 0 else (0, num_positions)
+                if cache is not None and i == 0:
+                    with cache.fill():
+                        logits = self._logits(canvas, prompt)
+                else:
+                    logits = self._logits(canvas, prompt, cache, (lo, hi))  # (B, hi - lo, V)
                 nfe += 2 if config.cfg_scale > 0 else 1
                 forbid(logits, forbidden)
-                num_positions = canvas.shape[1]
-                guess = logits.argmax(dim=-1)  # (B, T): the model's guess everywhere
+                masked_here = masked[:, lo:hi]
+                guess_here = logits.argmax(dim=-1)  # (B, hi - lo)
                 if config.temperature > 0:  # sample only where a token may be committed now: the costly part
-                    draw = row_uniforms(self.generators, num_positions, device)  # a full row: batch-invariant
-                    guess[masked] = sample_tokens(logits[masked].unsqueeze(0), config, draw[masked].unsqueeze(0))[0]
+                    draw = row_uniforms(self.generators, num_positions, device)[:, lo:hi]  # full rows: batch-invariant
+                    picked = sample_tokens(logits[masked_here].unsqueeze(0), config, draw[masked_here].unsqueeze(0))
+                    guess_here[masked_here] = picked[0]
                 probs = torch.softmax(logits, dim=-1)  # the model's own belief, before temperature
-                order = row_uniforms(self.generators, num_positions, device) if config.remasking == "random" else None
-                score, confidence = position_scores(probs, guess, config.remasking, order)
+                order = None
+                if config.remasking == "random":
+                    order = row_uniforms(self.generators, num_positions, device)[:, lo:hi]
+                score, confidence_here = position_scores(probs, guess_here, config.remasking, order)
                 k = counts[i] if i < len(counts) else 0  # threshold decoding may finish the block early
-                commit = choose_positions(score, confidence, masked, k, config.threshold)
+                commit = torch.zeros_like(masked)
+                commit[:, lo:hi] = choose_positions(score, confidence_here, masked_here, k, config.threshold)
+                guess[:, lo:hi] = guess_here
+                confidence[:, lo:hi] = confidence_here.float()
                 canvas = torch.where(commit, guess, canvas)
                 yield Step(
                     index=index,
                     canvas=canvas.cpu(),
-                    guess=guess.cpu(),
-                    confidence=confidence.float().cpu(),
+                    guess=guess.to("cpu", copy=True),  # updated in place by the next step
+                    confidence=confidence.to("cpu", copy=True),
                     committed=commit.cpu(),
                     nfe=nfe,
                     elapsed=self._elapsed(),
                 )
                 index += 1
 
-    def _logits(self, canvas: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
-        """(B, T, V) float32 logits, guided when cfg_scale > 0."""
+    def _logits(
+        self,
+        canvas: torch.Tensor,
+        prompt: torch.Tensor,
+        cache: KVCache | None = None,
+        window: tuple[int, int] = (0, 0),
+    ) -> torch.Tensor:
+        """(B, T, V) float32 logits, guided when cfg_scale > 0; with a cache, (B, hi - lo, V) of the
+        window's positions only, the rest of the canvas seen through the cached keys and values."""
         scale = self.config.cfg_scale
+        batch = canvas
         if scale > 0:
-            unconditional = canvas.masked_fill(prompt, self.lm.mask_id)
-            batch = torch.cat([canvas, unconditional])
-            cond, uncond = self._forward(batch).chunk(2)
+            batch = torch.cat([canvas, canvas.masked_fill(prompt, self.lm.mask_id)])
+        if cache is None:
+            logits = self._forward(batch)
+        else:
+            lo, hi = window
+            logits = cache.forward(batch[:, lo:hi], lo)
+        if scale > 0:
+            cond, uncond = logits.chunk(2)
             return uncond + (1 + scale) * (cond - uncond)
-        return self._forward(canvas)
+        return logits
 
     def _forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.lm.model(input_ids=ids, attention_mask=torch.ones_like(ids))

@@ -66,7 +66,7 @@ class Step:
 class Trace:
     """A whole generation run: the starting canvas, every step, and the decoded result."""
 
-    kind: str  # "masked" (diffusion) or "causal" (autoregressive)
+    kind: str  # "masked" (diffusion), "causal" (autoregressive) or "continuous" (embedding-space diffusion)
     mask_id: int  # id of a not-yet-decided position in `canvas` (-1 for causal traces)
     initial: torch.Tensor  # (B, T) long: the canvas before the first step
     fixed: torch.Tensor  # (T,) bool: prompt / fixed tokens, never changed by the sampler

@@ -92,7 +92,8 @@ def _rename_in_card(target: Path, name: str) -> None:
     info["load_name"] = name
     run_file.write_text(json.dumps(info, indent=2))
     kind = info.get("dlm", {}).get("kind", "masked")
-    title = f"dlm {name}: " + ("masked-diffusion model" if kind == "masked" else "autoregressive baseline")
+    title = f"dlm {name}: " + {"masked": "masked-diffusion model", "causal": "autoregressive baseline",
+                               "continuous": "continuous-diffusion model"}[kind]
     write_card(target, title=title, kind=kind, info=info, samples=info.get("samples", []))
 
 

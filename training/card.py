@@ -11,8 +11,11 @@ from pathlib import Path
 
 import yaml
 
-PIPELINE_TAG = {"masked": "fill-mask", "causal": "text-generation"}
-TAGS = {"masked": ["text-diffusion", "masked-diffusion", "dlm"], "causal": ["autoregressive", "dlm-baseline", "dlm"]}
+PIPELINE_TAG = {"masked": "fill-mask", "causal": "text-generation", "continuous": "text-generation"}
+TAGS = {"masked": ["text-diffusion", "masked-diffusion", "dlm"], "causal": ["autoregressive", "dlm-baseline", "dlm"],
+        "continuous": ["text-diffusion", "continuous-diffusion", "diffusion-lm", "dlm"]}
+TITLES = {"masked": "dlm masked-diffusion model", "causal": "dlm autoregressive baseline",
+          "continuous": "dlm continuous-diffusion model"}
 
 
 def generate_samples(folder: str | Path, num_samples: int, prompts: list[str] | None = None) -> list[dict]:
@@ -39,14 +42,13 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
         "tags": TAGS[kind],
         "license": "mit",
         "datasets": info.get("datasets", []),
-        "metrics": ["perplexity"],
+        "metrics": ["perplexity" if kind != "continuous" else "loss"],
         "model-index": [{
             "name": title,
             "results": [{
                 "task": {"type": PIPELINE_TAG[kind]},
                 "dataset": {"name": info.get("data", ""), "type": "text"},
-                "metrics": [{"type": "perplexity", "value": round(info.get("perplexity", float("nan")), 3),
-                             "name": "held-out ELBO perplexity" if kind == "masked" else "held-out perplexity"}],
+                "metrics": [_headline_metric(kind, info)],
             }],
         }],
     }
@@ -57,6 +59,19 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
         lines += [
             "A masked (discrete) diffusion language model trained with the `dlm` project: generation starts",
             "from a canvas of `<mask>` tokens and reveals a few of them per step. Load it with",
+            "",
+            "```python",
+            "import dlm",
+            f'lm = dlm.load("{info.get("load_name") or info.get("repo_id") or folder.name}")  # settings come from config.json',
+            'print(dlm.generate(lm, "It was a bright cold day", seed=0).texts[0])',
+            "```",
+        ]
+    elif kind == "continuous":
+        lines += [
+            "A continuous (embedding-space) diffusion language model in the style of Diffusion-LM, trained with",
+            "the `dlm` project: generation starts from Gaussian noise over the token embeddings, a transformer",
+            "predicts the clean embeddings at every step (DDIM or DDPM), and the prediction is rounded to tokens.",
+            "It is a `dlm.continuous.ContinuousDiffusionLM` (no remote code). Load it with",
             "",
             "```python",
             "import dlm",
@@ -80,13 +95,22 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
         ("hardware", info.get("hardware")),
         ("note", info.get("note")),
         ("throughput", f"{info.get('tokens_per_second', 0):,.0f} tokens/s"),
-        ("held-out perplexity", f"{info.get('perplexity', float('nan')):.2f}"
-         + (" (ELBO bound, same held-out blocks as the AR baseline)" if kind == "masked" else " (exact)")),
     ]
+    if kind == "continuous":
+        evaluation = info.get("evaluation", {})
+        rows.append(("held-out loss", f"{info.get('eval_loss', float('nan')):.3f} (x0 MSE {evaluation.get('mse', float('nan')):.3f} "
+                     f"+ rounding cross-entropy {evaluation.get('ce', float('nan')):.3f}, averaged over t; not a likelihood)"))
+    else:
+        rows.append(("held-out perplexity", f"{info.get('perplexity', float('nan')):.2f}"
+                     + (" (ELBO bound, same held-out blocks as the AR baseline)" if kind == "masked" else " (exact)")))
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
     if kind == "masked":
         lines += ["", "## Diffusion settings (also in `config.json` under `dlm`)", "", "```json",
                   json.dumps({k: info["dlm"][k] for k in ("mask_token", "prefix", "sampler")}, indent=2), "```"]
+        lines += ["", "Training: " + info["dlm"].get("objective", "")]
+    if kind == "continuous":
+        lines += ["", "## Diffusion settings (also in `config.json` under `dlm`)", "", "```json",
+                  json.dumps({k: info["dlm"][k] for k in ("prefix", "sampler")}, indent=2), "```"]
         lines += ["", "Training: " + info["dlm"].get("objective", "")]
     lines += ["", f"## Five unedited samples ({_describe(settings)})", ""]
     for sample in samples:
@@ -101,8 +125,16 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
     return path
 
 
+def _headline_metric(kind: str, info: dict) -> dict:
+    if kind == "continuous":
+        return {"type": "loss", "value": round(info.get("eval_loss", float("nan")), 4),
+                "name": "held-out denoising loss (x0 MSE + rounding cross-entropy)"}
+    return {"type": "perplexity", "value": round(info.get("perplexity") or float("nan"), 3),
+            "name": "held-out ELBO perplexity" if kind == "masked" else "held-out perplexity"}
+
+
 def _describe(settings: dict) -> str:
-    keys = ("length", "steps", "remasking", "temperature", "top_p")
+    keys = ("length", "steps", "remasking", "temperature", "top_p", "solver", "rounding", "clamp", "cfg_scale")
     return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
 
 
@@ -127,8 +159,7 @@ def refresh(folder: str | Path, num_samples: int = 5, **sampler) -> Path:
     info["samples"] = generate_samples(folder, num_samples)
     run_path.write_text(json.dumps(info, indent=2))
     kind = block.get("kind", "masked")
-    title = "dlm masked-diffusion model" if kind == "masked" else "dlm autoregressive baseline"
-    return write_card(folder, title=title, kind=kind, info=info, samples=info["samples"])
+    return write_card(folder, title=TITLES[kind], kind=kind, info=info, samples=info["samples"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
+    from dlm.cli import ROUNDINGS, SOLVERS
     from dlm.config import REMASKING, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="python -m training.card", description=refresh.__doc__)
@@ -146,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), type=kind)
     parser.add_argument("--remasking", choices=sorted(REMASKING))
     parser.add_argument("--schedule", choices=sorted(SCHEDULES))
+    parser.add_argument("--cfg-scale", type=float)
+    parser.add_argument("--solver", choices=SOLVERS, help="continuous models")
+    parser.add_argument("--rounding", choices=ROUNDINGS, help="continuous models")
+    parser.add_argument("--clamp", action=argparse.BooleanOptionalAction, help="continuous models")
     args = vars(parser.parse_args(argv))
     folder, num_samples = args.pop("folder"), args.pop("num_samples")
     try:

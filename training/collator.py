@@ -114,3 +114,68 @@ def _pad(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
     return out
+
+
+@dataclass
+class ContinuousCollator:
+    """A continuous-diffusion batch: the randomness of one training step of `dlm.continuous`.
+
+    Per sample: a step t ~ U{1..T}, Gaussian noise (L, D), and which positions are given clean: a
+    prefix of random length (`prefix_fraction` of samples), scattered tokens at a random rate up to
+    one half (`infill_fraction`: in-painting), or none. For `cfg_dropout` of the samples with a prompt
+    the given positions are withheld instead (classifier-free guidance's unconditional branch).
+    `crop_fraction` of the batches are cut to a random length, so short canvases are not new to the
+    model. Half the batches ask for self-conditioning.
+    """
+
+    embedding_dim: int  # D of the model
+    num_steps: int = 1000  # T of the model's noise schedule
+    prefix_fraction: float = 0.5  # samples whose prefix of 1..L-1 tokens is given (a prompt)
+    infill_fraction: float = 0.1  # samples with scattered given tokens instead (infilling)
+    cfg_dropout: float = 0.1  # samples with a prompt that have it withheld instead
+    crop_fraction: float = 0.25  # batches cut to a random length in [min_length, L]
+    min_length: int = 16  # shortest crop
+    self_condition_rate: float = 0.5  # batches trained with a self-conditioning estimate
+    seed: int | None = None  # fixes everything (evaluation); None draws fresh randomness every batch
+
+    def __post_init__(self):
+        for name in ("prefix_fraction", "infill_fraction", "cfg_dropout", "crop_fraction", "self_condition_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.prefix_fraction + self.infill_fraction > 1:
+            raise ValueError("prefix_fraction + infill_fraction must be at most 1")
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the random stream again (a seeded collator then repeats its batches)."""
+        self._generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        from dlm.continuous import GENERATE, GIVEN, WITHHELD
+
+        g = self._generator
+        ids = torch.stack([torch.as_tensor(e["input_ids"]) for e in examples])  # (B, L): packed, no padding
+        b, length = ids.shape
+        if length > self.min_length and float(torch.rand(1, generator=g)) < self.crop_fraction:
+            length = int(torch.randint(self.min_length, length + 1, (1,), generator=g))
+            ids = ids[:, :length]
+        mode = torch.rand(b, generator=g)  # < prefix: a prompt; < prefix + infill: scattered; else none
+        prefix = mode < self.prefix_fraction
+        scattered = ~prefix & (mode < self.prefix_fraction + self.infill_fraction)
+        positions = torch.arange(length).unsqueeze(0)
+        prefix_len = torch.randint(1, length, (b, 1), generator=g)
+        given = prefix.unsqueeze(1) & (positions < prefix_len)
+        rate = 0.5 * torch.rand(b, 1, generator=g)
+        given |= scattered.unsqueeze(1) & (torch.rand(b, length, generator=g) < rate)
+        given[given.all(dim=1)] = False  # always something to predict
+        dropped = torch.rand(b, generator=g) < self.cfg_dropout
+        segment = torch.full((b, length), GENERATE)
+        segment[given] = GIVEN
+        segment[given & dropped.unsqueeze(1)] = WITHHELD
+        return {
+            "input_ids": ids,
+            "timesteps": torch.randint(1, self.num_steps + 1, (b,), generator=g),
+            "noise": torch.randn(b, length, self.embedding_dim, generator=g),
+            "segment": segment,
+            "self_condition": torch.tensor(float(torch.rand(1, generator=g)) < self.self_condition_rate),
+        }

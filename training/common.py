@@ -198,15 +198,18 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "wall_seconds": sum(s["seconds"] for s in history),
         "hardware": " + ".join(sorted({s["hardware"] for s in history})),
         "tokens_per_second": (state.global_step - first_step) * tokens_per_step / max(runtime, 1e-9),
-        "perplexity": metrics["eval_perplexity"],
+        "perplexity": metrics.get("eval_perplexity"),  # None for continuous models: their loss bounds no likelihood
         "eval_loss": metrics["eval_loss"],
+        "evaluation": {k.removeprefix("eval_"): v for k, v in metrics.items()
+                       if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))},
         "block_size": args.block_size,
         "sessions": history,
         "loss_by_mask_rate": mask_bucket_losses(state.log_history),
         "repo_id": args.push_to_hub,
     }
     trainer.model.config.dlm = {**dlm_block, "training": {k: info[k] for k in
-                                ("command", "data", "steps", "tokens_seen", "perplexity", "block_size")}}
+                                ("command", "data", "steps", "tokens_seen", "perplexity", "block_size")
+                                if info[k] is not None}}
     save_final(trainer, tokenizer, folder, args.save_dtype)
     info["settings"] = dlm_block.get("sampler", {})
     info["dlm"] = dlm_block
@@ -214,7 +217,8 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     info["samples"] = samples
     (folder / RUN_FILE).write_text(json.dumps(info, indent=2))
     write_card(folder, title=title, kind=kind, info=info, samples=samples)
-    print(json.dumps({k: info[k] for k in ("steps", "tokens_seen", "wall_seconds", "tokens_per_second", "perplexity")}))
+    print(json.dumps({k: info[k] for k in ("steps", "tokens_seen", "wall_seconds", "tokens_per_second", "perplexity",
+                                           "eval_loss")}))
     if args.push_to_hub:
         from training.push import push
 

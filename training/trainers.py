@@ -1,11 +1,12 @@
-"""transformers `Trainer`s for masked diffusion and for the matched AR baseline.
+"""transformers `Trainer`s for masked diffusion, continuous diffusion and the matched AR baseline.
 
 `DiffusionTrainer` computes the weighted masked loss from `DiffusionCollator` batches,
     loss = sum_b w_b * sum_{i masked in b} CE_bi / (tokens the ELBO covers),
 which with w_b = 1/p_b is a Monte-Carlo bound on the per-token negative log-likelihood, and logs the
 unweighted masked cross-entropy per mask-rate bucket (0-10%, ..., 90-100%). Both trainers report
 the held-out perplexity (`eval_perplexity` = exp(eval_loss): an ELBO bound for diffusion, exact for AR).
-Being `Trainer`s, they run unchanged under `accelerate launch` / `torchrun` on several GPUs.
+`ContinuousTrainer` trains `dlm.continuous` models (x0 MSE + rounding cross-entropy, no likelihood
+bound, so no perplexity). Being `Trainer`s, they run unchanged under `accelerate launch` / `torchrun` on several GPUs.
 """
 
 from __future__ import annotations
@@ -81,3 +82,64 @@ class DiffusionTrainer(PerplexityMixin, Trainer):
 
 class CausalTrainer(PerplexityMixin, Trainer):
     """Plain next-token training; the model shifts the labels itself."""
+
+
+class ContinuousTrainer(Trainer):
+    """Trains `dlm.continuous.ContinuousDiffusionLM` (the model computes its own loss) and logs the
+    two parts of the loss: the x0 mean squared error and the rounding cross-entropy, overall and per
+    band of the diffusion step t (0-10% of T, ..., 90-100%), in training and evaluation alike."""
+
+    def __init__(self, *args, eval_collator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_collator = eval_collator  # the same t, noise and prompts at every evaluation
+        self._sums = {True: torch.zeros(3, NUM_BUCKETS, dtype=torch.float64),  # training: mse, ce, count per band
+                      False: torch.zeros(3, NUM_BUCKETS, dtype=torch.float64)}  # evaluation
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        num_steps = model.config.num_diffusion_steps
+        bands = ((inputs["timesteps"] - 1) * NUM_BUCKETS // num_steps).clamp(max=NUM_BUCKETS - 1).cpu()
+        sums = self._sums[model.training]
+        sums[0].index_add_(0, bands, outputs.mse.double().cpu())
+        sums[1].index_add_(0, bands, outputs.ce.double().cpu())
+        sums[2].index_add_(0, bands, torch.ones(len(bands), dtype=torch.float64))
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _summary(self, training: bool, prefix: str) -> dict[str, float]:
+        mse, ce, count = self._sums[training]
+        if count.sum() == 0:
+            return {}
+        logs = {f"{prefix}mse": float(mse.sum() / count.sum()), f"{prefix}ce": float(ce.sum() / count.sum())}
+        for i in range(NUM_BUCKETS):
+            if count[i] > 0:
+                logs[f"{prefix}ce_t_{i * 10:02d}_{(i + 1) * 10:03d}"] = round(float(ce[i] / count[i]), 4)
+        self._sums[training].zero_()
+        return logs
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: add the parts since the last one
+            logs.update(self._summary(True, ""))
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation needs the loss only (there are no labels for Trainer to find)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluate(self, *args, **kwargs):
+        prefix = kwargs.get("metric_key_prefix", "eval") + "_"
+        self._sums[False].zero_()
+        train_collator = self.data_collator
+        if self.eval_collator is not None:
+            self.data_collator = self.eval_collator
+            self.eval_collator.reset()
+        try:
+            metrics = super().evaluate(*args, **kwargs)
+        finally:
+            self.data_collator = train_collator
+        parts = self._summary(False, prefix)
+        metrics.update(parts)
+        self.log(parts)
+        return metrics

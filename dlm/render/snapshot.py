@@ -8,7 +8,7 @@ any step.
 Every visible position (not `trace.hidden`) becomes a `Cell` in one of four states:
 
     PROMPT     fixed by the caller (`trace.fixed`), never changed by the sampler
-    MASKED     still undecided (`trace.mask_id`; -1, the empty slot, in causal traces)
+    MASKED     still undecided (`trace.mask_id`; -1, the empty slot, in causal and continuous traces)
     NEW        committed in this very step
     COMMITTED  committed in an earlier step (or already filled in the initial canvas)
 """
@@ -23,7 +23,7 @@ from dlm.trace import Step, Trace
 MASKED, NEW, PROMPT, COMMITTED = "masked", "new", "prompt", "committed"
 STATES = (MASKED, NEW, PROMPT, COMMITTED)
 
-KIND_NAMES = {"masked": "masked diffusion", "causal": "autoregressive"}  # trace.kind -> words for titles
+KIND_NAMES = {"masked": "masked diffusion", "causal": "autoregressive", "continuous": "continuous diffusion"}  # trace.kind -> words for titles
 
 
 @dataclass(frozen=True)

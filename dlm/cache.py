@@ -1,0 +1,126 @@
+"""Approximate key/value caching for bidirectional (masked) models, in the spirit of Fast-dLLM.
+
+A masked model attends over the whole canvas, so no key or value is final until the last step.
+Fast-dLLM (Wu et al., 2025) observes that they change little within a semi-autoregressive block:
+run the whole canvas once when a block starts, keep every layer's keys and values, and for the
+rest of the block feed only the block's positions, whose queries attend over the kept keys and
+values with the block's own fresh ones spliced in. "prefix" feeds the block and everything right
+of it (only the keys left of the block are reused); "dual" feeds the block alone.
+
+It works through transformers' attention interface: the model's attention implementation becomes
+`dlm_cache`, which behaves exactly like the one it replaces (`sdpa`) unless a `KVCache` is active
+in the calling thread, so other callers of the same model are unaffected.
+
+    cache = KVCache(lm.model)
+    with cache.fill():
+        full = lm.model(input_ids=canvas).logits        # (B, T, V), keys and values kept
+    with cache.window(lo, hi):
+        part = cache.forward(canvas[:, lo:hi], lo)      # (B, hi - lo, V)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+from collections.abc import Iterator
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+NAME = "dlm_cache"
+CACHES = ("prefix", "dual")
+# Models whose explicit position ids start past the padding index (fairseq's convention).
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "data2vec-text"}
+
+_active: contextvars.ContextVar[KVCache | None] = contextvars.ContextVar("dlm_kv_cache", default=None)
+
+
+class KVCache:
+    """Every attention layer's keys, values and mask rows from the last full forward of one model."""
+
+    def __init__(self, model: torch.nn.Module):
+        install(model)
+        self.model = model
+        self.layers: dict[torch.nn.Module, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+        self.mode: str | None = None
+        self.lo = self.hi = 0
+        self.offset = model.config.pad_token_id + 1 if model.config.model_type in _OFFSET_POSITIONS else 0
+
+    @contextlib.contextmanager
+    def fill(self) -> Iterator[None]:
+        """Forward passes inside this block run normally and keep their keys and values."""
+        self.layers.clear()
+        with self._as("fill"):
+            yield
+
+    @contextlib.contextmanager
+    def window(self, lo: int, hi: int) -> Iterator[None]:
+        """Forward passes inside this block hold canvas positions lo..hi-1 only."""
+        if not self.layers:
+            raise RuntimeError("the cache is empty: run a full forward inside fill() first")
+        self.lo, self.hi = lo, hi
+        with self._as("window"):
+            yield
+
+    def forward(self, ids: torch.Tensor, lo: int) -> torch.Tensor:
+        """(B, n, V) float32 logits of canvas positions lo..lo+n-1, given their tokens (B, n)."""
+        n = ids.shape[1]
+        positions = torch.arange(lo, lo + n, device=ids.device).unsqueeze(0).expand_as(ids) + self.offset
+        with self.window(lo, lo + n):
+            return self.model(input_ids=ids, position_ids=positions).logits.float()
+
+    @contextlib.contextmanager
+    def _as(self, mode: str) -> Iterator[None]:
+        self.mode = mode
+        token = _active.set(self)
+        try:
+            yield
+        finally:
+            _active.reset(token)
+            self.mode = None
+
+    def attend(self, module, query, key, value, attention_mask, **kwargs):
+        if self.mode == "fill":
+            self.layers[module] = (key, value, attention_mask)
+            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        if module not in self.layers:
+            raise RuntimeError("this layer was not in the cached forward pass")
+        full_key, full_value, full_mask = self.layers[module]
+        lo, hi = self.lo, self.hi
+        if hi - lo != key.shape[2] or full_key.shape[0] != key.shape[0]:
+            raise RuntimeError(f"the window {lo}..{hi} does not match the {key.shape[2]} positions fed")
+        key = torch.cat([full_key[:, :, :lo], key, full_key[:, :, hi:]], dim=2)
+        value = torch.cat([full_value[:, :, :lo], value, full_value[:, :, hi:]], dim=2)
+        mask = None if full_mask is None else full_mask[..., lo:hi, :]  # sliding-window layers keep their band
+        return sdpa_attention_forward(module, query, key, value, mask, **{**kwargs, "is_causal": False})
+
+
+def _attention(module, query, key, value, attention_mask, **kwargs):
+    cache = _active.get()
+    if cache is None or cache.mode is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return cache.attend(module, query, key, value, attention_mask, **kwargs)
+
+
+AttentionInterface.register(NAME, _attention)
+AttentionMaskInterface.register(NAME, sdpa_mask)  # masks (padding, sliding windows) built as for sdpa
+
+
+def install(model: torch.nn.Module) -> None:
+    """Route the model's attention through `dlm_cache` (identical to sdpa while no cache is active)."""
+    if model.config._attn_implementation == NAME:
+        return
+    masked_lms = set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values())
+    takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+    if type(model).__name__ not in masked_lms or not takes_positions or not getattr(model, "_supports_sdpa", False):
+        raise ValueError(
+            f"key/value caching needs a bidirectional masked LM with sdpa attention that takes position ids; "
+            f"{type(model).__name__} is not one"
+        )
+    model.set_attn_implementation(NAME)
+    if model.config._attn_implementation != NAME:
+        raise ValueError(f"{type(model).__name__} cannot route its attention through transformers' interface")
