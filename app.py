@@ -37,7 +37,7 @@ import pandas as pd
 import dlm
 from dlm.classify import CONFIG_FILE as CLASSIFIER_FILE
 from dlm.classify import DiscriminativeClassifier, GenerativeClassifier, evaluate, wilson_interval
-from dlm.config import REMASKING, SCHEDULES
+from dlm.config import CACHES, REMASKING, SCHEDULES
 from dlm.race import Lane, filled_tokens, race
 from dlm.render import COLOR_MAP, highlight
 from dlm.render.snapshot import KIND_NAMES
@@ -250,6 +250,7 @@ def parse_generate_request(
     remasking: str,
     threshold,
     block_length,
+    cache: str | None,
     guidance,
     seed,
     num_samples,
@@ -285,6 +286,9 @@ def parse_generate_request(
         raise ValueError(f"unknown remasking {remasking!r}; choose from {sorted(REMASKING)}")
     threshold = _float(threshold if threshold is not None else 0, "threshold")
     block = _int(block_length, "block length") or 0
+    cache = None if cache in (None, "", "off") else cache
+    if cache is not None and cache not in CACHES:
+        raise ValueError(f"unknown key/value cache {cache!r}; choose 'off' or one of {sorted(CACHES)}")
     samples = _in_range(_int(num_samples, "number of samples"), "number of samples", 1, MAX_SAMPLES)
     seed = _in_range(_int(seed, "seed"), "seed", 0, 2**31 - 1)
     overrides = dict(
@@ -296,6 +300,7 @@ def parse_generate_request(
         remasking=remasking,
         threshold=threshold if threshold > 0 else None,  # 0 in the UI: off
         block_length=block if block > 0 else None,  # 0 in the UI: one block
+        cache=cache,
         cfg_scale=_float(guidance, "guidance scale"),
         allow_eos=bool(allow_eos),
         num_samples=samples,
@@ -320,7 +325,7 @@ def start_generation(lm: dlm.LanguageModel, request: GenerateRequest) -> tuple[d
             overrides["steps"] = blanks
         return dlm.stream(lm, infill=request.text, seed=request.seed, **overrides), note
     if lm.kind == "causal":
-        for name in ("steps", "schedule", "remasking", "threshold", "block_length", "cfg_scale"):
+        for name in ("steps", "schedule", "remasking", "threshold", "block_length", "cache", "cfg_scale"):
             overrides.pop(name)  # diffusion-only settings; an AR model writes one token per step
     return dlm.stream(lm, request.text, seed=request.seed, **overrides), note
 
@@ -603,6 +608,7 @@ def peak_memory_note(cuda: bool) -> str:
 QUALITY_FILES = (BENCH_RESULTS / "ar_vs_diffusion.json", BENCH_RESULTS / "ar_vs_diffusion_quick.json")  # first found
 QUALITY_LENGTH = 128  # the length the chart starts at (else the smallest measured)
 QUALITY_COLORS = {"diffusion, fixed steps": "#6366f1", "diffusion, confidence threshold": "#a855f7",
+                  "diffusion, semi-AR": "#14b8a6", "diffusion, semi-AR + KV cache": "#16a34a",
                   AR: "#f97316", "human text (reference)": "#9ca3af"}
 
 
@@ -666,6 +672,11 @@ def _quality_record(record) -> bool:
 def _quality_row(record: dict) -> dict:
     if _is_ar(str(record.get("family") or "")):
         series, setting = AR, f"autoregressive ({record.get('model', '?')})"
+    elif _finite(record.get("block_length")):
+        steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
+        cache = record.get("cache")
+        series = "diffusion, semi-AR + KV cache" if cache else "diffusion, semi-AR"
+        setting = f"diffusion, {steps} steps, blocks of {record['block_length']:g}" + (f", {cache} cache" if cache else "")
     elif _finite(record.get("threshold")):
         series, setting = "diffusion, confidence threshold", f"diffusion, threshold {record['threshold']:g}"
     else:
@@ -890,10 +901,6 @@ def _canvases(trace: dlm.Trace, mode: str) -> list[gr.HighlightedText]:
     return shown + [gr.HighlightedText(visible=False)] * (MAX_SAMPLES - len(shown))
 
 
-GENERATE_INPUT_NAMES = ("model", "mode", "text", "length", "steps", "schedule", "temperature", "top_k", "top_p",
-                        "remasking", "threshold", "block_length", "guidance", "seed", "num_samples", "allow_eos")
-
-
 @gpu
 def generate(
     model: str = DIFFUSION,
@@ -908,6 +915,7 @@ def generate(
     remasking: str = START.remasking,
     threshold: float = 0.0,
     block_length: int = 0,
+    cache: str = "off",
     guidance: float = 0.0,
     seed: int = 0,
     num_samples: int = 1,
@@ -919,7 +927,8 @@ def generate(
         raise ui_error(f"unknown colouring {colours!r}; choose from {sorted(COLOR_MAP)}")
     try:
         request = parse_generate_request(model, mode, text, length, steps, schedule, temperature, top_k, top_p,
-                                         remasking, threshold, block_length, guidance, seed, num_samples, allow_eos)
+                                         remasking, threshold, block_length, cache, guidance, seed,
+                                         num_samples, allow_eos)
     except ValueError as error:
         raise ui_error(error) from None
     lm = _model(request.role)
@@ -957,6 +966,7 @@ def animate(
     remasking: str = START.remasking,
     threshold: float = 0.0,
     block_length: int = 0,
+    cache: str = "off",
     guidance: float = 0.0,
     seed: int = 0,
     num_samples: int = 1,
@@ -971,7 +981,8 @@ def animate(
         raise ui_error(f"unknown colouring {colours!r}; choose from {sorted(COLOR_MAP)}")
     try:
         request = parse_generate_request(model, mode, text, length, steps, schedule, temperature, top_k, top_p,
-                                         remasking, threshold, block_length, guidance, seed, num_samples, allow_eos)
+                                         remasking, threshold, block_length, cache, guidance, seed,
+                                         num_samples, allow_eos)
         frame_ms = _in_range(_int(frame_ms, "frame speed (ms)"), "frame speed (ms)", MIN_FRAME_MS, MAX_FRAME_MS)
     except ValueError as error:
         raise ui_error(error) from None
@@ -1174,7 +1185,7 @@ def compare(
         raise ui_error(f"unknown colouring {colours!r}; choose from {sorted(COLOR_MAP)}")
     try:
         request = parse_generate_request(DIFFUSION, "continue", text, length, steps, START.schedule, temperature, 0,
-                                         START.top_p, START.remasking, 0, 0, 0, seed, 1, False)
+                                         START.top_p, START.remasking, 0, 0, "off", 0, seed, 1, False)
     except ValueError as error:
         raise ui_error(error) from None
     diffusion, ar = _model(DIFFUSION), _model(AR)
@@ -1453,6 +1464,9 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
                                        info="also commit every token at least this sure (0 = off)")
                     block_length = Slider(0, MAX_LENGTH, value=0, step=1, label="Block length",
                                           info="semi-autoregressive blocks (0 = one block)")
+                    kv_cache = gr.Dropdown([("off (exact)", "off"), ("prefix", "prefix"), ("dual", "dual")],
+                                           value="off", label="Key/value cache",
+                                           info="Fast-dLLM: reuse keys and values within a block; faster, approximate")
                 with gr.Row():
                     temperature = Slider(0, 2, value=START.temperature, step=0.05, label="Temperature",
                                          info="0 = greedy")
@@ -1584,7 +1598,7 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
     # Events
     # =============================================================================================
     generate_inputs = [model_choice, mode, text, length, steps, schedule, temperature, top_k, top_p, remasking,
-                       threshold, block_length, guidance, seed, num_samples, allow_eos, colours]
+                       threshold, block_length, kv_cache, guidance, seed, num_samples, allow_eos, colours]
     generate_event = gr.on([run_button.click, text.submit], generate, inputs=generate_inputs,
                            outputs=[*canvases, stats, final_text, last_run], api_name="generate",
                            concurrency_id="model", show_progress="minimal")

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from dlm.config import REMASKING, SCHEDULES
+from dlm.config import CACHES, REMASKING, SCHEDULES
 
 ROUNDINGS = ("logits", "nearest")  # dlm.continuous.ROUNDINGS (not imported here: it pulls in transformers)
 SOLVERS = ("ddim", "ddpm")  # dlm.continuous.SOLVERS
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--top-p", type=float)
     sampling.add_argument("--threshold", type=float, help="Fast-dLLM parallel decoding threshold")
     sampling.add_argument("--block-length", type=int, help="semi-autoregressive block length")
+    sampling.add_argument("--cache", choices=sorted(CACHES),
+                          help="Fast-dLLM key/value cache, refreshed per block (approximate; default: exact)")
     sampling.add_argument("--cfg-scale", type=float, help="classifier-free guidance (0 = off)")
     sampling.add_argument("--solver", choices=sorted(SOLVERS), help="continuous models: DDIM or DDPM updates")
     sampling.add_argument("--rounding", choices=sorted(ROUNDINGS), help="continuous models: how x0 becomes tokens")
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sampler_overrides(args: argparse.Namespace) -> dict:
     names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "threshold",
-             "block_length", "cfg_scale", "num_samples", "solver", "rounding", "clamp"]
+             "block_length", "cache", "cfg_scale", "num_samples", "solver", "rounding", "clamp"]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.no_eos:
         overrides["allow_eos"] = False

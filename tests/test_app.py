@@ -83,8 +83,13 @@ def test_infill_keeps_the_template(app):
     assert "NFE 2" in final[4]  # 2 blanks: steps lowered to 2, with a note
 
 
+def test_key_value_cache_setting(app):
+    cached = last(app.generate(**{**GOOD, "block_length": 4, "cache": "dual", "remasking": "low_confidence"}))
+    assert cached[4].startswith("**Done**") and "NFE 4" in cached[4] and cached[5].startswith("the cat")
+
+
 def test_autoregressive_generation(app):
-    final = last(app.generate(model="autoregressive", text="the cat", length=10, steps=3))
+    final = last(app.generate(model="autoregressive", text="the cat", length=10, steps=3, cache="dual"))
     assert final[5].startswith("the cat") and "NFE 10" in final[4]
 
 
@@ -101,6 +106,7 @@ def test_autoregressive_generation(app):
         (dict(mode="infill", model="autoregressive", text="a [MASK]"), "needs the diffusion model"),
         (dict(text="the cat " * 100, length=200), "positions"),
         (dict(remasking="sideways"), "unknown remasking 'sideways'"),
+        (dict(cache="<b>all</b>"), "unknown key/value cache"),
         (dict(seed=-1), "seed must be between"),
         (dict(num_samples=9), "number of samples must be between 1 and 4"),
     ],
@@ -429,12 +435,14 @@ def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, m
         "records": [record("diffusion", 64, 4, None, 4, 0.1, 900.0), record("diffusion", 64, 64, None, 64, 2.0, 300.0),
                     record("ar", 64, None, None, 64, 0.4, 120.0),
                     record("diffusion", 128, 8, None, 8, 0.3, 1000.0), record("diffusion", 128, None, 0.9, 70, 2.5, 60.0),
-                    record("ar", 128, None, None, 128, 0.8, 110.0), {"family": "diffusion", "length": 128}]}))
+                    record("ar", 128, None, None, 128, 0.8, 110.0), {"family": "diffusion", "length": 128},
+                    {**record("diffusion", 128, 32, None, 32, 0.3, 100.0), "block_length": 32, "cache": "dual"}]}))
     chart = app.quality_chart()
     assert chart.lengths == [64, 128] and chart.length == 128  # 128 by default, no averaging across lengths
     frame = chart.frame.set_index("setting")
     assert frame.loc["diffusion, 8 steps", "judge perplexity"] == 1000.0
     assert frame.loc["diffusion, threshold 0.9", "series"] == "diffusion, confidence threshold"
+    assert frame.loc["diffusion, 32 steps, blocks of 32, dual cache", "series"] == "diffusion, semi-AR + KV cache"
     assert frame.loc["autoregressive (m)", "NFE"] == 128 and frame.loc["autoregressive (m)", "wall time (s)"] == 0.8
     assert set(chart.frame[chart.frame["series"] == "human text (reference)"]["judge perplexity"]) == {45.0}
     assert "Test CPU" in chart.note and "`python bench/ar_vs_diffusion.py`" in chart.note
