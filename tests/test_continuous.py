@@ -98,6 +98,25 @@ def test_ddim_over_all_steps_with_exact_x0_recovers_x0():
         schedule.timesteps(1001)
 
 
+@pytest.mark.parametrize("name", ["sqrt", "cosine"])
+def test_ddpm_step_samples_the_forward_posterior(name):
+    """eta = 1 over a stride t -> t' is q(x_t' | x_t, x0) = N(mean, var) with abar_t / abar_t' as the step's alpha:
+    mean = sqrt(abar') b / (1 - abar) x0 + sqrt(abar / abar') (1 - abar') / (1 - abar) x_t, var = (1 - abar') / (1 - abar) b,
+    b = 1 - abar / abar' (DDPM, Ho et al. 2020, eq. 7)."""
+    schedule = NoiseSchedule(name, 1000)
+    generator = torch.Generator().manual_seed(0)
+    x0, x_t = torch.randn(3, 4, generator=generator), torch.randn(3, 4, generator=generator)
+    for t, t_next in ((1000, 900), (500, 499), (300, 7), (20, 0)):
+        abar, abar_next = float(schedule.alpha_bars[t]), float(schedule.alpha_bars[t_next])
+        b = 1 - abar / abar_next
+        mean = (math.sqrt(abar_next) * b / (1 - abar)) * x0 + (math.sqrt(abar / abar_next) * (1 - abar_next) / (1 - abar)) * x_t
+        std = math.sqrt((1 - abar_next) / (1 - abar) * b)
+        at_mean = schedule.step(x_t, x0, t, t_next, eta=1.0, noise=torch.zeros(3, 4))
+        assert torch.allclose(at_mean, mean, atol=1e-5), (t, t_next)
+        one_sigma = schedule.step(x_t, x0, t, t_next, eta=1.0, noise=torch.ones(3, 4)) - at_mean
+        assert torch.allclose(one_sigma, torch.full((3, 4), std), atol=1e-6), (t, t_next)
+
+
 def test_sampler_with_an_exact_x0_model_recovers_the_text(continuous):
     """Every step of the real sampling loop, over all T steps, with a model that always predicts the
     clean embeddings of one text: the prompt stays and the rounded canvas is that text."""
@@ -294,7 +313,7 @@ def test_short_training_run_lowers_the_loss(tmp_path):
     assert any("ce_t_00_010" in h for h in history), "the rounding loss is logged per band of t"
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "dlm-continuous" and config["dlm"]["kind"] == "continuous"
-    assert config["dlm"]["sampler"]["solver"] == "ddim"
+    assert config["dlm"]["sampler"]["solver"] == "ddpm"
     card = (out / "README.md").read_text()
     assert "continuous-diffusion" in card and "seed 1" in card
     lm = dlm.load(str(out))

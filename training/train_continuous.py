@@ -29,8 +29,11 @@ from training.data import DataError
 DEFAULT_TOKENIZER = BUNDLED_DIR / "default"  # the masked default's tokenizer: the families stay tokenizer-matched
 
 # What the model card recommends to the sampler (and `dlm.load` hands to it); `solver`, `rounding`
-# and `clamp` are `dlm.continuous.ContinuousOptions`.
-RECOMMENDED = {"length": 64, "steps": 64, "cfg_scale": 0.0, "solver": "ddim", "rounding": "nearest", "clamp": True}
+# and `clamp` are `dlm.continuous.ContinuousOptions`. On the bundled-size model (16 prompts, 48 tokens,
+# SmolLM2 judge): clamping is essential (judge perplexity 261 with it, 4742 without); DDPM keeps the
+# texts longer and more varied than DDIM (712 vs 475 tokens before EOS, distinct-2 0.88 vs 0.84);
+# 200 steps are no better than 64, 32 worse; guidance raises the judge perplexity (306 at 1, 382 at 3).
+RECOMMENDED = {"length": 64, "steps": 64, "cfg_scale": 0.0, "solver": "ddpm", "rounding": "nearest", "clamp": True}
 
 
 def build_parser() -> argparse.ArgumentParser:
