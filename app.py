@@ -609,6 +609,7 @@ QUALITY_FILES = (BENCH_RESULTS / "ar_vs_diffusion.json", BENCH_RESULTS / "ar_vs_
 QUALITY_LENGTH = 128  # the length the chart starts at (else the smallest measured)
 QUALITY_COLORS = {"diffusion, fixed steps": "#6366f1", "diffusion, confidence threshold": "#a855f7",
                   "diffusion, semi-AR": "#14b8a6", "diffusion, semi-AR + KV cache": "#16a34a",
+                  "continuous diffusion": "#0ea5e9",
                   AR: "#f97316", "human text (reference)": "#9ca3af"}
 
 
@@ -672,6 +673,9 @@ def _quality_record(record) -> bool:
 def _quality_row(record: dict) -> dict:
     if _is_ar(str(record.get("family") or "")):
         series, setting = AR, f"autoregressive ({record.get('model', '?')})"
+    elif record.get("family") == "continuous":
+        steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
+        series, setting = "continuous diffusion", f"continuous diffusion, {steps} steps"
     elif _finite(record.get("block_length")):
         steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
         cache = record.get("cache")

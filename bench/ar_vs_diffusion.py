@@ -59,8 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dlm  # noqa: E402
 from dlm.config import SamplerConfig  # noqa: E402
 from dlm.generation import encode, special_framing  # noqa: E402
-from dlm.loading import LanguageModel  # noqa: E402
-from dlm.qa import load_qa, run_qa  # noqa: E402
+from dlm.loading import LanguageModel, bundled_models  # noqa: E402
+from dlm.qa import family_of, load_qa, run_qa  # noqa: E402
 from dlm.quality import (  # noqa: E402
     Judge,
     PeakMemory,
@@ -73,6 +73,7 @@ from dlm.quality import (  # noqa: E402
 from dlm.race import filled_tokens  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+FAMILIES = {"diffusion": "masked", "ar": "causal", "continuous": "continuous"}  # family: the model kind it needs
 STEP_DIVISORS = (16, 8, 4, 2, 1)  # diffusion steps = L / divisor
 THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # Fast-dLLM confidence thresholds
 # Semi-autoregressive decoding (LLaDA blocks, low-confidence remasking, plain temperature sampling),
@@ -80,11 +81,14 @@ THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # Fast-dLLM confidence thresholds
 SEMI_AR = {"block_length": 32, "remasking": "low_confidence", "temperature": 1.0, "top_p": 1.0}
 SEMI_AR_DIVISORS = (8, 4, 2)
 CACHES = (None, "dual")
+CONTINUOUS_STEPS = (16, 32, 64, 128)  # continuous (embedding-space) diffusion: denoising steps, whatever L
 GOAL_LENGTH, GOAL_TOLERANCE = 128, 0.10  # the goal: faster than AR at 128 tokens, judge PPL <= 1.1 x AR's
 HUMAN_PROMPT_WORDS = 6  # words of a held-out paragraph that prompt its human continuation
 FULL = {"prompts": None, "lengths": [64, 128, 256], "divisors": STEP_DIVISORS, "thresholds": THRESHOLDS,
-        "semi_ar": SEMI_AR_DIVISORS, "qa_items": None, "human_texts": 64}  # None: all of them
+        "semi_ar": SEMI_AR_DIVISORS, "continuous": CONTINUOUS_STEPS, "qa_items": None,
+        "human_texts": 64}  # None: all of them
 QUICK = {"prompts": 4, "lengths": [64], "divisors": (16, 4, 1), "thresholds": (0.9,), "semi_ar": (4,),
+         "continuous": (16, 64),
          "qa_items": 60, "human_texts": 16}
 
 
@@ -138,14 +142,22 @@ def spread(items: list, count: int | None) -> list:
 
 
 def sweep_configs(
-    lm: LanguageModel, length: int, divisors=STEP_DIVISORS, thresholds=THRESHOLDS, semi_ar=SEMI_AR_DIVISORS
+    lm: LanguageModel,
+    length: int,
+    divisors=STEP_DIVISORS,
+    thresholds=THRESHOLDS,
+    semi_ar=SEMI_AR_DIVISORS,
+    continuous_steps=CONTINUOUS_STEPS,
 ) -> list[SamplerConfig]:
     """The settings a model is measured at, for one length: for a masked model a steps sweep and
     threshold decoding (its recommended settings otherwise) and semi-AR decoding without and with the
-    dual cache (SEMI_AR); KV-cached decoding for a causal one. Never EOS."""
+    dual cache (SEMI_AR); KV-cached decoding for a causal one; for a continuous one its recommended
+    solver at `continuous_steps` steps. Never EOS."""
     base = lm.settings.replace(length=length, allow_eos=False, num_samples=1, block_length=None, cache=None)
     if lm.kind == "causal":
         return [base]
+    if lm.kind == "continuous":
+        return [base.replace(steps=s) for s in continuous_steps]
     steps = sorted({max(1, length // d) for d in divisors})
     configs = [base.replace(steps=s, threshold=None) for s in steps]
     configs += [base.replace(steps=length, threshold=t, remasking="low_confidence") for t in thresholds]
@@ -162,6 +174,8 @@ def positions_needed(lm: LanguageModel, prompt: str, length: int) -> int:
     if lm.kind == "causal":
         return (1 if lm.bos_id is not None else 0) + len(encode(lm.tokenizer, prompt)) + length
     prefix, suffix = special_framing(lm.tokenizer)
+    if lm.kind == "continuous":
+        suffix = []  # no closing framing (dlm.continuous.continuous_canvas)
     return len(prefix) + len(encode(lm.tokenizer, prompt)) + length + len(suffix)
 
 
@@ -218,9 +232,18 @@ def text_quality(judge: Judge, continuations: list[str], prompts: list[str], bat
     }
 
 
+def continuous_options(lm: LanguageModel):
+    from dlm.continuous import ContinuousOptions
+
+    return ContinuousOptions.from_dict(lm.card.get("sampler", {}))
+
+
 def decoding_of(lm: LanguageModel, config: SamplerConfig) -> str:
     if lm.kind == "causal":
         return "autoregressive (KV cache)"
+    if lm.kind == "continuous":
+        options = continuous_options(lm)
+        return f"{options.solver.upper()}, {options.rounding} rounding" + (", clamp" if options.clamp else "")
     if config.block_length is not None:
         return f"semi-AR b{config.block_length}, T {config.temperature:g}, " + (
             f"{config.cache} cache" if config.cache else "no cache")
@@ -233,17 +256,18 @@ def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig
     runs = [timed_run(lm, prompt, config, seed + i) for i, prompt in enumerate(prompts)]
     continuations = [r["continuation"] for r in runs]
     return {
-        "family": "diffusion" if lm.kind == "masked" else "ar",
+        "family": family_of(lm),
         "model": lm.source,
         "decoding": decoding_of(lm, config),
         "length": config.length,
         # threshold decoding has no fixed step count: `steps` is None, `max_steps` its upper bound
-        "steps": config.steps if lm.kind == "masked" and config.threshold is None else None,
+        "steps": config.steps if lm.kind != "causal" and config.threshold is None else None,
         "max_steps": config.steps if lm.kind == "masked" else None,
         "threshold": config.threshold if lm.kind == "masked" else None,
         "remasking": config.remasking if lm.kind == "masked" else None,
         "block_length": config.block_length if lm.kind == "masked" else None,
         "cache": config.cache if lm.kind == "masked" else None,
+        "solver": continuous_options(lm).solver if lm.kind == "continuous" else None,
         "temperature": config.temperature,
         "top_p": config.top_p,
         "prompts": len(prompts),
@@ -386,6 +410,13 @@ def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name
                     for r in semi:
                         ax.annotate(str(r["steps"]), (r[x_key], r["judge_perplexity"]), textcoords="offset points",
                                     xytext=(4, 4), fontsize=7, color=colour)
+            continuous = sorted((r for r in rows if r["family"] == "continuous"), key=lambda r: r[x_key])
+            if continuous:
+                ax.plot([r[x_key] for r in continuous], [r["judge_perplexity"] for r in continuous], "P:",
+                        color=colour, label=f"continuous diffusion, L={length}, steps")
+                for r in continuous:
+                    ax.annotate(str(r["steps"]), (r[x_key], r["judge_perplexity"]), textcoords="offset points",
+                                xytext=(4, -10), fontsize=7, color=colour)
             for r in (r for r in rows if r["family"] == "ar"):
                 ax.scatter([r[x_key]], [r["judge_perplexity"]], marker="*", s=220, color=colour,
                            edgecolors="black", zorder=5, label=f"autoregressive, L={length}")
@@ -420,7 +451,7 @@ def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float 
         return result
     result["ar"] = {k: ar.get(k) for k in keys}
     limit = (1 + tolerance) * ar["judge_perplexity"]
-    meeting = sorted((r for r in records if r["family"] == "diffusion" and r["length"] == length
+    meeting = sorted((r for r in records if r["family"] != "ar" and r["length"] == length
                       and r["wall_seconds"] < ar["wall_seconds"] and r["judge_perplexity"] <= limit),
                      key=lambda r: r["wall_seconds"])
     result["met"] = bool(meeting)
@@ -458,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--diffusion", default="default", help="masked model: bundled name, folder or Hub id")
     parser.add_argument("--ar", default="default-ar", help="causal model: bundled name, folder or Hub id")
+    parser.add_argument("--continuous", help="continuous (embedding-space) diffusion model: bundled name, folder "
+                        "or Hub id (default: default-continuous when it is bundled; 'none' to leave it out)")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
+                        help="which families to measure (default: all)")
     parser.add_argument("--prompts", type=Path, default=HERE / "data" / "prompts.txt", help="one prompt per line")
     parser.add_argument("--num-prompts", type=int, help="use only the first N prompts (default: all; --quick: 4)")
     parser.add_argument("--qa", type=Path, default=HERE / "data" / "qa.jsonl", help="Q&A items, JSONL")
@@ -492,11 +527,16 @@ def main(argv: list[str] | None = None) -> int:
     prompts = read_prompts(args.prompts, num_prompts)
     qa = spread(load_qa(args.qa), qa_items)  # every source represented
     paragraphs = human_paragraphs(args.human)
-    models = [dlm.load(args.diffusion, device=args.device), dlm.load(args.ar, device=args.device)]
-    if models[0].kind != "masked":
-        parser.error(f"--diffusion {args.diffusion!r} is a {models[0].kind} model; it must be masked")
-    if models[1].kind != "causal":
-        parser.error(f"--ar {args.ar!r} is a {models[1].kind} model; it must be causal")
+    continuous = args.continuous or ("default-continuous" if "default-continuous" in bundled_models() else "none")
+    sources = {"diffusion": args.diffusion, "ar": args.ar, "continuous": continuous}
+    models = []
+    for family in (f for f in FAMILIES if f in args.families and sources[f] != "none"):
+        lm = dlm.load(sources[family], device=args.device)
+        if lm.kind != FAMILIES[family]:
+            parser.error(f"--{family} {sources[family]!r} is a {lm.kind} model; it must be {FAMILIES[family]}")
+        models.append(lm)
+    if not models:
+        parser.error("no model to measure: --families and --continuous none left nothing")
     if args.judge == "smollm2":
         smollm2_folder()  # fail now, not after the sweep, when the judge is not installed
 
@@ -507,13 +547,13 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(lm, prompts[0])
     for length in lengths:
         for lm in models:
-            family = "diffusion" if lm.kind == "masked" else "ar"
+            family = family_of(lm)
             reason = does_not_fit(lm, prompts, length)
             if reason:
                 skipped.append({"family": family, "model": lm.source, "length": length, "reason": reason})
                 print(f"skipping {family} at L={length}: {reason}", file=sys.stderr)
                 continue
-            for config in sweep_configs(lm, length, divisors, thresholds, semi_ar):
+            for config in sweep_configs(lm, length, divisors, thresholds, semi_ar, plan["continuous"]):
                 record = measure_setting(lm, prompts, config, args.seed)
                 records.append(record)
                 print(f"L={length} {family} {record['decoding']} steps={record['steps']}: "
@@ -543,8 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "elapsed_seconds": elapsed,
         "judge": judge.describe(),
-        "models": {family: {"source": lm.source, "parameters": lm.num_parameters, "settings": lm.settings.to_dict()}
-                   for family, lm in zip(("diffusion", "ar"), models)},
+        "models": {family_of(lm): {"source": lm.source, "parameters": lm.num_parameters,
+                                   "settings": lm.settings.to_dict()} for lm in models},
         "prompts": prompts,
         "human": human,
         "qa": qa_results,

@@ -103,7 +103,11 @@ def answer(lm: LanguageModel, prompt: str, answer_tokens: int = ANSWER_TOKENS) -
     """The model's continuation of `prompt` (the generated text only)."""
     import dlm
 
-    generation = dlm.stream(lm, prompt, config=qa_config(answer_tokens), seed=0)
+    if lm.kind == "continuous":  # its recommended steps, deterministic DDIM: the analogue of greedy
+        config = lm.settings.replace(length=answer_tokens, allow_eos=False, num_samples=1)
+        generation = dlm.stream(lm, prompt, config=config, seed=0, solver="ddim")
+    else:
+        generation = dlm.stream(lm, prompt, config=qa_config(answer_tokens), seed=0)
     generation.run()
     return generation.completions()[0]
 
@@ -113,7 +117,7 @@ class QAResult:
     """Exact-match accuracy of one model on a Q&A set, with every item's output."""
 
     model: str
-    family: str  # "diffusion" or "ar"
+    family: str  # "diffusion", "ar" or "continuous"
     correct: int
     total: int
     answer_tokens: int
@@ -153,7 +157,7 @@ class QAResult:
 
 
 def family_of(lm: LanguageModel) -> str:
-    return "diffusion" if lm.kind == "masked" else "ar"
+    return {"masked": "diffusion", "causal": "ar"}.get(lm.kind, lm.kind)
 
 
 def run_qa(lm: LanguageModel, items: list[QAItem], answer_tokens: int = ANSWER_TOKENS) -> QAResult:

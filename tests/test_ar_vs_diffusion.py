@@ -282,3 +282,38 @@ def test_goal_check_needs_speed_and_quality():
     assert goal["met"] is True and [s["decoding"] for s in goal["settings"]] == ["fast", "slow"]
     assert goal["settings"][0]["speedup"] == pytest.approx(2.0) and "fast" in goal["summary"]
     assert bench.goal_check([record("diffusion", 0.5, 50.0)])["met"] is None  # no AR to beat
+
+
+def test_bench_measures_the_continuous_family(gpt2_dir, tmp_path):
+    from tests.conftest import bpe_tokenizer
+    from tests.test_continuous import tiny_model
+
+    tokenizer = bpe_tokenizer()
+    model = tiny_model(tokenizer)
+    model.config.dlm = {"kind": "continuous", "sampler": {"length": 12, "steps": 10, "solver": "ddpm"}}
+    folder = tmp_path / "continuous"
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the cat sat\n")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"prompt": "the cat sat on the", "answers": ["mat"]}\n')
+    human = tmp_path / "human.txt"
+    human.write_text("in the beginning god created the heaven and the earth and the earth was without form\n")
+    out = tmp_path / "result.json"
+    bench = load_bench()
+    threads = torch.get_num_threads()
+    try:
+        code = bench.main(["--quick", "--families", "continuous", "ar", "--continuous", str(folder), "--ar", gpt2_dir,
+                           "--judge", gpt2_dir, "--prompts", str(prompts), "--qa", str(qa), "--human", str(human),
+                           "--lengths", "16", "--json", str(out), "--plot", str(tmp_path / "p.png"), "--threads", "1",
+                           "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert set(result["models"]) == {"continuous", "ar"}
+    continuous = [r for r in result["records"] if r["family"] == "continuous"]
+    assert [(r["steps"], r["nfe"], r["solver"]) for r in continuous] == [(16, 16, "ddpm"), (64, 64, "ddpm")]
+    assert all(r["decoding"].startswith("DDPM") and r["tokens"] == 16 and r["judge_perplexity"] > 1 for r in continuous)
+    assert [q["family"] for q in result["qa"]] == ["ar", "continuous"] and result["qa"][1]["total"] == 1
