@@ -30,7 +30,7 @@ the first 6 words as the prompt, the next L tokens of the diffusion tokenizer as
 show the judge's scale. Q&A (bench/data/qa.jsonl, cloze questions whose answers are in the training
 text) gives exact match with a 95% Wilson interval for both models (`dlm.qa`).
 
-Prints markdown tables and writes a JSON file ({"machine", "command", "judge", "human", "qa",
+Prints markdown tables (also written beside the JSON as .md) and writes a JSON file ({"machine", "command", "judge", "human", "qa",
 "goal", "records", ...}; each record has family, model, length, steps, threshold, block_length, cache, nfe, wall_seconds,
 first_step_seconds, tokens_per_second, peak_memory_mb, judge_perplexity, distinct_1/2/3, repetition,
 and every continuation under outputs; threshold records have steps null and max_steps L) and a PNG frontier plot (judge perplexity against wall time and against NFE). --quick measures a
@@ -594,8 +594,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(_json_safe(result), indent=2, ensure_ascii=False), encoding="utf-8")
+    tables = markdown_tables(records, human, qa_results, skipped) + "\n\n" + goal["summary"] + "\n"
+    json_path.with_suffix(".md").write_text(tables, encoding="utf-8")
     frontier_plot(records, human, plot_path, args.judge)
-    print(f"\nwrote {json_path} and {plot_path}; elapsed {time.perf_counter() - started:.1f} s")
+    print(f"\nwrote {json_path} (and .md) and {plot_path}; elapsed {time.perf_counter() - started:.1f} s")
     return 0
 
 

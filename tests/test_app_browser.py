@@ -148,10 +148,13 @@ def test_a_bad_upload_gets_its_message_in_the_page(ui, tmp_path):
 def test_a_bad_template_gets_its_message_and_the_next_request_works(ui):
     open_tab(ui, "Generate")
     ui.get_by_label("Fill in the blanks").check()
+    # the mode switch refills the text box from the server: wait for it, or it may overwrite what we type
+    ui.locator("#prompt").get_by_text("Template (write [MASK]").wait_for()
     ui.locator("#prompt textarea").fill("a template without any blanks")
     ui.locator("#generate-button").click()
     ui.get_by_text("infill template has no blanks").first.wait_for()
     ui.get_by_label("Continue a prompt").check()
+    ui.locator("#prompt").get_by_text("Prompt (may be empty)").wait_for()
     ui.locator("#prompt textarea").fill("once upon a time")
     ui.locator("#generate-button").click()
     ui.wait_for_function("document.querySelector('#final-text textarea').value.startsWith('once upon a time')")
