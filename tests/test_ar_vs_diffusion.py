@@ -208,7 +208,7 @@ def test_bench_quick_on_tiny_models(roberta_dir, gpt2_dir, tmp_path):
     bench = load_bench()
     threads = torch.get_num_threads()
     try:
-        code = bench.main(["--quick", "--diffusion", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir,
+        code = bench.main(["--quick", "--diffusion", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--continuous", "none",
                            "--prompts", str(prompts), "--qa", str(qa), "--human", str(human), "--lengths", "16",
                            "--json", str(out), "--plot", str(png), "--threads", "1", "--device", "cpu"])
     finally:
