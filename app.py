@@ -67,8 +67,10 @@ QUEUE_SIZE = 32  # requests waiting in the queue; more get "queue full"
 MIN_UPDATE_SECONDS = 0.05  # at most ~20 streamed updates a second per request
 OUTPUT_TTL_SECONDS = 3_600  # rendered files are deleted after an hour
 DIFFUSION, AR, CLASSIFIER = "diffusion", "autoregressive", "classifier"  # what the app loads, by role
-ENV = {DIFFUSION: "DLM_MODEL", AR: "DLM_AR_MODEL", CLASSIFIER: "DLM_CLASSIFIER"}
-DEFAULTS = {DIFFUSION: "default", AR: "default-ar", CLASSIFIER: "default-classifier"}  # bundled names, folders or Hub ids
+CONTINUOUS = "continuous"  # the embedding-space diffusion model (Generate and Animate)
+ENV = {DIFFUSION: "DLM_MODEL", AR: "DLM_AR_MODEL", CONTINUOUS: "DLM_CONTINUOUS_MODEL", CLASSIFIER: "DLM_CLASSIFIER"}
+DEFAULTS = {DIFFUSION: "default", AR: "default-ar", CONTINUOUS: "default-continuous",
+            CLASSIFIER: "default-classifier"}  # bundled names, folders or Hub ids
 
 # ---- what the controls start at (the diffusion model's recommendations replace them on page load) ----
 START = dlm.SamplerConfig(length=48, steps=24, temperature=0.8, top_p=0.95)
@@ -129,7 +131,7 @@ class Models:
     A load that fails is not remembered: the next request tries again (a Hub outage may pass).
     """
 
-    KINDS = {DIFFUSION: ("masked", "continuous"), AR: ("causal",)}  # what each language-model role may be
+    KINDS = {DIFFUSION: ("masked", "continuous"), AR: ("causal",), CONTINUOUS: ("continuous",)}  # what each role may be
 
     def __init__(self, sources: dict[str, str | None] | None = None):
         self.sources = dict(DEFAULTS)
@@ -175,7 +177,7 @@ class Models:
 
     def warm_up(self) -> None:
         """Load every model and the classifier now (errors are kept for the page to show)."""
-        for role in (DIFFUSION, AR, CLASSIFIER):
+        for role in (DIFFUSION, AR, CONTINUOUS, CLASSIFIER):
             try:
                 if role == CLASSIFIER:
                     self.classifier()
@@ -257,8 +259,8 @@ def parse_generate_request(
     allow_eos: bool,
 ) -> GenerateRequest:
     """Check every field of a generation request; ValueError with a message meant for the user."""
-    if model not in (DIFFUSION, AR):
-        raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR]}")
+    if model not in (DIFFUSION, AR, CONTINUOUS):
+        raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR, CONTINUOUS]}")
     if mode not in ("continue", "infill"):
         raise ValueError(f"unknown mode {mode!r}; choose 'continue' (a prompt) or 'infill' (a template with [MASK])")
     text = text or ""
@@ -274,7 +276,7 @@ def parse_generate_request(
             raise ValueError("the prompt is empty and no length is set: write a prompt, or choose how many tokens to generate")
         _in_range(length, "length", 1, MAX_LENGTH)
         _in_range(steps, "steps", 1, MAX_STEPS)
-        if model == DIFFUSION and steps > length:
+        if model != AR and steps > length:
             raise ValueError(f"steps ({steps}) cannot exceed the length ({length}): every step reveals at least one token")
     else:
         if not text.strip():
@@ -327,6 +329,9 @@ def start_generation(lm: dlm.LanguageModel, request: GenerateRequest) -> tuple[d
     if lm.kind == "causal":
         for name in ("steps", "schedule", "remasking", "threshold", "block_length", "cache", "cfg_scale"):
             overrides.pop(name)  # diffusion-only settings; an AR model writes one token per step
+    if lm.kind == "continuous":
+        for name in ("schedule", "remasking", "threshold", "block_length", "cache"):
+            overrides.pop(name)  # masked-only settings; a continuous model uses its card's solver
     return dlm.stream(lm, request.text, seed=request.seed, **overrides), note
 
 
@@ -1007,14 +1012,15 @@ def animate(
             if request.infill:
                 note += " No race: an autoregressive model cannot fill blanks, so there is nothing to race."
             else:
-                other_role = AR if request.role == DIFFUSION else DIFFUSION
+                other_role = DIFFUSION if request.role == AR else AR
                 other = _model(other_role)
                 other_request = GenerateRequest(other_role, False, request.text, request.seed, request.overrides)
                 other_trace = start_generation(other, other_request)[0].run()
                 # a streamed run's clock also counts the pauses while its updates were sent: race a fresh one
                 mine = start_generation(lm, request)[0].run() if streamed else trace
-                pair = [mine, other_trace] if request.role == DIFFUSION else [other_trace, mine]
-                titles = [f"diffusion · {pair[0].seconds:.2f} s", f"autoregressive · {pair[1].seconds:.2f} s"]
+                pair = [other_trace, mine] if request.role == AR else [mine, other_trace]
+                family = "continuous diffusion" if pair[0].kind == "continuous" else "diffusion"
+                titles = [f"{family} · {pair[0].seconds:.2f} s", f"autoregressive · {pair[1].seconds:.2f} s"]
                 race_files = render_race(pair, titles, folder, colours)
                 race_gif = str(race_files[0])
                 files += race_files
@@ -1239,7 +1245,7 @@ def learn(measure: bool = True):
 def model_overview() -> tuple[str, str]:
     """(one line per model and the classifier, their cards) for the header; loads them if needed."""
     lines, cards = [], []
-    for role in (DIFFUSION, AR):
+    for role in (DIFFUSION, AR, CONTINUOUS):
         source = MODELS.source(role)
         try:
             lm = MODELS.get(role)
@@ -1452,8 +1458,10 @@ with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SEC
                         run_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                         stop_button = gr.Button("Stop", variant="stop")
                 with gr.Column(scale=1):
-                    model_choice = gr.Radio([("Diffusion", DIFFUSION), ("Autoregressive", AR)], value=DIFFUSION,
-                                            label="Model", info="AR ignores the diffusion-only settings")
+                    model_choice = gr.Radio([("Diffusion", DIFFUSION), ("Continuous diffusion", CONTINUOUS),
+                                             ("Autoregressive", AR)], value=DIFFUSION, label="Model",
+                                            info="masked diffusion, embedding-space diffusion, or AR; each ignores "
+                                                 "the settings it has no use for")
                     colours = gr.Radio([("By state", "state"), ("By confidence", "confidence")], value="state",
                                        label="Colour tokens")
                     num_samples = Slider(1, MAX_SAMPLES, value=1, step=1, label="Number of samples")
@@ -1674,6 +1682,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"diffusion model: bundled name, folder or Hub id (env {ENV[DIFFUSION]}; default 'default')")
     parser.add_argument("--ar-model", default=os.environ.get(ENV[AR]),
                         help=f"autoregressive model for Compare and the race (env {ENV[AR]}; default 'default-ar')")
+    parser.add_argument("--continuous-model", default=os.environ.get(ENV[CONTINUOUS]),
+                        help=f"continuous (embedding-space) diffusion model for Generate and Animate (env "
+                             f"{ENV[CONTINUOUS]}; default 'default-continuous')")
     parser.add_argument("--classifier", default=os.environ.get(ENV[CLASSIFIER]),
                         help=f"trained classifier for the Classify tab: bundled name, folder with classifier.json or "
                              f"Hub id (env {ENV[CLASSIFIER]}; default 'default-classifier')")
@@ -1686,13 +1697,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sources = {DIFFUSION: args.model, AR: args.ar_model, CLASSIFIER: args.classifier}
+    sources = {DIFFUSION: args.model, AR: args.ar_model, CONTINUOUS: args.continuous_model, CLASSIFIER: args.classifier}
     on_space = bool(os.environ.get("SPACE_ID"))
     if not on_space:  # fail fast on a typo; a Space keeps serving and shows the error in the page
         from dlm.loading import resolve
 
         # not the classifier: the app serves without it (zero-shot), and the header says why it is missing
-        flags = {DIFFUSION: "--model", AR: "--ar-model"}
+        flags = {DIFFUSION: "--model", AR: "--ar-model", CONTINUOUS: "--continuous-model"}
         for role, flag in flags.items():
             try:
                 resolve(Models(sources).source(role))

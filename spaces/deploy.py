@@ -7,7 +7,8 @@ The Space repo gets `app.py`, the `dlm` package (with any models bundled in `dlm
 player's static files), `spaces/README.md` as its README (front matter: sdk, sdk_version, app_file,
 python_version, suggested_hardware, and the `models` it loads), `spaces/requirements.txt` as its
 requirements, and any benchmark results in `bench/results/*.json` (the Compare and Learn tabs read
-them). The models are set as the Space variables DLM_MODEL, DLM_AR_MODEL and DLM_CLASSIFIER.
+them). The models are set as the Space variables DLM_MODEL, DLM_AR_MODEL, DLM_CONTINUOUS_MODEL and
+DLM_CLASSIFIER.
 Files under `dlm/` that no longer exist here are deleted from the Space in the same commit.
 
 Authentication: HF_TOKEN or `hf auth login`, as for any huggingface_hub call.
@@ -21,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE_FILES = Path(__file__).resolve().parent
-VARIABLES = {"model": "DLM_MODEL", "ar_model": "DLM_AR_MODEL", "classifier": "DLM_CLASSIFIER"}
+VARIABLES = {"model": "DLM_MODEL", "ar_model": "DLM_AR_MODEL", "classifier": "DLM_CLASSIFIER",
+             "continuous_model": "DLM_CONTINUOUS_MODEL"}
 SKIP = {"__pycache__", ".pytest_cache"}  # folder names never uploaded
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 
@@ -66,11 +68,12 @@ def deploy(
     private: bool = False,
     hardware: str | None = None,
     dry_run: bool = False,
+    continuous_model: str | None = None,
 ) -> list[str]:
     """Create or update the Space; returns the paths uploaded (nothing is sent when dry_run)."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    settings = {"model": model, "ar_model": ar_model, "classifier": classifier}
+    settings = {"model": model, "ar_model": ar_model, "classifier": classifier, "continuous_model": continuous_model}
     for name, value in settings.items():
         if value and Path(value).exists() and "/" in value:
             raise ValueError(f"--{name.replace('_', '-')} {value!r} is a local folder; a Space needs a Hub repo id "
@@ -79,7 +82,7 @@ def deploy(
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"cannot deploy: missing {missing}")
-    readme = space_readme(hub_ids([model, ar_model, classifier])).encode("utf-8")
+    readme = space_readme(hub_ids([model, ar_model, classifier, continuous_model])).encode("utf-8")
     if dry_run:
         return sorted(files)
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True,
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("space_id", help="owner/name of the Space (created if missing)")
     parser.add_argument("--model", required=True, help="diffusion model: Hub repo id (or a bundled name)")
     parser.add_argument("--ar-model", help="autoregressive model for Compare (default: the bundled default-ar)")
+    parser.add_argument("--continuous-model", help="continuous (embedding-space) diffusion model for Generate and "
+                        "Animate (default: the bundled default-continuous)")
     parser.add_argument("--classifier", help="trained classifier for the Classify tab: a Hub repo written by training.train_classifier (default: the bundled default-classifier)")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--hardware", help="request hardware, e.g. cpu-basic, zero-a10g, t4-small (default: the Hub's)")
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         uploaded = deploy(HfApi(), args.space_id, args.model, args.ar_model, args.classifier, args.private,
-                          args.hardware, args.dry_run)
+                          args.hardware, args.dry_run, args.continuous_model)
     except (ValueError, OSError) as error:  # includes huggingface_hub's HTTP errors
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -88,6 +88,17 @@ def test_key_value_cache_setting(app):
     assert cached[4].startswith("**Done**") and "NFE 4" in cached[4] and cached[5].startswith("the cat")
 
 
+def test_continuous_model_generates_and_races(app):
+    """The third role: the bundled embedding-space model streams through the same tab, and races AR."""
+    final = last(app.generate(model="continuous", text="the cat", length=12, steps=4, remasking="margin", cache="dual"))
+    assert final[4].startswith("**Done**") and "NFE 4" in final[4] and final[5].startswith("the cat")
+    gif, files, race, note = app.animate(model="continuous", text="the cat", length=12, steps=4, frame_ms=100,
+                                         race_ar=True)
+    names = [f.rsplit("/", 1)[-1] for f in files]
+    assert names == ["denoising.gif", "denoising.mp4", "denoising.html", "race.gif", "race.html"]
+    assert "continuous diffusion" in open(files[2], encoding="utf-8").read()
+
+
 def test_autoregressive_generation(app):
     final = last(app.generate(model="autoregressive", text="the cat", length=10, steps=3, cache="dual"))
     assert final[5].startswith("the cat") and "NFE 10" in final[4]

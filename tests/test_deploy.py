@@ -47,7 +47,8 @@ def test_deploy_uploads_the_app_and_sets_the_variables(deploy, hub_server, hub_n
     api = HfApi(endpoint=hub_server.url, token=hub_server.token)
     api.create_repo(SPACE, repo_type="space", space_sdk="gradio")
     api.upload_file(path_or_fileobj=b"stale", path_in_repo="dlm/removed_module.py", repo_id=SPACE, repo_type="space")
-    uploaded = deploy.deploy(api, SPACE, "test-user/dlm-small", ar_model="test-user/dlm-small-ar", private=True)
+    uploaded = deploy.deploy(api, SPACE, "test-user/dlm-small", ar_model="test-user/dlm-small-ar", private=True,
+                             continuous_model="test-user/dlm-continuous")
 
     files = hub_server.files(SPACE, repo_type="space")
     assert files["app.py"] == (ROOT / "app.py").read_bytes()
@@ -61,9 +62,10 @@ def test_deploy_uploads_the_app_and_sets_the_variables(deploy, hub_server, hub_n
 
     meta = front_matter(files["README.md"].decode("utf-8"))
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
-    assert meta["models"] == ["test-user/dlm-small", "test-user/dlm-small-ar"]
+    assert meta["models"] == ["test-user/dlm-small", "test-user/dlm-small-ar", "test-user/dlm-continuous"]
     assert hub_server.space_variables(SPACE) == {"DLM_MODEL": "test-user/dlm-small",
-                                                 "DLM_AR_MODEL": "test-user/dlm-small-ar"}
+                                                 "DLM_AR_MODEL": "test-user/dlm-small-ar",
+                                                 "DLM_CONTINUOUS_MODEL": "test-user/dlm-continuous"}
 
 
 def test_command_line_deploys_with_the_default_endpoint(deploy, hub_online, capsys):
