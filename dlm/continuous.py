@@ -38,7 +38,7 @@ from transformers.utils import ModelOutput
 from dlm import generation as _generation
 from dlm.config import FIELDS as SAMPLER_FIELDS
 from dlm.config import SamplerConfig
-from dlm.generation import Canvas, Generation, encode, forbidden_ids, infill_canvas, special_framing
+from dlm.generation import Canvas, Generation, forbidden_ids, infill_canvas, prompt_canvas
 from dlm.loading import LanguageModel
 from dlm.sampling import forbid
 from dlm.trace import Step, Trace
@@ -462,22 +462,7 @@ def continuous_canvas(lm: LanguageModel, prompt: str, length: int, fixed: dict[i
     No closing framing: training blocks are packed `<s> doc </s> <s> ...`, so a fixed end token
     would force the text to stop exactly at the end of the canvas.
     """
-    prefix, _ = special_framing(lm.tokenizer)
-    body = encode(lm.tokenizer, prompt)
-    ids = prefix + body + [-1] * length
-    is_fixed = [True] * (len(prefix) + len(body)) + [False] * length
-    start = len(prefix) + len(body)
-    for position, value in sorted(fixed.items()):
-        tokens = [value] if isinstance(value, int) else encode(lm.tokenizer, value)
-        if position < 0 or position + len(tokens) > length:
-            raise ValueError(f"fixed tokens at position {position} ({len(tokens)} tokens) fall outside 0..{length - 1}")
-        for j, token in enumerate(tokens):
-            ids[start + position + j] = token
-            is_fixed[start + position + j] = True
-    if all(is_fixed):
-        raise ValueError("nothing to generate: every position is fixed")
-    hidden = [True] * len(prefix) + [False] * (len(ids) - len(prefix))
-    return Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=False)
+    return prompt_canvas(lm, prompt, length, fixed, blank=-1, closing=False)
 
 
 def continuous_stream(

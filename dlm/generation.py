@@ -223,11 +223,24 @@ def encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def prompt_canvas(lm: LanguageModel, prompt: str, length: int, fixed: dict[int, str | int]) -> Canvas:
-    """[framing] prompt [MASK] * length [framing], with optional tokens pinned inside the masks."""
+def prompt_canvas(
+    lm: LanguageModel,
+    prompt: str,
+    length: int,
+    fixed: dict[int, str | int],
+    blank: int | None = None,
+    closing: bool = True,
+) -> Canvas:
+    """[framing] prompt [MASK] * length [framing], with optional tokens pinned inside the masks.
+
+    blank: the id of a position to generate (default: the mask token); closing=False leaves out
+    the closing framing token (continuous models, which decide themselves where the text ends).
+    """
     prefix, suffix = special_framing(lm.tokenizer)
+    if not closing:
+        suffix = []
     body = encode(lm.tokenizer, prompt)
-    ids = prefix + body + [lm.mask_id] * length + suffix
+    ids = prefix + body + [lm.mask_id if blank is None else blank] * length + suffix
     is_fixed = [True] * (len(prefix) + len(body)) + [False] * length + [True] * len(suffix)
     start = len(prefix) + len(body)
     for position, value in sorted(fixed.items()):
