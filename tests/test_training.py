@@ -139,6 +139,19 @@ def test_ar_matched_to_diffusion(diffusion_run, corpus, tmp_path):
     assert json.loads((out / "dlm_run.json").read_text())["perplexity"] < 300 / 2  # far below uniform
 
 
+def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path, capsys):
+    from training.common import prepare_output_dir
+
+    for step, complete in ((10, True), (20, True), (30, False)):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "model.safetensors").write_bytes(b"")
+        if complete:
+            (checkpoint / "trainer_state.json").write_text("{}")
+    assert prepare_output_dir(tmp_path, resume=True, overwrite=False) == str(tmp_path / "checkpoint-20")
+    assert "skipping checkpoint-30" in capsys.readouterr().err
+
+
 def test_resume_after_kill(corpus, tmp_path):
     """kill -9 in the middle of a run, then --resume: only the steps since the last checkpoint are lost."""
     out = tmp_path / "killed"

@@ -18,6 +18,13 @@ TITLES = {"masked": "dlm masked-diffusion model", "causal": "dlm autoregressive 
           "continuous": "dlm continuous-diffusion model"}
 
 
+def load_snippet(info: dict, folder: Path) -> list[str]:
+    """The card's "load it with" code block (markdown lines)."""
+    name = info.get("load_name") or info.get("repo_id") or folder.name
+    return ["", "```python", "import dlm", f'lm = dlm.load("{name}")  # settings come from config.json',
+            'print(dlm.generate(lm, "It was a bright cold day", seed=0).texts[0])', "```"]
+
+
 def generate_samples(folder: str | Path, num_samples: int, prompts: list[str] | None = None) -> list[dict]:
     """Unedited samples from the saved model with its recommended settings, seeds 0..n-1."""
     import dlm
@@ -59,12 +66,7 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
         lines += [
             "A masked (discrete) diffusion language model trained with the `dlm` project: generation starts",
             "from a canvas of `<mask>` tokens and reveals a few of them per step. Load it with",
-            "",
-            "```python",
-            "import dlm",
-            f'lm = dlm.load("{info.get("load_name") or info.get("repo_id") or folder.name}")  # settings come from config.json',
-            'print(dlm.generate(lm, "It was a bright cold day", seed=0).texts[0])',
-            "```",
+            *load_snippet(info, folder),
         ]
     elif kind == "continuous":
         lines += [
@@ -72,12 +74,7 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
             "the `dlm` project: generation starts from Gaussian noise over the token embeddings, a transformer",
             "predicts the clean embeddings at every step (DDIM or DDPM), and the prediction is rounded to tokens.",
             "It is a `dlm.continuous.ContinuousDiffusionLM` (no remote code). Load it with",
-            "",
-            "```python",
-            "import dlm",
-            f'lm = dlm.load("{info.get("load_name") or info.get("repo_id") or folder.name}")  # settings come from config.json',
-            'print(dlm.generate(lm, "It was a bright cold day", seed=0).texts[0])',
-            "```",
+            *load_snippet(info, folder),
         ]
     else:
         lines += [

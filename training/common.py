@@ -83,8 +83,12 @@ def prepare_output_dir(folder: str | Path, resume: bool, overwrite: bool) -> str
         raise OutputDirError(f"cannot write to output folder {str(folder)!r}: {error.strerror or error}") from error
     if resume:
         checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        if checkpoints:
-            return str(checkpoints[-1])
+        # a run killed while saving leaves a checkpoint without its trainer state (written last): skip it
+        complete = [c for c in checkpoints if (c / "trainer_state.json").is_file()]
+        for partial in sorted(set(checkpoints) - set(complete)):
+            print(f"skipping {partial.name}: it was not saved completely", file=sys.stderr)
+        if complete:
+            return str(complete[-1])
         print(f"no checkpoint in {folder} yet: starting from the beginning", file=sys.stderr)
     return False
 
