@@ -15,7 +15,7 @@ import torch
 from training.data import DataError, load_texts, pack
 
 CARD_FILE = "README.md"
-RUN_FILE = "dlm_run.json"  # what the run was: command, data, sizes; written at the start
+RUN_FILE = "dlm_run.json"  # what the run was: its command and starting point at the start; everything at the end
 
 
 class OutputDirError(ValueError):
@@ -91,6 +91,35 @@ def prepare_output_dir(folder: str | Path, resume: bool, overwrite: bool) -> str
             return str(complete[-1])
         print(f"no checkpoint in {folder} yet: starting from the beginning", file=sys.stderr)
     return False
+
+
+def resolve_init(init: str | None) -> str | None:
+    """A checkpoint to start from: a bundled name (`default`, `default-ar`) becomes its folder; a folder
+    or a Hub id is passed on as it is."""
+    if not init or Path(init).is_dir():
+        return init
+    from dlm.loading import BUNDLED_DIR, bundled_models
+
+    return str(BUNDLED_DIR / init) if init in bundled_models() else init
+
+
+def prior_tokens(init: str | None) -> int:
+    """Training tokens the starting checkpoint had already seen (from its run record; 0 if unknown)."""
+    if not init or not Path(init).is_dir():
+        return 0
+    record = _read_json(Path(init) / RUN_FILE)
+    return int(record.get("tokens_seen_total", record.get("tokens_seen", 0)))
+
+
+def record_start(args, module: str) -> None:
+    """Write the run record's first facts (command, starting checkpoint, tokens it had seen) before training,
+    so that a run still in progress can be read (bench/learning_curve.py). Earlier sessions are kept."""
+    folder = Path(args.output_dir)
+    record = _read_json(folder / RUN_FILE)
+    record.setdefault("command", command_line(module))
+    record["base_model"] = getattr(args, "init", None) or getattr(args, "init_from_ar", None)
+    record["start_tokens"] = prior_tokens(record["base_model"])
+    (folder / RUN_FILE).write_text(json.dumps(record, indent=2))
 
 
 def run_cli(parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
@@ -199,6 +228,9 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "steps": state.global_step,
         "tokens_seen": state.global_step * tokens_per_step,
+        # a run continued from an earlier checkpoint (--init) adds what that checkpoint had seen
+        "start_tokens": prior_tokens(getattr(args, "init", None)),
+        "tokens_seen_total": prior_tokens(getattr(args, "init", None)) + state.global_step * tokens_per_step,
         "wall_seconds": sum(s["seconds"] for s in history),
         "hardware": " + ".join(sorted({s["hardware"] for s in history})),
         "tokens_per_second": (state.global_step - first_step) * tokens_per_step / max(runtime, 1e-9),

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--match", help="diffusion run folder to match (tokenizer and size)")
     model.add_argument("--tokenizer", help="tokenizer folder (without --match)")
+    model.add_argument("--init", help="causal-LM checkpoint to continue (bundled name such as default-ar, or folder): "
+                                      "its weights and tokenizer; with --match its size is checked against the run")
     model.add_argument("--hidden-size", type=int, default=256)
     model.add_argument("--layers", type=int, default=4)
     model.add_argument("--heads", type=int, default=4)
@@ -89,14 +91,18 @@ def run(args) -> Path:
     from transformers import AutoTokenizer, set_seed
 
     common.set_threads(args.threads)
+    args.init = common.resolve_init(args.init)
     target_params, tokenizer_dir = None, args.tokenizer
     sizes = {"hidden_size": args.hidden_size, "num_hidden_layers": args.layers,
              "num_attention_heads": args.heads, "intermediate_size": args.intermediate_size}
     if args.match:
         sizes, target_params, tokenizer_dir = matched_sizes(Path(args.match))
+    if args.init:
+        tokenizer_dir = args.init
     if not tokenizer_dir:
         raise DataError("give --match DIFFUSION_RUN or --tokenizer FOLDER")
     resume_from = common.prepare_output_dir(args.output_dir, args.resume, args.overwrite)
+    common.record_start(args, "training.train_ar")
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     texts = common.load_texts_for(args)
@@ -104,7 +110,13 @@ def run(args) -> Path:
     n_inner = sizes["intermediate_size"]
     if target_params:
         n_inner = matched_inner(tokenizer, args.block_size, sizes, target_params)
-    model = gpt2(tokenizer, args.block_size, sizes, n_inner)
+    if args.init:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32)
+    else:
+        model = gpt2(tokenizer, args.block_size, sizes, n_inner)
     params = sum(p.numel() for p in model.parameters())
     if target_params and abs(params - target_params) > PARAMETER_TOLERANCE * target_params:
         raise ValueError(f"AR model has {params:,} parameters, diffusion {target_params:,}: more than 10% apart")

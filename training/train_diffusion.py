@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train_diffusion", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model")
-    model.add_argument("--init", help="masked-LM checkpoint to fine-tune (folder or Hub id); default: from scratch")
+    model.add_argument("--init", help="masked-LM checkpoint to fine-tune or continue (bundled name, folder or Hub id); "
+                                      "default: from scratch")
     model.add_argument("--tokenizer", help="tokenizer folder (default: the checkpoint's, or one trained on the data)")
     model.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary when training a tokenizer")
     model.add_argument("--arch", default="modernbert", choices=sorted(ARCHITECTURES),
@@ -69,10 +70,13 @@ def get_tokenizer(args, texts, resume: bool):
 
 
 def get_model(args, tokenizer):
+    import torch
     from transformers import AutoModelForMaskedLM
 
     if args.init:
-        model = AutoModelForMaskedLM.from_pretrained(args.init, use_safetensors=True, trust_remote_code=args.trust_remote_code)
+        # float32 master weights whatever the checkpoint was saved in (the bundled models are fp16)
+        model = AutoModelForMaskedLM.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32,
+                                                     trust_remote_code=args.trust_remote_code)
         vocab = model.get_input_embeddings().weight.shape[0]
         if len(tokenizer) > vocab:
             raise DataError(f"the tokenizer has {len(tokenizer)} tokens but {args.init} has {vocab} embeddings: "
@@ -131,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> Path:
     common.set_threads(args.threads)
+    args.init = common.resolve_init(args.init)
     resume_from = common.prepare_output_dir(args.output_dir, args.resume, args.overwrite)
+    common.record_start(args, "training.train_diffusion")
     from transformers import set_seed
 
     set_seed(args.seed)
