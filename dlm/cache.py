@@ -7,15 +7,21 @@ rest of the block feed only the block's positions, whose queries attend over the
 values with the block's own fresh ones spliced in. "prefix" feeds the block and everything right
 of it (only the keys left of the block are reused); "dual" feeds the block alone.
 
+A shifted model (`dlm.shifted`: the prediction for position i is the output at i - 1) needs the
+output of the position just before the window, so its window is fed from lo - 1: that position is
+recomputed with the window (its key and value fresh too) and its output becomes the prediction for
+lo. Fast-dLLM's Dream code sidesteps the question instead, by committing a block's first token in
+the block's full forward; feeding one more position keeps every remasking rule free to choose, and
+on an unchanged canvas gives exactly the full forward's logits.
+
 It works through transformers' attention interface: the model's attention implementation becomes
 `dlm_cache`, which behaves exactly like the one it replaces (`sdpa`) unless a `KVCache` is active
 in the calling thread, so other callers of the same model are unaffected.
 
     cache = KVCache(lm.model)
     with cache.fill():
-        full = lm.model(input_ids=canvas).logits        # (B, T, V), keys and values kept
-    with cache.window(lo, hi):
-        part = cache.forward(canvas[:, lo:hi], lo)      # (B, hi - lo, V)
+        full = canvas_logits(lm.model, canvas)          # (B, T, V), keys and values kept
+    part = cache.forward(canvas, lo, hi)                # (B, hi - lo, V), only the window fed
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from dlm.shifted import canvas_logits, is_bidirectional, is_shifted
 
 NAME = "dlm_cache"
 CACHES = ("prefix", "dual")
@@ -66,12 +74,17 @@ class KVCache:
         with self._as("window"):
             yield
 
-    def forward(self, ids: torch.Tensor, lo: int) -> torch.Tensor:
-        """(B, n, V) float32 logits of canvas positions lo..lo+n-1, given their tokens (B, n)."""
-        n = ids.shape[1]
-        positions = torch.arange(lo, lo + n, device=ids.device).unsqueeze(0).expand_as(ids) + self.offset
-        with self.window(lo, lo + n):
-            return self.model(input_ids=ids, position_ids=positions).logits.float()
+    def forward(self, canvas: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """(B, hi - lo, V) float32 logits of canvas positions lo..hi-1, feeding only those positions of
+        the (B, T) canvas (and, for a shifted model, position lo - 1, whose output predicts lo)."""
+        start = lo - 1 if is_shifted(self.model) else lo
+        if start < 0:
+            raise ValueError("a shifted model has no prediction for position 0 (it is never generated)")
+        ids = canvas[:, start:hi]
+        positions = torch.arange(start, hi, device=ids.device).unsqueeze(0).expand_as(ids) + self.offset
+        with self.window(start, hi):
+            logits = canvas_logits(self.model, ids, position_ids=positions).float()  # (B, hi - start, V)
+        return logits[:, lo - start :]
 
     @contextlib.contextmanager
     def _as(self, mode: str) -> Iterator[None]:
@@ -115,10 +128,11 @@ def install(model: torch.nn.Module) -> None:
     if model.config._attn_implementation == NAME:
         return
     masked_lms = set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values())
+    bidirectional = type(model).__name__ in masked_lms or is_bidirectional(model)  # a causal LM made bidirectional
     takes_positions = "position_ids" in inspect.signature(model.forward).parameters
-    if type(model).__name__ not in masked_lms or not takes_positions or not getattr(model, "_supports_sdpa", False):
+    if not bidirectional or not takes_positions or not getattr(model, "_supports_sdpa", False):
         raise ValueError(
-            f"key/value caching needs a bidirectional masked LM with sdpa attention that takes position ids; "
+            f"key/value caching needs a bidirectional model with sdpa attention that takes position ids; "
             f"{type(model).__name__} is not one"
         )
     model.set_attn_implementation(NAME)

@@ -32,6 +32,7 @@ CACHES = {
 }
 
 KINDS = ("masked", "causal")
+SETTINGS_KEY = "dlm"  # key in config.json holding the diffusion settings written by training/
 
 
 @dataclass(frozen=True)

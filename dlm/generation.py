@@ -253,7 +253,7 @@ def prompt_canvas(
     if all(is_fixed):
         raise ValueError("nothing to generate: every position is fixed")
     hidden = [True] * len(prefix) + [False] * (len(ids) - len(prefix) - len(suffix)) + [True] * len(suffix)
-    return Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=False)
+    return anchored(lm, Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=False))
 
 
 def infill_canvas(lm: LanguageModel, template: str) -> Canvas:
@@ -261,7 +261,7 @@ def infill_canvas(lm: LanguageModel, template: str) -> Canvas:
 
     Whitespace before a blank belongs to the blank (BPE tokens carry their leading space).
     """
-    markers = {BLANK, lm.tokenizer.mask_token}
+    markers = {BLANK} | ({lm.tokenizer.mask_token} if lm.tokenizer.mask_token else set())
     pattern = r"\s*(?:" + "|".join(re.escape(m) for m in sorted(markers)) + ")"
     fragments = re.split(pattern, template)
     if len(fragments) == 1:
@@ -279,7 +279,26 @@ def infill_canvas(lm: LanguageModel, template: str) -> Canvas:
     ids += suffix
     is_fixed += [True] * len(suffix)
     hidden = [True] * len(prefix) + [False] * (len(ids) - len(prefix) - len(suffix)) + [True] * len(suffix)
-    return Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=True)
+    return anchored(lm, Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=True))
+
+
+def anchored(lm: LanguageModel, canvas: Canvas) -> Canvas:
+    """The canvas, with BOS put in front (hidden) when a shifted model would otherwise have to generate
+    position 0: its prediction for position i is the output at i - 1 (`dlm.shifted`), and position 0
+    has none. Tokenizers that frame texts with BOS (ours) never need it."""
+    if not lm.shifted or bool(canvas.fixed[0]):
+        return canvas
+    given = torch.tensor([True])
+    return Canvas(torch.cat([torch.tensor(start_ids(lm)), canvas.ids]), torch.cat([given, canvas.fixed]),
+                  torch.cat([given, canvas.hidden]), canvas.infill)
+
+
+def start_ids(lm: LanguageModel) -> list[int]:
+    """[BOS]: what a shifted model's canvas starts with when neither framing nor prompt gives position 0."""
+    if lm.bos_id is None:
+        raise ValueError(f"{lm.source} is a shifted model, which never generates position 0, and its tokenizer has "
+                         "no BOS to put there: give a prompt")
+    return [lm.bos_id]
 
 
 def causal_canvas(lm: LanguageModel, prompt: str, length: int) -> Canvas:
@@ -331,8 +350,9 @@ def _is_wordpiece(tokenizer) -> bool:
 
 
 def forbidden_ids(lm: LanguageModel, allow_eos: bool) -> list[int]:
-    """Token ids the sampler must never produce: every special token, except EOS when allowed."""
-    special = set(lm.tokenizer.all_special_ids)
+    """Token ids the sampler must never produce: every special token (and the mask, which a foreign
+    checkpoint may name only in its config), except EOS when allowed."""
+    special = set(lm.tokenizer.all_special_ids) | ({lm.mask_id} if lm.kind == "masked" else set())
     if allow_eos and lm.eos_id is not None:
         special.discard(lm.eos_id)
     vocab = lm.model.get_output_embeddings().weight.shape[0]

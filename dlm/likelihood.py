@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from dlm.generation import encode, special_framing
+from dlm.generation import encode, special_framing, start_ids
 from dlm.loading import LanguageModel
 from dlm.masking import mask_by_count, stratified_counts
+from dlm.shifted import canvas_logits
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def log_likelihood(
     if generator is None:
         generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
     prefix, suffix = special_framing(lm.tokenizer)
+    if lm.shifted and not prefix + context:
+        prefix = start_ids(lm)  # a shifted model has no prediction for position 0, so it must be given
     ids = torch.tensor(prefix + context + target + suffix)
     scored = torch.zeros(len(ids), dtype=torch.bool)
     scored[len(prefix) + len(context) : len(prefix) + len(context) + len(target)] = True
@@ -107,7 +110,7 @@ def elbo_estimates(
             rows = rows.to(device)
             clean = ids.to(device).expand(rows.shape[0], -1)  # (b, T)
             noisy = clean.masked_fill(rows, lm.mask_id)
-            logits = lm.model(input_ids=noisy, attention_mask=torch.ones_like(noisy)).logits.float()
+            logits = canvas_logits(lm.model, noisy, torch.ones_like(noisy)).float()  # (b, T, V)
             logp = torch.log_softmax(logits, dim=-1).gather(-1, clean.unsqueeze(-1)).squeeze(-1)  # (b, T)
             sums.append((logp * rows).sum(dim=1).double().cpu())  # (b,)
     return torch.cat(sums) * num_scored / num_masked.double()

@@ -9,6 +9,12 @@ Weights load from safetensors only, and remote code runs only when the caller pa
 `trust_remote_code=True`. A name that is none of these fails at once with the list of what was
 tried: when the Hub cannot be reached we say so after one quick connection attempt rather than
 letting the client retry for half a minute.
+
+What a checkpoint is comes from the `dlm` block of its config.json (written by training/), else from
+its architecture. A causal LM turned masked-diffusion model (Dream, DiffuLLaMA; `--init-from-ar`)
+keeps its causal architecture and says so there:
+    "dlm": {"kind": "masked", "shifted": true, "attention": "bidirectional", ...}
+It loads as that causal class with full attention, and `dlm.shifted.canvas_logits` shifts its logits.
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ from urllib.parse import urlparse
 
 import torch
 
-from dlm.config import KINDS, SamplerConfig
+from dlm.config import KINDS, SETTINGS_KEY, SamplerConfig
+from dlm.shifted import ATTENTION, BIDIRECTIONAL, SHIFTED, is_shifted, make_bidirectional
 
 BUNDLED_DIR = Path(__file__).parent / "models"
 CONTINUOUS = "continuous"  # the embedding-space diffusion family (dlm.continuous)
 FAMILIES = (*KINDS, *((CONTINUOUS,) if CONTINUOUS not in KINDS else ()))  # what `kind` may be
-SETTINGS_KEY = "dlm"  # key in config.json holding the diffusion settings written by training/
 _HUB_PROBE_TIMEOUT = 3.0  # seconds for the one connection attempt that decides the Hub is unreachable
 
 
@@ -39,6 +45,7 @@ class LanguageModel:
     """A loaded checkpoint with everything the sampler and the likelihood need."""
 
     model: torch.nn.Module  # an AutoModelForMaskedLM, AutoModelForCausalLM or ContinuousDiffusionLM, in eval mode
+    # (a shifted masked model is an AutoModelForCausalLM made bidirectional: see dlm.shifted)
     tokenizer: object  # the checkpoint's tokenizer (a transformers PreTrainedTokenizer*)
     kind: str  # "masked", "causal" or "continuous"
     settings: SamplerConfig  # recommended sampler settings from the checkpoint (defaults otherwise)
@@ -52,11 +59,20 @@ class LanguageModel:
 
     @cached_property
     def mask_id(self) -> int:
-        """Id of the mask token (masked models only)."""
+        """Id of the mask token (masked models only): the tokenizer's, else the checkpoint's `mask_token_id`
+        (in its `dlm` block or its config, as Dream's config.json has it)."""
         mask_id = self.tokenizer.mask_token_id
         if mask_id is None:
-            raise ValueError(f"{self.source}: the tokenizer has no mask token, so it cannot do masked diffusion")
-        return mask_id
+            mask_id = self.card.get("mask_token_id", getattr(self.model.config, "mask_token_id", None))
+        if mask_id is None:
+            raise ValueError(f"{self.source}: neither the tokenizer nor the config names a mask token, so it "
+                             "cannot do masked diffusion")
+        return int(mask_id)
+
+    @property
+    def shifted(self) -> bool:
+        """True when the prediction for position i is read from the output at i - 1 (`dlm.shifted`)."""
+        return is_shifted(self.model)
 
     @cached_property
     def eos_id(self) -> int | None:
@@ -143,8 +159,15 @@ def load(
     config = AutoConfig.from_pretrained(path, **hub_args)
     card = dict(getattr(config, SETTINGS_KEY, None) or {})
     kind = kind or card.get("kind") or detect_kind(config)
-    auto_class = _auto_class(kind)
+    shifted = bool(card.get(SHIFTED))
+    if shifted and kind != "masked":
+        raise ValueError(f"{source} is a shifted masked-diffusion model (a causal architecture with bidirectional "
+                         f"attention); it cannot run as kind {kind!r}")
+    # a shifted checkpoint is a causal LM's own architecture: its class is the causal one
+    auto_class = _auto_class("causal" if shifted else kind)
     model = auto_class.from_pretrained(path, config=config, dtype=dtype, use_safetensors=True, **hub_args)
+    if card.get(ATTENTION) == BIDIRECTIONAL:
+        make_bidirectional(model)
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, **hub_args)
     settings = SamplerConfig.from_dict(card.get("sampler", {}))

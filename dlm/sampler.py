@@ -5,7 +5,8 @@ Each step runs the model once over the whole canvas, samples a guess for every p
 margin or entropy) and commits the best of them; how many follows the schedule, or a confidence
 threshold (Fast-dLLM). Positions split into semi-autoregressive blocks are finished left to right
 (LLaDA's `block_length`). Classifier-free guidance runs the conditional and the prompt-masked
-canvas in one batch: logits = uncond + (1 + s) * (cond - uncond), as in LLaDA.
+canvas in one batch: logits = uncond + (1 + s) * (cond - uncond), as in LLaDA. The logits come from
+`dlm.shifted.canvas_logits`, so a shifted model (Dream-style) needs nothing special here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dlm.cache import KVCache
 from dlm.generation import Generation, forbidden_ids
 from dlm.sampling import forbid, position_scores, row_uniforms, sample_tokens
 from dlm.schedules import num_transfer_tokens
+from dlm.shifted import canvas_logits
 from dlm.trace import Step
 
 
@@ -99,18 +101,13 @@ class MaskedGeneration(Generation):
         if scale > 0:
             batch = torch.cat([canvas, canvas.masked_fill(prompt, self.lm.mask_id)])
         if cache is None:
-            logits = self._forward(batch)
+            logits = canvas_logits(self.lm.model, batch, torch.ones_like(batch)).float()
         else:
-            lo, hi = window
-            logits = cache.forward(batch[:, lo:hi], lo)
+            logits = cache.forward(batch, *window)
         if scale > 0:
             cond, uncond = logits.chunk(2)
             return uncond + (1 + scale) * (cond - uncond)
         return logits
-
-    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
-        out = self.lm.model(input_ids=ids, attention_mask=torch.ones_like(ids))
-        return out.logits.float()
 
 
 def choose_positions(

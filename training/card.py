@@ -68,6 +68,10 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
             "from a canvas of `<mask>` tokens and reveals a few of them per step. Load it with",
             *load_snippet(info, folder),
         ]
+        if info.get("init_from_ar"):
+            lines += ["", f"It was initialised from the autoregressive model `{info['init_from_ar']}` (Dream / "
+                      "DiffuLLaMA style): the same architecture and weights, with bidirectional attention and the "
+                      "logits shifted by one, so the output at position i - 1 predicts the token at i (`dlm.shifted`)."]
     elif kind == "continuous":
         lines += [
             "A continuous (embedding-space) diffusion language model in the style of Diffusion-LM, trained with",
@@ -103,7 +107,8 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
     if kind == "masked":
         lines += ["", "## Diffusion settings (also in `config.json` under `dlm`)", "", "```json",
-                  json.dumps({k: info["dlm"][k] for k in ("mask_token", "prefix", "sampler")}, indent=2), "```"]
+                  json.dumps({k: info["dlm"][k] for k in ("mask_token", "shifted", "attention", "prefix", "sampler")
+                              if k in info["dlm"]}, indent=2), "```"]
         lines += ["", "Training: " + info["dlm"].get("objective", "")]
     if kind == "continuous":
         lines += ["", "## Diffusion settings (also in `config.json` under `dlm`)", "", "```json",

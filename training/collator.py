@@ -4,7 +4,8 @@ Per sample b: a mask rate p_b = (1 - eps) t_b + eps with t_b stratified over the
 the same forward process the likelihood uses), or, as an option, one rate per batch drawn from a list
 of discrete levels (the seed projects' recipe). For `prefix_fraction` of the samples a prefix of
 random length stays unmasked and out of the loss, so the model learns to continue prompts of any
-length. Padding is never masked and never scored. Each sample carries weight 1 / p_b (the ELBO) or 1.
+length. Padding is never masked and never scored, nor are the first `clean_start` positions of a row (a
+shifted model's position 0). Each sample carries weight 1 / p_b (the ELBO) or 1.
 
 An example may also carry `clean_prefix` / `clean_suffix` token counts that are never masked (a
 class-conditional model's label prompt and the tokenizer's framing), so the loss is an ELBO of the
@@ -31,6 +32,7 @@ class DiffusionCollator:
     prefix_fraction: float = 0.3  # share of samples that keep a clean prompt prefix of random length
     levels: tuple[float, ...] | None = None  # if set: one rate per batch from these (seed projects' recipe)
     seed: int | None = None  # fixes the masks (evaluation); None draws fresh masks every batch
+    clean_start: int = 0  # leading positions never masked: 1 for a shifted model (its position 0 has no prediction)
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS:
@@ -39,6 +41,8 @@ class DiffusionCollator:
             raise ValueError(f"eps must be in (0, 1), got {self.eps}")
         if not 0 <= self.prefix_fraction <= 1:
             raise ValueError(f"prefix_fraction must be in [0, 1], got {self.prefix_fraction}")
+        if self.clean_start < 0:
+            raise ValueError(f"clean_start must be >= 0, got {self.clean_start}")
         if self.levels is not None and not all(0 < level <= 1 for level in self.levels):
             raise ValueError(f"mask levels must be in (0, 1], got {self.levels}")
         self.reset()
@@ -61,7 +65,7 @@ class DiffusionCollator:
         has_prefix = torch.rand(b, generator=g) < self.prefix_fraction
         prefix_len = torch.randint(1, length, (b,), generator=g) * has_prefix
         given = torch.tensor([e.get("clean_prefix", 0) for e in examples])  # (B,) always clean
-        prefix_len = torch.maximum(prefix_len, given)
+        prefix_len = torch.maximum(prefix_len, given).clamp(min=self.clean_start)
         suffix_start = not_pad.sum(dim=1) - torch.tensor([e.get("clean_suffix", 0) for e in examples])  # (B,)
         positions = torch.arange(length).unsqueeze(0)
         in_prefix = (positions < prefix_len.unsqueeze(1)) | (positions >= suffix_start.unsqueeze(1))

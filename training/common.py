@@ -220,17 +220,19 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     runtime = result.metrics["train_runtime"]
     history = _read_json(folder / RUN_FILE).get("sessions", [])
     history.append({"steps": state.global_step - first_step, "seconds": runtime, "hardware": hardware()})
+    base = getattr(args, "init", None) or getattr(args, "init_from_ar", None)  # the checkpoint the run started from
     info = {
         "command": command_line(module),
         "data": texts.description,
         "datasets": [args.data] if args.data != "prose" else [],
-        "base_model": args.init if getattr(args, "init", None) else None,
+        "base_model": base,
+        "init_from_ar": getattr(args, "init_from_ar", None),  # a diffusion model made from this causal LM's weights
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "steps": state.global_step,
         "tokens_seen": state.global_step * tokens_per_step,
-        # a run continued from an earlier checkpoint (--init) adds what that checkpoint had seen
-        "start_tokens": prior_tokens(getattr(args, "init", None)),
-        "tokens_seen_total": prior_tokens(getattr(args, "init", None)) + state.global_step * tokens_per_step,
+        # a run started from an earlier checkpoint (--init, --init-from-ar) adds what that checkpoint had seen
+        "start_tokens": prior_tokens(base),
+        "tokens_seen_total": prior_tokens(base) + state.global_step * tokens_per_step,
         "wall_seconds": sum(s["seconds"] for s in history),
         "hardware": " + ".join(sorted({s["hardware"] for s in history})),
         "tokens_per_second": (state.global_step - first_step) * tokens_per_step / max(runtime, 1e-9),

@@ -3,6 +3,10 @@
 From scratch on the offline prose corpus (the bundled `default`):
     python -m training.train_diffusion --data prose --output-dir runs/diffusion \
         --vocab-size 8192 --hidden-size 256 --layers 4 --heads 4 --intermediate-size 1024 --max-steps 2000
+From the trained AR baseline (Dream / DiffuLLaMA: its weights, attention made bidirectional, logits
+shifted by one; its tokenizer, block size limit and positions):
+    python -m training.train_diffusion --init-from-ar default-ar --data prose --output-dir runs/diffusion-from-ar \
+        --block-size 256 --max-steps 2000
 Fine-tune any masked LM from the Hub (needs internet) and push it:
     python -m training.train_diffusion --init distilroberta-base --data wikitext --hub-config wikitext-2-raw-v1 \
         --output-dir runs/distilroberta-diffusion --push-to-hub you/distilroberta-diffusion
@@ -32,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--init", help="masked-LM checkpoint to fine-tune or continue (bundled name, folder or Hub id); "
                                       "default: from scratch")
+    model.add_argument("--init-from-ar", metavar="AR_MODEL",
+                       help="causal LM to start from (bundled name such as default-ar, or folder): its architecture, "
+                            "weights and tokenizer, with bidirectional attention and logits shifted by one (Dream)")
     model.add_argument("--tokenizer", help="tokenizer folder (default: the checkpoint's, or one trained on the data)")
     model.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary when training a tokenizer")
     model.add_argument("--arch", default="modernbert", choices=sorted(ARCHITECTURES),
@@ -57,8 +64,9 @@ def get_tokenizer(args, texts, resume: bool):
     saved = Path(args.output_dir) / "tokenizer"
     if resume and saved.is_dir():
         return AutoTokenizer.from_pretrained(saved)
-    if args.tokenizer or args.init:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.init, trust_remote_code=args.trust_remote_code)
+    source = args.tokenizer or args.init or args.init_from_ar
+    if source:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=args.trust_remote_code)
     else:
         from training.tokenizer import train_tokenizer
 
@@ -73,16 +81,42 @@ def get_model(args, tokenizer):
     import torch
     from transformers import AutoModelForMaskedLM
 
+    if args.init_from_ar:
+        return from_ar(args, tokenizer)
     if args.init:
         # float32 master weights whatever the checkpoint was saved in (the bundled models are fp16)
         model = AutoModelForMaskedLM.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32,
                                                      trust_remote_code=args.trust_remote_code)
-        vocab = model.get_input_embeddings().weight.shape[0]
-        if len(tokenizer) > vocab:
-            raise DataError(f"the tokenizer has {len(tokenizer)} tokens but {args.init} has {vocab} embeddings: "
-                            "they do not belong together")
+        _check_vocab(model, tokenizer, args.init)
         return model
     return AutoModelForMaskedLM.from_config(ARCHITECTURES[args.arch](args, tokenizer))
+
+
+def from_ar(args, tokenizer):
+    """The AR model's architecture and weights as a shifted masked-diffusion model (dlm.shifted): full
+    attention, and the prediction for position i read from the output at i - 1, so the pretrained head
+    keeps its job (Dream; DiffuLLaMA). No annealing from causal to full attention: Dream switches at once."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from dlm.shifted import from_causal_lm
+
+    model = AutoModelForCausalLM.from_pretrained(args.init_from_ar, use_safetensors=True, dtype=torch.float32)
+    _check_vocab(model, tokenizer, args.init_from_ar)
+    names = ("max_position_embeddings", "n_positions")  # Llama / Qwen2, GPT-2
+    positions = next((getattr(model.config, k) for k in names if getattr(model.config, k, None)), None)
+    if positions is not None and args.block_size > positions:
+        raise DataError(f"--block-size {args.block_size} is longer than {args.init_from_ar}'s {positions} positions")
+    if tokenizer.mask_token_id is None or tokenizer.mask_token_id >= model.get_input_embeddings().weight.shape[0]:
+        raise DataError(f"{args.init_from_ar}'s tokenizer has no mask token inside its vocabulary")
+    return from_causal_lm(model)
+
+
+def _check_vocab(model, tokenizer, source: str) -> None:
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        raise DataError(f"the tokenizer has {len(tokenizer)} tokens but {source} has {vocab} embeddings: "
+                        "they do not belong together")
 
 
 def modernbert_config(args, tokenizer):
@@ -135,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> Path:
     common.set_threads(args.threads)
+    if args.init and args.init_from_ar:
+        raise ValueError("give --init (a masked LM) or --init-from-ar (a causal LM), not both")
+    if args.init_from_ar and args.max_positions:
+        raise ValueError("--max-positions does not apply with --init-from-ar: the AR model's config sets the positions")
     args.init = common.resolve_init(args.init)
+    args.init_from_ar = common.resolve_init(args.init_from_ar)
     resume_from = common.prepare_output_dir(args.output_dir, args.resume, args.overwrite)
     common.record_start(args, "training.train_diffusion")
     from transformers import set_seed
@@ -147,8 +186,12 @@ def run(args) -> Path:
     model = get_model(args, tokenizer)
     model.config.save_pretrained(args.output_dir)  # lets `train_ar --match` read the sizes before the run ends
     levels = tuple(float(x) for x in args.mask_levels.split(",")) if args.mask_levels else None
+    from dlm.shifted import SETTINGS, is_shifted
+
+    shifted = is_shifted(model)
     collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, eps=args.eps,
-                                 weighting=args.weighting, prefix_fraction=args.prefix_fraction, levels=levels)
+                                 weighting=args.weighting, prefix_fraction=args.prefix_fraction, levels=levels,
+                                 clean_start=1 if shifted else 0)  # a shifted model's position 0 has no prediction
     # held-out ELBO: every sample weighted 1/t, no clean prefix, the same masks at every evaluation
     eval_collator = dataclasses.replace(collator, weighting="elbo", prefix_fraction=0.0, levels=None, seed=1234)
     from training.trainers import DiffusionTrainer
@@ -165,6 +208,10 @@ def run(args) -> Path:
     dlm_block = {"kind": "masked", "mask_token": tokenizer.mask_token, "objective": objective,
                  "prefix": "any length: trained with clean prefixes of random length",
                  "sampler": settings}
+    if shifted:
+        objective += (" Initialised from the causal LM " + args.init_from_ar + ": bidirectional attention, logits "
+                      "shifted by one (the output at i - 1 predicts token i), position 0 never masked.")
+        dlm_block = {**SETTINGS, **dlm_block, "objective": objective, "init_from_ar": args.init_from_ar}
     return common.train_and_finish(
         trainer, tokenizer, args, resume_from, texts, kind="masked", module="training.train_diffusion",
         dlm_block=dlm_block, title="dlm masked-diffusion model",

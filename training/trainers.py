@@ -2,7 +2,8 @@
 
 `DiffusionTrainer` computes the weighted masked loss from `DiffusionCollator` batches,
     loss = sum_b w_b * sum_{i masked in b} CE_bi / (tokens the ELBO covers),
-which with w_b = 1/p_b is a Monte-Carlo bound on the per-token negative log-likelihood, and logs the
+which with w_b = 1/p_b is a Monte-Carlo bound on the per-token negative log-likelihood (the logits from
+`dlm.shifted.canvas_logits`, shifted for a model initialised from a causal LM), and logs the
 unweighted masked cross-entropy per mask-rate bucket (0-10%, ..., 90-100%). Both trainers report
 the held-out perplexity (`eval_perplexity` = exp(eval_loss): an ELBO bound for diffusion, exact for AR).
 `ContinuousTrainer` trains `dlm.continuous` models (x0 MSE + rounding cross-entropy, no likelihood
@@ -16,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
+
+from dlm.shifted import canvas_logits, is_shifted
 
 NUM_BUCKETS = 10  # mask-rate buckets for logging: 0-10%, ..., 90-100%
 
@@ -46,14 +49,16 @@ class DiffusionTrainer(PerplexityMixin, Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
         weights = inputs["loss_weight"].float()  # (B,)
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        # the sampler's and the likelihood's forward, so a shifted model (dlm.shifted) is trained as it is used;
+        # `model` may be wrapped (DDP), `self.model` is not
+        logits = canvas_logits(model, inputs["input_ids"], inputs["attention_mask"], shifted=is_shifted(self.model))
         masked = labels != -100  # (B, L)
         rows = masked.nonzero()[:, 0]  # sample of every masked token
-        ce = F.cross_entropy(outputs.logits[masked].float(), labels[masked], reduction="none")  # (M,)
+        ce = F.cross_entropy(logits[masked].float(), labels[masked], reduction="none")  # (M,)
         loss = (ce * weights[rows]).sum() / inputs["num_scored"].clamp(min=1)
         if model.training:
             self._record_buckets(ce.detach(), rows, inputs["mask_rate"])
-        return (loss, outputs) if return_outputs else loss
+        return (loss, {"logits": logits}) if return_outputs else loss
 
     def _record_buckets(self, ce: torch.Tensor, rows: torch.Tensor, rates: torch.Tensor) -> None:
         bucket = (rates.to(ce.device) * NUM_BUCKETS).long().clamp(max=NUM_BUCKETS - 1)[rows]  # (M,)
