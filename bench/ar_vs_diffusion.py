@@ -22,21 +22,42 @@ time to the first step (medians over prompts; a warm-up run per model comes firs
 (median of L / wall time), NFE (forward passes per sample), peak memory during generation
 (`dlm.quality.PeakMemory`: the process's peak RSS on CPU, allocated tensors on CUDA; the largest over
 prompts; "+run" is what a run added to what the process already held), the judge's perplexity of
-the continuations given their prompts, distinct-1/2/3 and the 4-gram repetition rate
-(`dlm.quality`). The judge is loaded only after all generation, so its weights are not in the
-memory figures. A model whose positions cannot hold a prompt and L tokens is skipped at that length
-(the bundled AR model has 256 positions, so L = 256 is diffusion only), and the table says so. The same quality numbers for human text (held-out paragraphs:
-the first 6 words as the prompt, the next L tokens of the diffusion tokenizer as the continuation)
-show the judge's scale. Q&A (bench/data/qa.jsonl, cloze questions whose answers are in the training
-text) gives exact match with a 95% Wilson interval for both models (`dlm.qa`).
+the continuations given their prompts, the unigram entropy of each continuation under the judge's
+tokenizer (mean and bootstrap 95% interval, as MDLM reports beside generative perplexity: a looping
+sample has low entropy), distinct-1/2/3 and the 4-gram repetition rate (`dlm.quality`). The judge is
+loaded only after all generation, so its weights are not in the memory figures. A model whose
+positions cannot hold a prompt and L tokens is skipped at that length (the bundled AR model has 256
+positions, so L = 256 is diffusion only), and the table says so. The same quality numbers for human
+text (held-out paragraphs: the first 6 words as the prompt, the next L tokens of the diffusion
+tokenizer as the continuation) show the judge's scale. Q&A (bench/data/qa.jsonl, cloze questions
+whose answers are in the training text) gives exact match with a 95% Wilson interval for both models
+(`dlm.qa`).
 
-Prints markdown tables (also written beside the JSON as .md) and writes a JSON file ({"machine", "command", "judge", "human", "qa",
-"goal", "records", ...}; each record has family, model, length, steps, threshold, block_length, cache, nfe, wall_seconds,
-first_step_seconds, tokens_per_second, peak_memory_mb, judge_perplexity, distinct_1/2/3, repetition,
-and every continuation under outputs; threshold records have steps null and max_steps L) and a PNG frontier plot (judge perplexity against wall time and against NFE). --quick measures a
-subset (4 prompts, L = 64, steps L/16, L/4, L, threshold 0.9, semi-AR L/4 without and with the cache,
-60 Q&A items) and writes
-*_quick.json / *_quick.png unless --json / --plot say otherwise.
+MAUVE (Pillutla et al. 2021) compares each setting's texts with human text as distributions. The 32
+timing prompts are too few for it, so at --mauve-lengths (default 128) it uses --mauve-prompts
+held-out prompts (default 256; --quick 8), built by the rule that wrote prompts.txt
+(`bench.make_qa.sentence_beginning`: a validation or test paragraph's words up to its first comma),
+each with that paragraph's own continuation cut to the same L tokens as the human side: first the
+timing prompts that begin such a paragraph (their timed outputs are reused), then others spread over
+the splits, which every setting continues untimed. Features: the judge's last hidden state
+mean-pooled over the continuation (`dlm.quality.judge_features`); n/10 k-means buckets; mean and sd
+over --mauve-seeds (5) k-means seeds. It costs up to --mauve-prompts more samples per setting at
+those lengths, and the judge's pass over them.
+
+The goal (`goal_check`), at L = 128: a diffusion setting faster than AR (median wall time) whose judge
+perplexity is at most 1.1 x AR's and whose mean unigram entropy is at least 0.95 x AR's.
+
+Prints markdown tables (also written beside the JSON as .md) and writes a JSON file ({"machine",
+"command", "judge", "human", "mauve", "qa", "goal", "records", ...}; each record has family, model,
+length, steps, threshold, block_length, cache, nfe, wall_seconds, first_step_seconds,
+tokens_per_second, peak_memory_mb, judge_perplexity, entropy, entropy_ci95, entropy_per_sample,
+distinct_1/2/3, repetition, mauve (null where not measured, else mean, std, per_seed, seeds, n_p, n_q,
+num_buckets and its samples under outputs), and every continuation under outputs; threshold records
+have steps null and max_steps L) and a PNG frontier plot (judge perplexity against wall time and NFE,
+entropy and MAUVE against wall time). --quick measures a subset (4 prompts, L = 64, steps L/16, L/4,
+L, threshold 0.9, semi-AR L/4 without and with the cache, 60 Q&A items, MAUVE on 8 prompts: a check
+that it runs, not a measurement) and writes *_quick.json / *_quick.png unless --json / --plot say
+otherwise.
 """
 
 from __future__ import annotations
@@ -62,15 +83,22 @@ from dlm.generation import encode, special_framing  # noqa: E402
 from dlm.loading import LanguageModel, bundled_models  # noqa: E402
 from dlm.qa import family_of, load_qa, run_qa  # noqa: E402
 from dlm.quality import (  # noqa: E402
+    MAUVE_SEEDS,
     Judge,
     PeakMemory,
     distinct_n,
+    judge_features,
     judge_perplexity,
     load_judge,
+    mauve_score,
+    mean_interval,
     repetition_rate,
     smollm2_folder,
+    unigram_entropy,
 )
 from dlm.race import filled_tokens  # noqa: E402
+
+from bench.make_qa import sentence_beginning  # noqa: E402  (the rule that wrote bench/data/prompts.txt)
 
 HERE = Path(__file__).resolve().parent
 FAMILIES = {"diffusion": "masked", "ar": "causal", "continuous": "continuous"}  # family: the model kind it needs
@@ -83,13 +111,17 @@ SEMI_AR_DIVISORS = (8, 4, 2)
 CACHES = (None, "dual")
 CONTINUOUS_STEPS = (16, 32, 64, 128)  # continuous (embedding-space) diffusion: denoising steps, whatever L
 GOAL_LENGTH, GOAL_TOLERANCE = 128, 0.10  # the goal: faster than AR at 128 tokens, judge PPL <= 1.1 x AR's
+GOAL_ENTROPY_RATIO = 0.95  # ... and mean unigram entropy >= 0.95 x AR's (no fluency bought with repetition)
 HUMAN_PROMPT_WORDS = 6  # words of a held-out paragraph that prompt its human continuation
+MAUVE_SPLITS = ("validation", "test")  # held-out splits MAUVE's prompts and human continuations come from
+# mauve_prompts: held-out prompts (and so samples per side) for MAUVE; mauve_lengths None: GOAL_LENGTH if
+# measured, else the shortest length
 FULL = {"prompts": None, "lengths": [64, 128, 256], "divisors": STEP_DIVISORS, "thresholds": THRESHOLDS,
         "semi_ar": SEMI_AR_DIVISORS, "continuous": CONTINUOUS_STEPS, "qa_items": None,
-        "human_texts": 64}  # None: all of them
+        "human_texts": 64, "mauve_prompts": 256}  # None: all of them
 QUICK = {"prompts": 4, "lengths": [64], "divisors": (16, 4, 1), "thresholds": (0.9,), "semi_ar": (4,),
          "continuous": (16, 64),
-         "qa_items": 60, "human_texts": 16}
+         "qa_items": 60, "human_texts": 16, "mauve_prompts": 8}  # quick MAUVE only checks the path runs
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -103,13 +135,16 @@ def read_prompts(path: Path, count: int | None = None) -> list[str]:
     return prompts[:count] if count else prompts
 
 
-def human_paragraphs(path: Path | None) -> list[str]:
-    """Held-out paragraphs, one per line: `path`, or the prose corpus's validation split."""
+def human_paragraphs(path: Path | None, splits: tuple[str, ...] = ("validation",)) -> list[str]:
+    """Held-out paragraphs, one per line: `path`, or the prose corpus's `splits` (in that order)."""
     if path is None:
         from training.corpus import build_prose_corpus
 
-        path = build_prose_corpus() / "validation.txt"
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        corpus = build_prose_corpus()
+        paths = [corpus / f"{split}.txt" for split in splits]
+    else:
+        paths = [path]
+    return [line.strip() for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def human_reference(tokenizer, paragraphs: list[str], length: int, count: int) -> tuple[list[str], list[str]]:
@@ -129,6 +164,50 @@ def human_reference(tokenizer, paragraphs: list[str], length: int, count: int) -
         raise ValueError(f"no held-out paragraph has {length} tokens after its first {HUMAN_PROMPT_WORDS} words")
     pairs = spread(pairs, count)
     return [p for p, _ in pairs], [c for _, c in pairs]
+
+
+def mauve_reference(tokenizer, paragraphs: list[str], length: int, count: int, timed: list[str] = ()) -> dict:
+    """Held-out prompts for MAUVE, each with its real human continuation of `length` tokens.
+
+    A prompt is a paragraph's sentence beginning, the rule that wrote bench/data/prompts.txt
+    (`bench.make_qa.sentence_beginning`: its words up to the first comma, 4..9 plain words), and its
+    continuation is what the paragraph says next (", ..."), cut to the next `length` tokens of
+    `tokenizer` and decoded, exactly as long as a model's continuation. Paragraphs with fewer tokens
+    after their prompt are left out. The timing prompts (`timed`) come first, each continued by the
+    first paragraph it begins (so their timed outputs serve as MAUVE samples too); the rest of the
+    `count` are taken evenly over the other paragraphs (book order, so every book is represented).
+    Where no paragraph has a sentence beginning (a --human file of other text), the human row's
+    rule is used instead: the first HUMAN_PROMPT_WORDS words and the tokens after them
+    (`human_reference`), and no timing prompt is reused.
+
+    Returns {"length", "rule", "prompts", "continuations", "timed" (per prompt: its index among the
+    timing prompts, or None)}; fewer than `count` prompts where the paragraphs have no more.
+    """
+    pairs = []  # (prompt, continuation) of every paragraph long enough, in book order
+    for paragraph in paragraphs:
+        paragraph = " ".join(paragraph.split())
+        prompt = sentence_beginning(paragraph)
+        if prompt is None:
+            continue
+        ids = encode(tokenizer, paragraph[len(prompt) :])
+        if len(ids) >= length:
+            pairs.append((prompt, tokenizer.decode(ids[:length])))
+    if not pairs:
+        prompts, continuations = human_reference(tokenizer, paragraphs, length, count)
+        return {"length": length, "rule": f"first {HUMAN_PROMPT_WORDS} words, the paragraph's next tokens",
+                "prompts": prompts, "continuations": continuations, "timed": [None] * len(prompts)}
+    chosen, used = [], set()  # (pair, timing index), indices into pairs
+    for i, prompt in enumerate(timed):
+        k = next((k for k, (p, _) in enumerate(pairs) if p == prompt and k not in used), None)
+        if k is not None and len(chosen) < count:
+            chosen.append((pairs[k], i))
+            used.add(k)
+    others = [pair for k, pair in enumerate(pairs) if k not in used]
+    if count > len(chosen):
+        chosen += [(pair, None) for pair in spread(others, count - len(chosen))]
+    return {"length": length, "rule": "sentence beginning (bench.make_qa), the paragraph's next tokens",
+            "prompts": [p for (p, _), _ in chosen], "continuations": [c for (_, c), _ in chosen],
+            "timed": [i for _, i in chosen]}
 
 
 def spread(items: list, count: int | None) -> list:
@@ -203,33 +282,69 @@ def timed_run(lm: LanguageModel, prompt: str, config: SamplerConfig, seed: int) 
                 first = time.perf_counter() - start
         wall = time.perf_counter() - start
     trace = generation.trace()
-    text = trace.texts[0]
-    # the continuation exactly as it follows the prompt (its own leading space or punctuation)
-    continuation = text[len(prompt) :] if text.startswith(prompt) else " " + generation.completions()[0]
     return {
         "wall": wall,
         "first_step": first if first is not None else wall,
         "nfe": trace.nfe,
         "tokens": filled_tokens(trace),
-        "continuation": continuation,
+        "continuation": continuation_of(trace, generation, prompt),
         "peak_bytes": memory.peak_bytes,
         "increase_bytes": memory.increase_bytes,
         "memory_method": memory.method,
     }
 
 
+def continuation_of(trace, generation, prompt: str) -> str:
+    """The continuation exactly as it follows the prompt (its own leading space or punctuation)."""
+    text = trace.texts[0]
+    return text[len(prompt) :] if text.startswith(prompt) else " " + generation.completions()[0]
+
+
+def sample_continuations(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0) -> list[str]:
+    """Untimed: prompt i's continuation at one setting, with seed + i."""
+    outputs = []
+    for i, prompt in enumerate(prompts):
+        generation = dlm.stream(lm, prompt, config=config, seed=seed + i)
+        outputs.append(continuation_of(generation.run(), generation, prompt))
+    return outputs
+
+
+def mauve_samples(lm: LanguageModel, reference: dict, config: SamplerConfig, timed_outputs: list[str],
+                  seed: int = 0) -> list[str]:
+    """MAUVE's samples at one setting: for prompt j of `reference`, the timed continuation where it is
+    a timing prompt (`reference["timed"]`), else a new, untimed one with seed + j."""
+    return [timed_outputs[timed] if timed is not None else sample_continuations(lm, [prompt], config, seed + j)[0]
+            for j, (prompt, timed) in enumerate(zip(reference["prompts"], reference["timed"]))]
+
+
 def text_quality(judge: Judge, continuations: list[str], prompts: list[str], batch_size: int) -> dict:
-    """Judge perplexity of continuations given their prompts, distinct-1/2/3 and the repetition rate."""
+    """Judge perplexity of continuations given their prompts, the unigram entropy of each (under the
+    judge's tokenizer; mean and bootstrap 95% interval), distinct-1/2/3 and the repetition rate."""
     scored = judge_perplexity(judge, continuations, contexts=prompts, batch_size=batch_size)
+    entropies = unigram_entropy(continuations, judge.tokenizer)
+    entropy = mean_interval(entropies)
     return {
         "judge_perplexity": scored["perplexity"],
         "judge_nats_per_token": scored["nats_per_token"],
         "judge_tokens": scored["tokens"],
+        "entropy": entropy["mean"],  # nats, mean over samples
+        "entropy_ci95": [entropy["low"], entropy["high"]],
+        "entropy_per_sample": entropies,
         "distinct_1": distinct_n(continuations, 1),
         "distinct_2": distinct_n(continuations, 2),
         "distinct_3": distinct_n(continuations, 3),
         "repetition": repetition_rate(continuations),
     }
+
+
+def add_mauve(record: dict, judge: Judge, reference: dict, reference_features, seeds: int = MAUVE_SEEDS,
+              batch_size: int = 8) -> dict:
+    """Score the record's MAUVE samples (record["mauve"]["outputs"], continuations of reference["prompts"])
+    against the human continuations (their judge features, `reference_features`), in place."""
+    samples = record["mauve"]
+    features = judge_features(judge, samples["outputs"], batch_size, contexts=reference["prompts"])
+    samples.update(mauve_score(features, reference_features, seeds=seeds))
+    return record
 
 
 def continuous_options(lm: LanguageModel):
@@ -330,8 +445,8 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 COLUMNS = ("family", "L", "decoding", "steps", "NFE", "wall s", "first step s", "tokens/s", "peak MB (+run)",
-           "judge PPL", "distinct-1/2/3", "rep-4")
-ALIGN = ("---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---:")
+           "judge PPL", "entropy (95% CI)", "distinct-1/2/3", "rep-4", "MAUVE ± sd")
+ALIGN = ("---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---:", "---:")
 
 
 def _row(cells) -> str:
@@ -340,11 +455,17 @@ def _row(cells) -> str:
 
 def _quality_cells(r: dict) -> list[str]:
     distinct = "/".join(_fmt(r[f"distinct_{n}"]) for n in (1, 2, 3))
-    return [_fmt(r["judge_perplexity"], 1), distinct, _fmt(r["repetition"], 3)]
+    low, high = r["entropy_ci95"]
+    entropy = f"{_fmt(r['entropy'])} ({_fmt(low)}–{_fmt(high)})"
+    mauve = r.get("mauve")
+    score = f"{mauve['mean']:.3f} ± {mauve['std']:.3f}" if mauve and "mean" in mauve else "—"
+    return [_fmt(r["judge_perplexity"], 1), entropy, distinct, _fmt(r["repetition"], 3), score]
 
 
-def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skipped: list[dict]) -> str:
-    """The sweep (by length: every setting, then the human reference) and the Q&A results, as markdown."""
+def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skipped: list[dict],
+                    mauve: list[dict] = ()) -> str:
+    """The sweep (by length: every setting, then the human reference), how MAUVE was measured, and the
+    Q&A results, as markdown."""
     lines = [_row(COLUMNS), _row(ALIGN)]
     for length in sorted({r["length"] for r in records} | {h["length"] for h in human}):
         for r in (r for r in records if r["length"] == length):
@@ -357,7 +478,15 @@ def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skip
             lines.append(_row(["human", str(length), f"held-out text ({h['texts']} texts)", *["—"] * 6,
                                *_quality_cells(h)]))
     for s in skipped:
-        lines.append(_row([s["family"], str(s["length"]), f"skipped: {s['reason']}", *[""] * 9]))
+        lines.append(_row([s["family"], str(s["length"]), f"skipped: {s['reason']}", *[""] * 11]))
+    lines += ["", "Entropy: the unigram entropy of each continuation's token ids under the judge's tokenizer "
+                  "(nats), mean over samples with a bootstrap 95% interval."]
+    for m in mauve:
+        lines.append(f"MAUVE at L={m['length']}: {m['n_p']} samples per setting against {m['n_q']} held-out human "
+                     f"continuations of the same prompts ({m['rule']}; {m['reused_timed_outputs']} of them "
+                     f"the timing prompts, whose timed outputs are reused), judge features (last hidden state, "
+                     f"mean-pooled over the continuation), {m['num_buckets']} k-means buckets, mean ± sd over "
+                     f"{len(m['seeds'])} k-means seeds.")
     if qa:
         lines += ["", _row(["Q&A model", "family", "exact match", "95% CI", "items", "answer tokens"]),
                   _row(["---", "---", "---:", "---", "---:", "---:"])]
@@ -368,9 +497,67 @@ def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skip
     return "\n".join(lines)
 
 
+def _mauve_mean(record: dict) -> float | None:
+    mauve = record.get("mauve")
+    return mauve.get("mean") if mauve else None
+
+
+# the frontier plot's y axes: (label, value of a record or human row (None: not measured), log scale)
+PANEL_METRICS = {
+    "judge_perplexity": ("judge perplexity ({judge}), lower = more fluent", lambda r: r["judge_perplexity"], True),
+    "entropy": ("unigram entropy per sample (nats), higher = more varied", lambda r: r.get("entropy"), False),
+    "mauve": ("MAUVE vs human text (± sd over seeds), higher = closer", _mauve_mean, False),
+}
+
+
+def _plot_panel(ax, records: list[dict], human: list[dict], lengths: list[int], colours: dict, x_key: str,
+                metric: str) -> None:
+    """One panel of the frontier plot: `metric` against `x_key`, one series per length and decoding family."""
+    y_of = PANEL_METRICS[metric][1]
+    for length in lengths:
+        colour = colours[length]
+        rows = [r for r in records if r["length"] == length and y_of(r) is not None and math.isfinite(y_of(r))]
+        series = [  # (records, marker, label, annotation, label offset)
+            ([r for r in rows if r["family"] == "diffusion" and r["threshold"] is None and r.get("block_length") is None],
+             "o-", f"diffusion, L={length}, steps L/16..L", lambda r: str(r["steps"]), (4, 4)),
+            ([r for r in rows if r["threshold"] is not None], "^--", f"diffusion, L={length}, threshold",
+             lambda r: f"τ={r['threshold']}", (4, -10)),
+        ]
+        for cache, marker in ((None, "d-."), ("dual", "s-")):
+            series.append(([r for r in rows if r["family"] == "diffusion" and r.get("block_length") is not None
+                            and r.get("cache") == cache], marker, f"diffusion, L={length}, semi-AR, {cache or 'no'} cache",
+                           lambda r: str(r["steps"]), (4, 4)))
+        series.append(([r for r in rows if r["family"] == "continuous"], "P:",
+                       f"continuous diffusion, L={length}, steps", lambda r: str(r["steps"]), (4, -10)))
+        for group, marker, label, note, offset in series:
+            group = sorted(group, key=lambda r: r[x_key])
+            if not group:
+                continue
+            ax.plot([r[x_key] for r in group], [y_of(r) for r in group], marker, color=colour, label=label,
+                    alpha=0.8 if "semi-AR" in label else 1.0)
+            for r in group:
+                ax.annotate(note(r), (r[x_key], y_of(r)), textcoords="offset points", xytext=offset, fontsize=7,
+                            color=colour)
+            if metric == "mauve":  # its spread over k-means seeds
+                ax.errorbar([r[x_key] for r in group], [y_of(r) for r in group], fmt="none", ecolor=colour,
+                            yerr=[r["mauve"]["std"] for r in group], capsize=2, alpha=0.6)
+        for r in (r for r in rows if r["family"] == "ar"):
+            ax.scatter([r[x_key]], [y_of(r)], marker="*", s=220, color=colour, edgecolors="black", zorder=5,
+                       label=f"autoregressive, L={length}")
+            if metric == "mauve":
+                ax.errorbar([r[x_key]], [y_of(r)], yerr=[r["mauve"]["std"]], fmt="none", ecolor=colour, capsize=2)
+            if metric == "entropy":  # the goal's entropy bar
+                ax.axhline(GOAL_ENTROPY_RATIO * y_of(r), color=colour, linestyle="--", linewidth=0.8,
+                           label=f"{GOAL_ENTROPY_RATIO:g} × AR's entropy, L={length}")
+        for h in (h for h in human if h["length"] == length and metric != "mauve" and y_of(h) is not None):
+            ax.axhline(y_of(h), color=colour, linestyle=":", label=f"human text, L={length}")
+
+
 def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name: str) -> None:
-    """Judge perplexity against wall time and against NFE: one line per length for the diffusion steps
-    sweep (circles) and threshold decoding (triangles), a star for AR, a dotted line for human text."""
+    """Quality against cost: judge perplexity against wall time and against NFE (top), unigram entropy
+    and, where measured, MAUVE against wall time (bottom). One line per length for the diffusion steps
+    sweep (circles), threshold decoding (triangles), semi-AR (diamonds, squares with the cache) and
+    continuous diffusion (plus signs), a star for AR, a dotted line for human text."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,86 +566,85 @@ def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name
 
     lengths = sorted({r["length"] for r in records} | {h["length"] for h in human})
     colours = {length: plt.get_cmap("tab10")(i % 10) for i, length in enumerate(lengths)}
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for ax, x_key, x_label in ((axes[0], "wall_seconds", "wall time per sample (s, median over prompts)"),
-                               (axes[1], "nfe", "NFE (forward passes per sample)")):
-        for length in lengths:
-            colour = colours[length]
-            rows = [r for r in records if r["length"] == length]
-            fixed = (r for r in rows if r["family"] == "diffusion" and r["threshold"] is None
-                     and r.get("block_length") is None)
-            steps = sorted(fixed, key=lambda r: r[x_key])
-            if steps:
-                ax.plot([r[x_key] for r in steps], [r["judge_perplexity"] for r in steps], "o-", color=colour,
-                        label=f"diffusion, L={length}, steps L/16..L")
-                for r in steps:
-                    ax.annotate(str(r["steps"]), (r[x_key], r["judge_perplexity"]), textcoords="offset points",
-                                xytext=(4, 4), fontsize=7, color=colour)
-            thresholds = sorted((r for r in rows if r["threshold"] is not None), key=lambda r: r[x_key])
-            if thresholds:
-                ax.plot([r[x_key] for r in thresholds], [r["judge_perplexity"] for r in thresholds], "^--",
-                        color=colour, label=f"diffusion, L={length}, threshold")
-                for r in thresholds:
-                    ax.annotate(f"τ={r['threshold']}", (r[x_key], r["judge_perplexity"]), textcoords="offset points",
-                                xytext=(4, -10), fontsize=7, color=colour)
-            for cache, marker in ((None, "d-."), ("dual", "s-")):
-                semi = sorted((r for r in rows if r["family"] == "diffusion" and r.get("block_length") is not None
-                               and r.get("cache") == cache), key=lambda r: r[x_key])
-                if semi:
-                    ax.plot([r[x_key] for r in semi], [r["judge_perplexity"] for r in semi], marker, color=colour,
-                            alpha=0.8, label=f"diffusion, L={length}, semi-AR, {cache or 'no'} cache")
-                    for r in semi:
-                        ax.annotate(str(r["steps"]), (r[x_key], r["judge_perplexity"]), textcoords="offset points",
-                                    xytext=(4, 4), fontsize=7, color=colour)
-            continuous = sorted((r for r in rows if r["family"] == "continuous"), key=lambda r: r[x_key])
-            if continuous:
-                ax.plot([r[x_key] for r in continuous], [r["judge_perplexity"] for r in continuous], "P:",
-                        color=colour, label=f"continuous diffusion, L={length}, steps")
-                for r in continuous:
-                    ax.annotate(str(r["steps"]), (r[x_key], r["judge_perplexity"]), textcoords="offset points",
-                                xytext=(4, -10), fontsize=7, color=colour)
-            for r in (r for r in rows if r["family"] == "ar"):
-                ax.scatter([r[x_key]], [r["judge_perplexity"]], marker="*", s=220, color=colour,
-                           edgecolors="black", zorder=5, label=f"autoregressive, L={length}")
-            for h in (h for h in human if h["length"] == length):
-                ax.axhline(h["judge_perplexity"], color=colour, linestyle=":", label=f"human text, L={length}")
+    measured_mauve = any(_mauve_mean(r) is not None for r in records)
+    panels = [("wall_seconds", "judge_perplexity"), ("nfe", "judge_perplexity"), ("wall_seconds", "entropy")]
+    if measured_mauve:
+        panels.append(("wall_seconds", "mauve"))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 10))
+    x_labels = {"wall_seconds": "wall time per sample (s, median over prompts)", "nfe": "NFE (forward passes per sample)"}
+    for ax, (x_key, metric) in zip(axes.flat, panels):
+        _plot_panel(ax, records, human, lengths, colours, x_key, metric)
+        label, _, log_y = PANEL_METRICS[metric]
         ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):  # plain numbers, and minor labels only at 2 and 5 per decade
+        if log_y:
+            ax.set_yscale("log")
+        if metric == "mauve":
+            ax.set_ylim(0, 1.05)  # MAUVE is in [0, 1]
+        axes_to_format = (ax.xaxis, ax.yaxis) if log_y else (ax.xaxis,)
+        for axis in axes_to_format:  # plain numbers, and minor labels only at 2 and 5 per decade
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
-        ax.set_xlabel(x_label)
-        ax.set_ylabel(f"judge perplexity ({judge_name}), lower = more fluent")
+        ax.set_xlabel(x_labels[x_key])
+        ax.set_ylabel(label.format(judge=judge_name))
         ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    if not measured_mauve:
+        axes.flat[3].axis("off")
+        axes.flat[3].text(0.5, 0.5, "MAUVE not measured", ha="center", va="center", transform=axes.flat[3].transAxes)
+    handles, labels = {}, []
+    for ax in axes.flat:  # one legend for all panels, each label once
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    fig.legend([handles[label] for label in labels], labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
     fig.suptitle("AR vs diffusion: quality against cost")
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    rows_of_legend = -(-len(labels) // 4)
+    fig.tight_layout(rect=(0, min(0.3, 0.02 + 0.022 * rows_of_legend), 1, 0.96))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float = GOAL_TOLERANCE) -> dict:
-    """The goal: a diffusion setting faster than AR (median wall time) at `length` tokens whose judge
-    perplexity is at most (1 + tolerance) x AR's. Every setting that meets it, fastest first, with
-    its diversity beside AR's (a low perplexity bought with repetition is no win)."""
-    keys = ("decoding", "steps", "nfe", "wall_seconds", "judge_perplexity", "distinct_2", "repetition")
+def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float = GOAL_TOLERANCE,
+               entropy_ratio: float = GOAL_ENTROPY_RATIO) -> dict:
+    """The goal: a diffusion setting at `length` tokens that is, against AR at that length,
+
+    1. faster: median wall time < AR's;
+    2. as fluent: judge perplexity <= (1 + tolerance) x AR's;
+    3. as varied: mean unigram entropy per sample >= entropy_ratio x AR's (a low perplexity bought
+       with repetition is no win; a missing or NaN entropy fails).
+
+    Every setting that meets all three, fastest first, with its diversity beside AR's; and those that
+    meet 1 and 2 but fail 3 ("failed_entropy"), so the summary can say what the entropy bar ruled out.
+    """
+    keys = ("decoding", "steps", "nfe", "wall_seconds", "judge_perplexity", "entropy", "distinct_2", "repetition")
     ar = next((r for r in records if r["family"] == "ar" and r["length"] == length), None)
-    result = {"length": length, "tolerance": tolerance, "met": None, "ar": None, "settings": []}
+    result = {"length": length, "tolerance": tolerance, "entropy_ratio": entropy_ratio, "met": None, "ar": None,
+              "perplexity_limit": None, "entropy_floor": None, "settings": [], "failed_entropy": []}
     if ar is None:
         result["summary"] = f"Goal at L={length}: not measured (no AR record at this length)."
         return result
     result["ar"] = {k: ar.get(k) for k in keys}
     limit = (1 + tolerance) * ar["judge_perplexity"]
-    meeting = sorted((r for r in records if r["family"] != "ar" and r["length"] == length
-                      and r["wall_seconds"] < ar["wall_seconds"] and r["judge_perplexity"] <= limit),
-                     key=lambda r: r["wall_seconds"])
+    ar_entropy = ar.get("entropy")
+    floor = entropy_ratio * ar_entropy if ar_entropy is not None else float("nan")
+    result["perplexity_limit"], result["entropy_floor"] = limit, floor
+
+    def varied(r: dict) -> bool:
+        entropy = r.get("entropy")
+        return entropy is not None and math.isfinite(entropy) and entropy >= floor  # NaN floor: never
+
+    fast_and_fluent = sorted((r for r in records if r["family"] != "ar" and r["length"] == length
+                              and r["wall_seconds"] < ar["wall_seconds"] and r["judge_perplexity"] <= limit),
+                             key=lambda r: r["wall_seconds"])
+    meeting = [r for r in fast_and_fluent if varied(r)]
     result["met"] = bool(meeting)
     result["settings"] = [{**{k: r.get(k) for k in keys}, "speedup": ar["wall_seconds"] / r["wall_seconds"]}
                           for r in meeting]
-    head = (f"Goal at L={length} (faster than AR's {ar['wall_seconds']:.3f} s with judge PPL <= "
-            f"{limit:.1f}, i.e. AR's {ar['judge_perplexity']:.1f} + {tolerance:.0%}): ")
+    result["failed_entropy"] = [{k: r.get(k) for k in keys} for r in fast_and_fluent if not varied(r)]
+    head = (f"Goal at L={length} (faster than AR's {ar['wall_seconds']:.3f} s, judge PPL <= {limit:.1f} "
+            f"(AR's {ar['judge_perplexity']:.1f} + {tolerance:.0%}), mean unigram entropy >= {floor:.2f} nats "
+            f"({entropy_ratio:g} x AR's {_fmt(ar_entropy)})): ")
     if not meeting:
         result["summary"] = head + "not met by any diffusion setting."
     else:
@@ -466,8 +652,15 @@ def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float 
         result["summary"] = head + (
             f"met by {len(meeting)} setting(s); fastest: {best['decoding']}, {best['steps']} steps, "
             f"{best['wall_seconds']:.3f} s ({ar['wall_seconds'] / best['wall_seconds']:.2f}x AR), judge PPL "
-            f"{best['judge_perplexity']:.1f}, distinct-2 {best['distinct_2']:.2f} vs AR's {ar['distinct_2']:.2f}, "
+            f"{best['judge_perplexity']:.1f}, entropy {best['entropy']:.2f} vs AR's {ar_entropy:.2f} nats, "
+            f"distinct-2 {best['distinct_2']:.2f} vs AR's {ar['distinct_2']:.2f}, "
             f"4-gram repetition {best['repetition']:.3f} vs AR's {ar['repetition']:.3f}.")
+    if result["failed_entropy"]:
+        failed = ", ".join(f"{r['decoding']} {r['steps']} steps: {_fmt(r.get('entropy'))}" for r in result["failed_entropy"])
+        result["summary"] += (f" Entropy condition: it rules out {len(result['failed_entropy'])} faster, fluent-enough "
+                              f"setting(s), below {floor:.2f} nats ({failed}).")
+    elif meeting:
+        result["summary"] += " Entropy condition: every faster, fluent-enough setting meets it."
     return result
 
 
@@ -500,6 +693,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--human", type=Path, help="held-out texts, one per line (default: the prose validation split)")
     parser.add_argument("--human-texts", type=int, help="human reference texts per length (default 64; --quick: 16)")
     parser.add_argument("--lengths", type=int, nargs="+", help="tokens to generate (default 64 128 256; --quick: 64)")
+    parser.add_argument("--mauve-prompts", type=int, help="held-out prompts MAUVE uses, i.e. samples per side and "
+                        "setting (default 256; --quick: 8; 0: no MAUVE); each setting generates this many more samples")
+    parser.add_argument("--mauve-lengths", type=int, nargs="+", help="lengths MAUVE is measured at (default: "
+                        f"{GOAL_LENGTH} if measured, else the shortest)")
+    parser.add_argument("--mauve-seeds", type=int, default=MAUVE_SEEDS, help="k-means seeds MAUVE is averaged over")
     parser.add_argument("--judge", default="smollm2", help="'smollm2' or a causal LM folder / Hub id")
     parser.add_argument("--judge-batch", type=int, default=8, help="texts per judge forward pass")
     parser.add_argument("--seed", type=int, default=0, help="prompt i is sampled with seed + i")
@@ -520,6 +718,14 @@ def main(argv: list[str] | None = None) -> int:
     qa_items = args.qa_items or plan["qa_items"]
     human_texts = args.human_texts or plan["human_texts"]
     lengths = args.lengths or plan["lengths"]
+    mauve_prompts = plan["mauve_prompts"] if args.mauve_prompts is None else args.mauve_prompts
+    mauve_lengths = args.mauve_lengths or [GOAL_LENGTH if GOAL_LENGTH in lengths else min(lengths)]
+    if mauve_prompts < 0 or args.mauve_seeds < 1:
+        parser.error("--mauve-prompts must be >= 0 and --mauve-seeds >= 1")
+    if mauve_prompts and not set(mauve_lengths) <= set(lengths):
+        parser.error(f"--mauve-lengths {mauve_lengths} must be among the measured lengths {lengths}")
+    if not mauve_prompts:
+        mauve_lengths = []
     suffix = "_quick" if args.quick else ""
     json_path = args.json or HERE / "results" / f"ar_vs_diffusion{suffix}.json"
     plot_path = args.plot or HERE / "results" / f"ar_vs_diffusion{suffix}.png"
@@ -527,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = read_prompts(args.prompts, num_prompts)
     qa = spread(load_qa(args.qa), qa_items)  # every source represented
     paragraphs = human_paragraphs(args.human)
+    held_out = human_paragraphs(args.human, MAUVE_SPLITS) if mauve_lengths else []
     continuous = args.continuous or ("default-continuous" if "default-continuous" in bundled_models() else "none")
     sources = {"diffusion": args.diffusion, "ar": args.ar, "continuous": continuous}
     models = []
@@ -539,6 +746,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no model to measure: --families and --continuous none left nothing")
     if args.judge == "smollm2":
         smollm2_folder()  # fail now, not after the sweep, when the judge is not installed
+
+    # MAUVE's held-out prompts and their human continuations, in the first model's tokenizer (as the human row)
+    references = {length: mauve_reference(models[0].tokenizer, held_out, length, mauve_prompts, prompts)
+                  for length in mauve_lengths}
+    for reference in references.values():
+        if len(reference["prompts"]) < mauve_prompts:
+            print(f"MAUVE at L={reference['length']}: only {len(reference['prompts'])} held-out paragraphs have "
+                  f"{reference['length']} tokens after their prompt (asked for {mauve_prompts})", file=sys.stderr)
 
     # Generate first and load the judge afterwards, so that the judge's weights are not resident
     # while generation's peak memory is measured.
@@ -553,8 +768,15 @@ def main(argv: list[str] | None = None) -> int:
                 skipped.append({"family": family, "model": lm.source, "length": length, "reason": reason})
                 print(f"skipping {family} at L={length}: {reason}", file=sys.stderr)
                 continue
+            reference = references.get(length)
+            if reference and (reason := does_not_fit(lm, reference["prompts"], length)):
+                print(f"no MAUVE for {family} at L={length}: its prompts {reason}", file=sys.stderr)
+                reference = None
             for config in sweep_configs(lm, length, divisors, thresholds, semi_ar, plan["continuous"]):
                 record = measure_setting(lm, prompts, config, args.seed)
+                record["mauve"] = None  # not measured at this length
+                if reference:  # untimed samples for MAUVE, scored once the judge is loaded
+                    record["mauve"] = {"outputs": mauve_samples(lm, reference, config, record["outputs"], args.seed)}
                 records.append(record)
                 print(f"L={length} {family} {record['decoding']} steps={record['steps']}: "
                       f"{record['wall_seconds']:.3f} s, NFE {record['nfe']}", file=sys.stderr)
@@ -569,12 +791,23 @@ def main(argv: list[str] | None = None) -> int:
         reference_prompts, reference = human_reference(models[0].tokenizer, paragraphs, length, human_texts)
         human.append({"length": length, "texts": len(reference),
                       **text_quality(judge, reference, reference_prompts, args.judge_batch)})
+    mauve = []  # how MAUVE was measured, per length
+    for length, reference in references.items():
+        print(f"MAUVE at L={length}: featuring {len(reference['prompts'])} human continuations ...", file=sys.stderr)
+        features = judge_features(judge, reference["continuations"], args.judge_batch, contexts=reference["prompts"])
+        scored = [add_mauve(r, judge, reference, features, args.mauve_seeds, args.judge_batch)
+                  for r in records if r["length"] == length and r["mauve"] is not None]
+        if scored:
+            m = scored[0]["mauve"]
+            mauve.append({**reference, "reused_timed_outputs": sum(t is not None for t in reference["timed"]),
+                          "n_p": m["n_p"], "n_q": m["n_q"], "num_buckets": m["num_buckets"],
+                          "seeds": m["seeds"], "features": "judge's last hidden state, mean-pooled over the continuation"})
     elapsed = time.perf_counter() - started
 
     machine = machine_info(models[0].device)
     print(f"\n{len(prompts)} prompts, batch 1, on {machine['device']} ({machine['torch_threads']} threads); "
           f"judge {args.judge}; medians over prompts; peak memory: {records[0]['memory_method'] if records else '-'}\n")
-    print(markdown_tables(records, human, qa_results, skipped))
+    print(markdown_tables(records, human, qa_results, skipped, mauve))
     goal = goal_check(records)
     print("\n" + goal["summary"])
     result = {
@@ -587,6 +820,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "settings": lm.settings.to_dict()} for lm in models},
         "prompts": prompts,
         "human": human,
+        "mauve": mauve,
         "qa": qa_results,
         "skipped": skipped,
         "goal": goal,
@@ -594,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(_json_safe(result), indent=2, ensure_ascii=False), encoding="utf-8")
-    tables = markdown_tables(records, human, qa_results, skipped) + "\n\n" + goal["summary"] + "\n"
+    tables = markdown_tables(records, human, qa_results, skipped, mauve) + "\n\n" + goal["summary"] + "\n"
     json_path.with_suffix(".md").write_text(tables, encoding="utf-8")
     frontier_plot(records, human, plot_path, args.judge)
     print(f"\nwrote {json_path} (and .md) and {plot_path}; elapsed {time.perf_counter() - started:.1f} s")

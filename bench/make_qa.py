@@ -135,20 +135,25 @@ def item_sources(items: list[dict], paragraphs: list[str], source_by_key: dict[s
         item["source"] = found.most_common(1)[0][0] if found else "unknown"
 
 
+def sentence_beginning(paragraph: str) -> str | None:
+    """A paragraph's words up to its first comma, without the comma, when they are 4..9 plain words
+    (no quotes, no sentence end); None otherwise. The paragraph continues right after it (", ...")."""
+    words = []
+    for word in paragraph.split():
+        if not PLAIN_WORD.match(word):
+            break
+        words.append(word)
+        if word.endswith(","):
+            break
+    if 4 <= len(words) <= 9 and words[-1].endswith(","):
+        return " ".join(words).rstrip(",")
+    return None
+
+
 def generation_prompts(paragraphs: list[str], count: int) -> list[str]:
-    """Sentence beginnings for the speed/quality sweep: the words of a paragraph up to its first comma
-    (4..9 plain words, no quotes), taken evenly across the given paragraphs."""
-    prompts = []
-    for paragraph in paragraphs:
-        words = []
-        for word in paragraph.split():
-            if not PLAIN_WORD.match(word):
-                break
-            words.append(word)
-            if word.endswith(","):
-                break
-        if 4 <= len(words) <= 9 and words[-1].endswith(","):
-            prompts.append(" ".join(words).rstrip(","))
+    """Sentence beginnings for the speed/quality sweep (`sentence_beginning`), taken evenly across the
+    given paragraphs."""
+    prompts = [p for p in map(sentence_beginning, paragraphs) if p is not None]
     if len(prompts) < count:
         raise ValueError(f"only {len(prompts)} candidate prompts in the held-out splits; asked for {count}")
     stride = len(prompts) / count

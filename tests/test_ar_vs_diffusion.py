@@ -190,7 +190,8 @@ def test_qa_harness_end_to_end(name, request, tmp_path):
 
 RECORD_FIELDS = {
     "family", "model", "length", "steps", "threshold", "nfe", "wall_seconds", "first_step_seconds",
-    "tokens_per_second", "peak_memory_mb", "judge_perplexity", "distinct_1", "distinct_2", "distinct_3", "repetition",
+    "tokens_per_second", "peak_memory_mb", "judge_perplexity", "entropy", "entropy_ci95", "entropy_per_sample",
+    "distinct_1", "distinct_2", "distinct_3", "repetition", "mauve",
 }
 
 
@@ -203,7 +204,9 @@ def test_bench_quick_on_tiny_models(roberta_dir, gpt2_dir, tmp_path):
     human = tmp_path / "human.txt"
     human.write_text("it is a truth universally acknowledged that a single man in possession of a good fortune\n"
                      "short line\n"
-                     "in the beginning god created the heaven and the earth and the earth was without form\n")
+                     "in the beginning god created the heaven and the earth and the earth was without form\n"
+                     # the one sentence beginning (words to the first comma): a timing prompt, so MAUVE's only prompt
+                     "once upon a time, there was a little girl who lived in a village, and the cat sat on the mat\n")
     out, png = tmp_path / "result.json", tmp_path / "result.png"
     bench = load_bench()
     threads = torch.get_num_threads()
@@ -234,13 +237,26 @@ def test_bench_quick_on_tiny_models(roberta_dir, gpt2_dir, tmp_path):
         assert r["wall_seconds"] > 0 and 0 < r["first_step_seconds"] <= r["wall_seconds"]
         assert r["peak_memory_mb"] > 0 and r["judge_perplexity"] > 1
         assert 0 < r["distinct_1"] <= 1
+        low, high = r["entropy_ci95"]
+        assert len(r["entropy_per_sample"]) == 2 and 0 < low <= r["entropy"] <= high <= math.log(16) + 1e-9
+        # MAUVE at the only length, on the one held-out prompt with its own paragraph's continuation: timing
+        # prompt 1, whose timed output is reused
+        mauve = r["mauve"]
+        assert mauve["n_p"] == mauve["n_q"] == 1 and mauve["outputs"] == [r["outputs"][1]] and mauve["num_buckets"] == 2
+        assert len(mauve["per_seed"]) == 5 and 0 <= mauve["mean"] <= 1 and mauve["std"] >= 0
         # null (NaN) when no output has 4 words: the tiny model's low-confidence picks may glue tokens
         assert r["repetition"] is None or 0 <= r["repetition"] <= 1
     ar = next(r for r in records if r["family"] == "ar")
     assert ar["nfe"] == 16  # one forward per token with the KV cache
     assert next(r for r in plain if r["steps"] == 4)["nfe"] == 4
     assert result["goal"]["length"] == 128 and result["goal"]["met"] is None  # no AR record at 128 tokens
-    assert result["human"][0]["length"] == 16 and result["human"][0]["texts"] == 2  # the short line is skipped
+    assert result["human"][0]["length"] == 16 and result["human"][0]["texts"] == 3  # the short line is skipped
+    assert result["human"][0]["entropy"] > 0
+    [mauve] = result["mauve"]
+    assert mauve["length"] == 16 and mauve["rule"].startswith("sentence beginning")
+    assert mauve["prompts"] == ["once upon a time"] and mauve["timed"] == [1] and mauve["continuations"][0].startswith(",")
+    table = out.with_suffix(".md").read_text()
+    assert "entropy (95% CI)" in table and "MAUVE ± sd" in table and "MAUVE at L=16: 1 samples" in table
     assert [q["family"] for q in result["qa"]] == ["diffusion", "ar"] and all(q["total"] == 2 for q in result["qa"])
     assert result["judge"]["source"] == gpt2_dir
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -267,12 +283,14 @@ def test_bench_settings_and_lengths_that_do_not_fit(roberta, gpt2):
     assert reason is not None and "the model has 128" in reason
 
 
+def goal_record(family, wall, ppl, decoding="d", length=128, entropy=4.0):
+    return {"family": family, "length": length, "decoding": decoding, "steps": 8, "nfe": 8, "wall_seconds": wall,
+            "judge_perplexity": ppl, "entropy": entropy, "distinct_2": 0.8, "repetition": 0.0}
+
+
 def test_goal_check_needs_speed_and_quality():
     bench = load_bench()
-
-    def record(family, wall, ppl, decoding="d", length=128):
-        return {"family": family, "length": length, "decoding": decoding, "steps": 8, "nfe": 8,
-                "wall_seconds": wall, "judge_perplexity": ppl, "distinct_2": 0.8, "repetition": 0.0}
+    record = goal_record
 
     ar = record("ar", 1.0, 100.0)
     assert bench.goal_check([ar, record("diffusion", 2.0, 90.0)])["met"] is False  # slower
@@ -282,6 +300,53 @@ def test_goal_check_needs_speed_and_quality():
     assert goal["met"] is True and [s["decoding"] for s in goal["settings"]] == ["fast", "slow"]
     assert goal["settings"][0]["speedup"] == pytest.approx(2.0) and "fast" in goal["summary"]
     assert bench.goal_check([record("diffusion", 0.5, 50.0)])["met"] is None  # no AR to beat
+
+
+def test_goal_check_needs_entropy_of_at_least_095_ar():
+    bench = load_bench()
+    ar = goal_record("ar", 1.0, 100.0, entropy=4.0)
+    looping = goal_record("diffusion", 0.5, 20.0, "looping", entropy=3.79)  # fast and fluent, but < 0.95 x 4.0 = 3.8
+    goal = bench.goal_check([ar, looping])
+    assert goal["met"] is False and goal["entropy_floor"] == pytest.approx(3.8)
+    assert [s["decoding"] for s in goal["failed_entropy"]] == ["looping"]
+    assert "entropy >= 3.80 nats (0.95 x AR's 4.00)" in goal["summary"] and "rules out 1" in goal["summary"]
+    at_bar = goal_record("diffusion", 0.5, 105.0, "at the bar", entropy=3.8)
+    goal = bench.goal_check([ar, looping, at_bar])
+    assert goal["met"] is True and [s["decoding"] for s in goal["settings"]] == ["at the bar"]
+    assert goal["settings"][0]["entropy"] == 3.8 and goal["failed_entropy"][0]["decoding"] == "looping"
+    for missing in (None, float("nan")):  # an entropy that was not measured cannot pass
+        assert bench.goal_check([ar, goal_record("diffusion", 0.5, 90.0, entropy=missing)])["met"] is False
+    assert bench.goal_check([ar, at_bar], entropy_ratio=0.96)["met"] is False
+
+
+def test_mauve_reference_continues_each_prompt_with_its_own_paragraph(gpt2):
+    bench = load_bench()
+    tok = gpt2.tokenizer
+    paragraphs = [
+        "Once upon a time there was a girl, who lived in a village by the sea and sat on the mat all day long",
+        "It was the best of times, it was the worst of times",  # too short after its prompt for 12 tokens
+        "Call me ishmael. Some years ago",  # no sentence beginning (a sentence ends before any comma)
+        "In the beginning god created the heaven, and the earth was without form and the cat sat on the log",
+        "The quick brown fox jumps, over the lazy dog and the cat sat on the mat and the dog sat on the log",
+    ]
+    reference = bench.mauve_reference(tok, paragraphs, 12, count=10)
+    assert reference["prompts"] == ["Once upon a time there was a girl", "In the beginning god created the heaven",
+                                    "The quick brown fox jumps"]
+    assert reference["rule"].startswith("sentence beginning") and reference["timed"] == [None] * 3
+    for prompt, continuation, i in zip(reference["prompts"], reference["continuations"], (0, 3, 4), strict=True):
+        paragraph = paragraphs[i]
+        assert continuation.startswith(",") and paragraph.startswith(prompt + continuation)
+        assert len(tok(continuation, add_special_tokens=False)["input_ids"]) == 12
+    # timing prompts come first where a paragraph continues them (their timed outputs are reused)
+    timed = ["It was the best of times", "The quick brown fox jumps", "Not in any paragraph"]
+    reference = bench.mauve_reference(tok, paragraphs, 12, count=2, timed=timed)
+    assert reference["prompts"] == ["The quick brown fox jumps", "Once upon a time there was a girl"]
+    assert reference["timed"] == [1, None]
+    assert bench.mauve_reference(tok, paragraphs, 12, count=1, timed=timed)["prompts"] == ["The quick brown fox jumps"]
+    fallback = bench.mauve_reference(tok, ["one two three four five six seven eight nine ten eleven twelve thirteen "
+                                           "fourteen fifteen sixteen seventeen"], 8, count=4)
+    assert fallback["rule"].startswith("first 6 words") and fallback["prompts"] == ["one two three four five six"]
+    assert fallback["timed"] == [None]
 
 
 def test_bench_measures_the_continuous_family(gpt2_dir, tmp_path):

@@ -1,0 +1,189 @@
+"""Tune a masked-diffusion model's recommended decoding on the judge-perplexity / entropy frontier.
+
+    python bench/decoding.py --model runs/diffusion --ar default-ar --length 128 --prompts 48 \\
+        --json bench/results/decoding.json
+
+Every setting in the grid (remasking order x temperature x nucleus x semi-autoregressive blocks, one
+token per step) continues the same held-out prompts; so does the AR model at its own recommended
+settings. Each is scored by the independent judge (SmolLM2-135M): perplexity of the continuations
+given their prompts, and the mean unigram entropy of each continuation (`dlm.quality`), since a low
+perplexity alone rewards loops. A setting is *eligible* when its mean entropy is at least
+--entropy-ratio (0.95) x AR's; the recommendation is the eligible setting with the lowest judge
+perplexity, and the frontier lists the settings no other one beats on both. Apply it with the
+printed `python -m training.card ...` command.
+
+The prompts are the first words of held-out paragraphs (the prose corpus's validation split), with
+every paragraph whose opening is one of the benchmark's prompts (bench/data/prompts.txt) left out, so
+the settings are not tuned on the benchmark that reports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dlm  # noqa: E402
+from bench.ar_vs_diffusion import (  # noqa: E402
+    add_quality, human_paragraphs, human_reference, mauve_reference, read_prompts, sample_continuations,
+)
+from dlm.quality import judge_mauve, load_judge  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ORDERS = ("random", "low_confidence", "margin", "entropy")  # dlm.config.REMASKING
+# (remasking, temperature, top_p, top_k, block_length): MDLM's random order at several temperatures, and
+# confidence orders with sampling (ReMDM / LLaDA style) with and without semi-autoregressive blocks
+GRID = (
+    [("random", t, 0.95, 0, None) for t in (1.0, 0.9, 0.8, 0.7)] + [("random", 1.0, 1.0, 0, None)]
+    + [("low_confidence", t, 0.95, 0, block) for t in (1.0, 0.8) for block in (None, 32)]
+    + [("low_confidence", 1.0, 0.95, 0, 8), ("margin", 0.8, 0.95, 0, 32), ("entropy", 0.9, 0.95, 0, 16)]
+)
+
+
+def tuning_prompts(tokenizer, length: int, count: int, exclude: list[str],
+                   paragraphs_file: Path | None = None) -> tuple[list[str], list[str]]:
+    """(prompts, human continuations) from held-out paragraphs whose opening is not a benchmark prompt."""
+    banned = tuple(p.lower() for p in exclude)
+    paragraphs = [p for p in human_paragraphs(paragraphs_file) if not p.lower().startswith(banned)]
+    return human_reference(tokenizer, paragraphs, length, count)
+
+
+def describe(setting: dict) -> str:
+    top = f"top-p {setting['top_p']:g}" if setting["top_p"] < 1 else (
+        f"top-k {setting['top_k']}" if setting["top_k"] else "full")
+    block = f", blocks of {setting['block_length']}" if setting["block_length"] else ""
+    return f"{setting['remasking']}, T {setting['temperature']:g}, {top}{block}"
+
+
+def frontier(rows: list[dict]) -> list[dict]:
+    """Rows no other row beats on both judge perplexity (lower) and entropy (higher)."""
+    return [r for r in rows if not any(o["judge_perplexity"] <= r["judge_perplexity"] and o["entropy"] >= r["entropy"]
+                                       and o is not r and (o["judge_perplexity"], o["entropy"]) != (r["judge_perplexity"], r["entropy"])
+                                       for o in rows)]
+
+
+def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
+    """The recommended setting and AR on the benchmark's own prompts (judge perplexity, entropy), and
+    MAUVE of each against held-out human continuations of --mauve-prompts other prompts."""
+    prompts = read_prompts(HERE / "data" / "prompts.txt")
+    setting = {k: best[k] for k in ("remasking", "temperature", "top_p", "top_k", "block_length")}
+    configs = {
+        "diffusion": (lm, lm.settings.replace(length=args.length, steps=args.length, allow_eos=False, num_samples=1,
+                                              threshold=None, cache=None, **setting)),
+        "ar": (ar, ar.settings.replace(length=args.length, allow_eos=False, num_samples=1)),
+    }
+    reference = mauve_reference(lm.tokenizer, human_paragraphs(args.paragraphs), args.length, args.mauve_prompts) \
+        if args.mauve_prompts else None
+    report = {"prompts": len(prompts), "setting": setting}
+    print(f"\non the benchmark's {len(prompts)} prompts ({args.length} tokens):\n")
+    print("| model | decoding | judge PPL | entropy (95% CI) | distinct-2 | rep-4 | MAUVE ± sd (n) |")
+    print("|---|---|---:|---|---:|---:|---|")
+    for name, (model, config) in configs.items():
+        row = add_quality({"outputs": sample_continuations(model, prompts, config)}, judge, prompts)
+        if reference:
+            outputs = sample_continuations(model, reference["prompts"], config, seed=1000)
+            row["mauve"] = judge_mauve(judge, outputs, reference["continuations"], contexts=reference["prompts"],
+                                       reference_contexts=reference["prompts"])
+        report[name] = row
+        low, high = row["entropy_ci95"]
+        mauve = row.get("mauve")
+        score = f"{mauve['mean']:.3f} ± {mauve['std']:.3f} ({mauve['n_p']})" if mauve else "—"
+        decoding = describe(setting) if name == "diffusion" else f"T {config.temperature:g}, top-p {config.top_p:g}"
+        print(f"| {model.source} | {decoding} | {row['judge_perplexity']:.1f} | {row['entropy']:.3f} "
+              f"({low:.3f}–{high:.3f}) | {row['distinct_2']:.2f} | {row['repetition']:.3f} | {score} |")
+    diffusion, causal = report["diffusion"], report["ar"]
+    report["ratios"] = {"judge_perplexity": diffusion["judge_perplexity"] / causal["judge_perplexity"],
+                        "entropy": diffusion["entropy"] / causal["entropy"]}
+    print(f"\njudge perplexity {report['ratios']['judge_perplexity']:.2f}x AR's, "
+          f"entropy {report['ratios']['entropy']:.3f}x AR's")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help="masked-diffusion model (bundled name, folder, Hub id)")
+    parser.add_argument("--ar", default="default-ar", help="the AR reference whose entropy sets the bar")
+    parser.add_argument("--length", type=int, default=128, help="tokens per continuation (EOS forbidden)")
+    parser.add_argument("--prompts", type=int, default=48, help="held-out prompts per setting")
+    parser.add_argument("--entropy-ratio", type=float, default=0.95, help="eligible: entropy >= this x AR's")
+    parser.add_argument("--paragraphs", type=Path, help="held-out paragraphs, one per line (default: the prose "
+                                                         "corpus's validation split)")
+    parser.add_argument("--limit", type=int, help="only the first N settings of the grid (a smoke test)")
+    parser.add_argument("--report", action="store_true",
+                        help="then measure the recommended setting and AR on the benchmark's prompts")
+    parser.add_argument("--mauve-prompts", type=int, default=0,
+                        help="with --report: held-out prompts for MAUVE against their human continuations (0: none)")
+    parser.add_argument("--judge", default="smollm2")
+    parser.add_argument("--threads", type=int, help="torch threads (default: all)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm, ar = dlm.load(args.model), dlm.load(args.ar)
+    if lm.kind != "masked":
+        print(f"error: {args.model!r} is a {lm.kind} model; this tunes masked-diffusion decoding", file=sys.stderr)
+        return 2
+    prompts, human = tuning_prompts(lm.tokenizer, args.length, args.prompts, read_prompts(HERE / "data" / "prompts.txt"),
+                                    args.paragraphs)
+    base = lm.settings.replace(length=args.length, steps=args.length, allow_eos=False, num_samples=1, threshold=None,
+                               cache=None)
+    rows = []
+    for remasking, temperature, top_p, top_k, block in GRID[: args.limit]:
+        setting = {"remasking": remasking, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+                   "block_length": block}
+        start = time.perf_counter()
+        outputs = sample_continuations(lm, prompts, base.replace(**setting))
+        rows.append({**setting, "decoding": describe(setting), "outputs": outputs,
+                     "seconds": time.perf_counter() - start})
+        print(f"generated: {describe(setting)} ({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    reference = {"decoding": f"AR, T {ar.settings.temperature:g}, top-p {ar.settings.top_p:g}",
+                 "outputs": sample_continuations(ar, prompts, ar.settings.replace(length=args.length, allow_eos=False,
+                                                                                   num_samples=1))}
+    human_row = {"decoding": "held-out human text", "outputs": human}
+    judge = load_judge(args.judge)
+    for row in [*rows, reference, human_row]:
+        add_quality(row, judge, prompts)
+    bar = args.entropy_ratio * reference["entropy"]
+    for row in rows:
+        row["eligible"] = row["entropy"] >= bar
+    eligible = [r for r in rows if r["eligible"]]
+    best = min(eligible, key=lambda r: r["judge_perplexity"]) if eligible else None
+    on_frontier = frontier(rows)
+
+    print(f"\n{args.model}: {len(prompts)} held-out prompts, {args.length} tokens, one token per step; "
+          f"eligible: entropy >= {args.entropy_ratio:g} x AR's ({bar:.3f} nats)\n")
+    print("| decoding | judge PPL | entropy | distinct-2 | rep-4 | eligible | frontier |")
+    print("|---|---:|---:|---:|---:|:-:|:-:|")
+    for r in sorted(rows, key=lambda r: r["judge_perplexity"]) + [reference, human_row]:
+        flag = ("yes" if r["eligible"] else "no") if "eligible" in r else ""
+        print(f"| {r['decoding']} | {r['judge_perplexity']:.1f} | {r['entropy']:.3f} | {r['distinct_2']:.2f} | "
+              f"{r['repetition']:.3f} | {flag} | {'*' if r in on_frontier else ''} |")
+    if best:
+        command = (f"python -m training.card {args.model} --length {args.length} --steps {args.length} "
+                   f"--remasking {best['remasking']} --temperature {best['temperature']:g} --top-p {best['top_p']:g} "
+                   f"--top-k {best['top_k']}" + (f" --block-length {best['block_length']}" if best["block_length"] else ""))
+        print(f"\nrecommended: {best['decoding']} (judge {best['judge_perplexity']:.1f} vs AR "
+              f"{reference['judge_perplexity']:.1f}; entropy {best['entropy']:.3f} vs AR {reference['entropy']:.3f})\n"
+              f"apply: {command}")
+    else:
+        print("\nno setting reaches the entropy bar")
+    report = measure_on_benchmark(lm, ar, judge, best, args) if args.report and best else None
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "model": args.model, "ar": args.ar, "length": args.length, "prompts": prompts,
+            "entropy_ratio": args.entropy_ratio, "rows": rows, "ar_row": reference, "human": human_row,
+            "recommended": best and {k: best[k] for k in ("remasking", "temperature", "top_p", "top_k", "block_length")},
+            "report": report,
+        }, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""bench/decoding.py: the frontier and the entropy bar, and a real run on tiny models with a tiny judge."""
+
+from __future__ import annotations
+
+import json
+
+from bench import decoding
+from tests.conftest import CORPUS
+
+
+def row(ppl, entropy):
+    return {"judge_perplexity": ppl, "entropy": entropy}
+
+
+def test_frontier_keeps_only_undominated_settings():
+    a, b, c, d = row(50, 3.0), row(40, 2.0), row(60, 2.5), row(50, 3.0)  # c is beaten by a on both
+    kept = decoding.frontier([a, b, c, d])
+    assert c not in kept and b in kept and a in kept and d in kept  # equal points do not beat each other
+
+
+def test_tuning_prompts_leave_out_the_benchmark_prompts(roberta, tmp_path):
+    paragraphs = tmp_path / "held_out.txt"
+    paragraphs.write_text("\n".join(CORPUS[:7]) + "\n")
+    prompts, human = decoding.tuning_prompts(roberta.tokenizer, 4, 10, ["The cat sat on"], paragraphs)
+    assert prompts and len(prompts) == len(human)
+    assert not any(p.lower().startswith("the cat sat on") for p in prompts)
+
+
+def test_a_real_sweep_picks_an_eligible_setting_and_writes_json(roberta_dir, gpt2_dir, tmp_path, capsys):
+    paragraphs = tmp_path / "held_out.txt"
+    paragraphs.write_text("\n".join(CORPUS[:7]) + "\n")
+    out = tmp_path / "decoding.json"
+    code = decoding.main(["--model", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--length", "6",
+                          "--prompts", "3", "--limit", "3", "--paragraphs", str(paragraphs),
+                          "--entropy-ratio", "0", "--report", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert len(result["rows"]) == 3 and all(r["eligible"] for r in result["rows"])  # a bar of 0 admits every setting
+    best = min(result["rows"], key=lambda r: r["judge_perplexity"])
+    assert result["recommended"]["remasking"] == best["remasking"]
+    assert "apply: python -m training.card" in capsys.readouterr().out
+    report = result["report"]  # the recommended setting and AR, again on the benchmark's prompts
+    assert report["setting"] == result["recommended"] and report["prompts"] == len(report["diffusion"]["outputs"])
+    assert report["ratios"]["entropy"] == report["diffusion"]["entropy"] / report["ar"]["entropy"]
+
+
+def test_an_unreachable_entropy_bar_recommends_nothing(roberta_dir, gpt2_dir, tmp_path, capsys):
+    paragraphs = tmp_path / "held_out.txt"
+    paragraphs.write_text("\n".join(CORPUS[:7]) + "\n")
+    code = decoding.main(["--model", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--length", "6",
+                          "--prompts", "3", "--limit", "2", "--paragraphs", str(paragraphs), "--entropy-ratio", "100"])
+    assert code == 0
+    assert "no setting reaches the entropy bar" in capsys.readouterr().out
