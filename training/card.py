@@ -59,8 +59,9 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
             }],
         }],
     }
-    if info.get("base_model"):
-        metadata["base_model"] = info["base_model"]
+    base = info.get("base_model")
+    if base and base.count("/") == 1 and not Path(base).exists():  # the Hub reads it: repo ids, not folders or bundled names
+        metadata["base_model"] = base
     lines = ["---", yaml.safe_dump(metadata, sort_keys=False).rstrip(), "---", "", f"# {title}", ""]
     if kind == "masked":
         lines += [

@@ -103,6 +103,16 @@ def resolve_init(init: str | None) -> str | None:
     return str(BUNDLED_DIR / init) if init in bundled_models() else init
 
 
+def source_name(init: str | None) -> str | None:
+    """How a starting checkpoint is named in records and cards: a bundled model by its name, anything
+    else as given."""
+    from dlm.loading import BUNDLED_DIR
+
+    if init and Path(init).resolve().parent == BUNDLED_DIR.resolve():
+        return Path(init).name
+    return init
+
+
 def prior_tokens(init: str | None) -> int:
     """Training tokens the starting checkpoint had already seen (from its run record; 0 if unknown)."""
     if not init or not Path(init).is_dir():
@@ -117,8 +127,9 @@ def record_start(args, module: str) -> None:
     folder = Path(args.output_dir)
     record = _read_json(folder / RUN_FILE)
     record.setdefault("command", command_line(module))
-    record["base_model"] = getattr(args, "init", None) or getattr(args, "init_from_ar", None)
-    record["start_tokens"] = prior_tokens(record["base_model"])
+    base = getattr(args, "init", None) or getattr(args, "init_from_ar", None)
+    record["base_model"] = source_name(base)
+    record["start_tokens"] = prior_tokens(base)
     (folder / RUN_FILE).write_text(json.dumps(record, indent=2))
 
 
@@ -225,8 +236,8 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "command": command_line(module),
         "data": texts.description,
         "datasets": [args.data] if args.data != "prose" else [],
-        "base_model": base,
-        "init_from_ar": getattr(args, "init_from_ar", None),  # a diffusion model made from this causal LM's weights
+        "base_model": source_name(base),
+        "init_from_ar": source_name(getattr(args, "init_from_ar", None)),  # a diffusion model made from this causal LM's weights
         "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "steps": state.global_step,
         "tokens_seen": state.global_step * tokens_per_step,
