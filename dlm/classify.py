@@ -20,6 +20,15 @@ c_i(top) - c_i(runner-up) (for a causal model, the per-token log-probabilities).
 
 Probabilities are calibrated by temperature scaling (Guo et al. 2017): p = softmax(z / T) with the
 scores z_c = log p(x | c) + log p(c), T fitted on validation texts (`calibration_report`).
+
+A conditional model trained with label dropout (`training.conditional`) also knows p(x): its null
+prompt, scored with the same masks on request (`classify(texts, marginal=True)`). It never enters the
+decision: p(x) is the same for every class, so Bayes' rule (and any score of the form
+log p(x | c) - w log p(x), as in classifier-free guidance) ranks the classes exactly as without it.
+What it adds is the pointwise mutual information PMI(x; c) = log p(x | c) - log p(x) = log p(c | x)
+- log p(c) (`Prediction.pmi`): how much better the text is explained with the label than without
+one, on the same masks. Low PMI for every class says that no label explains the text, which the
+posterior, normalised over the classes, cannot say.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import torch
 from dlm.generation import encode, special_framing, token_pieces
 from dlm.loading import BUNDLED_DIR, LanguageModel, ModelNotFoundError
 from dlm.masking import mask_by_count, stratified_counts
+from dlm.shifted import canvas_logits
 
 MAX_TOKENS = 128  # texts are cut to this many tokens before scoring (cost grows with length)
 CONFIG_FILE = "classifier.json"
@@ -56,6 +66,14 @@ class Prediction:
     nfe: int  # sequences the network scored for this text (forward passes at batch 1)
     logits: dict[str, float] = field(default_factory=dict)  # untempered scores z_c: log p(x | c) + log p(c)
     stderr: float = 0.0  # Monte-Carlo standard error of z_top - z_runner_up (0 when exact)
+    log_marginal: float | None = None  # nats: log p(text) under the null prompt, same masks; None unless asked
+
+    @property
+    def pmi(self) -> dict[str, float]:
+        """log p(text | class) - log p(text) per class (needs `classify(..., marginal=True)`)."""
+        if self.log_marginal is None:
+            raise ValueError("no log p(text): classify with marginal=True, with a model trained with label dropout")
+        return {c: ll - self.log_marginal for c, ll in self.log_likelihoods.items()}
 
 
 class Classifier(Protocol):
@@ -68,6 +86,17 @@ class Classifier(Protocol):
 
 
 # ---- the generative classifier -----------------------------------------------------------------------
+
+
+def framing(tokenizer, kind: str) -> tuple[list[int], list[int]]:
+    """The tokens around `prompt + text` in every scored row, and in every row a conditional model is
+    trained on (`training.conditional`): a masked model's special framing (<s> ... </s>, [CLS] ... [SEP]),
+    a causal model's start token (BOS, else CLS, else EOS, as `LanguageModel.bos_id`) and nothing after."""
+    if kind != "causal":
+        return special_framing(tokenizer)
+    candidates = (tokenizer.bos_token_id, tokenizer.cls_token_id, tokenizer.eos_token_id)
+    start = next((t for t in candidates if t is not None), None)
+    return ([start] if start is not None else []), []
 
 
 @dataclass
@@ -85,6 +114,7 @@ class GenerativeClassifier:
     margin: float = 3.0  # stop once the top class leads by this many standard errors
     batch_size: int = 64  # sequences per forward pass
     seed: int = 0  # the masks' randomness: the same text always gets the same scores
+    null_prompt: str | None = None  # the unconditional prompt of a model trained with label dropout ("" = none)
 
     def __post_init__(self) -> None:
         self.labels = tuple(self.labels)
@@ -111,11 +141,23 @@ class GenerativeClassifier:
         if self.round_samples < 2 or self.max_samples < self.round_samples:
             raise ValueError("need round_samples >= 2 and max_samples >= round_samples")
         self._contexts = [encode(lm.tokenizer, p) for lm, p in zip(self.models, self.prompts)]
+        self._null_context = encode(self.models[0].tokenizer, self.null_prompt) if self.null_prompt is not None else None
         if self.kind == "causal" and any(lm.bos_id is None for lm in self.models) and not all(self._contexts):
             raise ValueError("this causal model has no BOS token, so every label needs a non-empty prompt")
+        if self._null_context is not None:
+            if any(lm is not self.models[0] for lm in self.models):
+                raise ValueError("a null prompt needs one model for every class (the conditional design)")
+            if self.kind == "causal" and self.models[0].bos_id is None and not self._null_context:
+                raise ValueError("this causal model has no BOS token, so the null prompt must not be empty")
 
-    def classify(self, texts: Sequence[str]) -> list[Prediction]:
-        """One prediction per text; texts are scored together, batched across texts and classes."""
+    def classify(self, texts: Sequence[str], *, marginal: bool = False) -> list[Prediction]:
+        """One prediction per text; texts are scored together, batched across texts and classes.
+
+        marginal: also score log p(text) under the null prompt, with the same masks (one more
+        sequence per mask sample; it does not change the decision)."""
+        if marginal and self._null_context is None:
+            raise ValueError("this classifier has no null prompt, so it cannot score p(text): train a conditional "
+                             "classifier with --label-dropout > 0")
         tokenizer = self.models[0].tokenizer
         targets, truncated = [], []
         limit = min(self.max_tokens, self._room())
@@ -130,20 +172,24 @@ class GenerativeClassifier:
             truncated.append(len(ids) > limit)
             targets.append(ids[:limit])
         if self.kind == "causal":
-            per_token = [self._causal_terms(c, targets) for c in range(len(self.labels))]  # [class][text] (L,)
+            per_token = [self._causal_terms(self.models[c], self._contexts[c], targets)
+                         for c in range(len(self.labels))]  # [class][text] (L,)
             estimates = [[t.sum().reshape(1) for t in per_token[c]] for c in range(len(self.labels))]
+            null = self._causal_terms(self.models[0], self._null_context, targets) if marginal else None
             return [self._predict(targets[i], truncated[i], [per_token[c][i] for c in range(len(self.labels))],
-                                  [estimates[c][i] for c in range(len(self.labels))], exact=True)
+                                  [estimates[c][i] for c in range(len(self.labels))], exact=True,
+                                  marginal=None if null is None else null[i].sum().reshape(1))
                     for i in range(len(targets))]
-        return self._classify_masked(targets, truncated)
+        return self._classify_masked(targets, truncated, marginal)
 
     # -- masked models: Monte-Carlo ELBO with common random numbers and adaptive stopping
 
-    def _classify_masked(self, targets: list[list[int]], truncated: list[bool]) -> list[Prediction]:
+    def _classify_masked(self, targets: list[list[int]], truncated: list[bool], marginal: bool = False) -> list[Prediction]:
         num_classes = len(self.labels)
         generators = [torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(repr(t).encode())) for t in targets]
         token_sums = [torch.zeros(num_classes, len(t), dtype=torch.float64) for t in targets]  # sum over samples
         estimates: list[list[list[torch.Tensor]]] = [[[] for _ in range(num_classes)] for _ in targets]
+        null_estimates: list[list[torch.Tensor]] = [[] for _ in targets]  # log p(x) under the null prompt
         active = list(range(len(targets)))
         while active:
             masks = {}
@@ -152,10 +198,14 @@ class GenerativeClassifier:
                 counts = stratified_counts(self.round_samples, length, generators[i])
                 masks[i] = mask_by_count(torch.ones(self.round_samples, length, dtype=torch.bool), counts, generators[i])
             for c in range(num_classes):
-                terms = self._masked_terms(c, {i: targets[i] for i in active}, masks)  # i -> (n, L)
-                for i, t in terms.items():
+                terms = self._masked_terms(self.models[c], self._contexts[c], {i: targets[i] for i in active}, masks)
+                for i, t in terms.items():  # (n, L)
                     token_sums[i][c] += t.sum(dim=0)
                     estimates[i][c].append(t.sum(dim=1))
+            if marginal:  # the same masks again, under the null prompt
+                terms = self._masked_terms(self.models[0], self._null_context, {i: targets[i] for i in active}, masks)
+                for i, t in terms.items():
+                    null_estimates[i].append(t.sum(dim=1))
             still = []
             for i in active:
                 samples = torch.stack([torch.cat(e) for e in estimates[i]])  # (C, n)
@@ -166,7 +216,8 @@ class GenerativeClassifier:
         for i, target in enumerate(targets):
             samples = [torch.cat(e) for e in estimates[i]]
             n = len(samples[0])
-            predictions.append(self._predict(target, truncated[i], list(token_sums[i] / n), samples, exact=False))
+            predictions.append(self._predict(target, truncated[i], list(token_sums[i] / n), samples, exact=False,
+                                             marginal=torch.cat(null_estimates[i]) if marginal else None))
         return predictions
 
     def _settled(self, samples: torch.Tensor) -> bool:
@@ -179,11 +230,11 @@ class GenerativeClassifier:
         stderr = float((samples[top] - samples[second]).std() / math.sqrt(n))
         return stderr == 0.0 or float(scores[top] - scores[second]) > self.margin * stderr
 
-    def _masked_terms(self, c: int, targets: dict[int, list[int]], masks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-        """Per text: (n, L) float64 terms L / l_j * m_ij * log p(x_i | prompt_c, x masked by m_j)."""
-        lm = self.models[c]
-        prefix, suffix = special_framing(lm.tokenizer)
-        start = len(prefix) + len(self._contexts[c])
+    def _masked_terms(self, lm: LanguageModel, context: list[int], targets: dict[int, list[int]],
+                      masks: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Per text: (n, L) float64 terms L / l_j * m_ij * log p(x_i | context, x masked by m_j)."""
+        prefix, suffix = framing(lm.tokenizer, lm.kind)
+        start = len(prefix) + len(context)
         rows = []  # (text, row of its masks)
         for i, m in masks.items():
             rows += [(i, j) for j in range(m.shape[0])]
@@ -197,13 +248,13 @@ class GenerativeClassifier:
             masked = torch.zeros(len(batch), width, dtype=torch.bool)
             attention = torch.zeros(len(batch), width, dtype=torch.long)
             for b, (i, j) in enumerate(batch):
-                seq = prefix + self._contexts[c] + targets[i] + suffix
+                seq = prefix + context + targets[i] + suffix
                 clean[b, : len(seq)] = torch.tensor(seq)
                 attention[b, : len(seq)] = 1
                 masked[b, start : start + len(targets[i])] = masks[i][j]
             noisy = clean.masked_fill(masked, lm.mask_id).to(lm.device)
             with torch.inference_mode():
-                logits = lm.model(input_ids=noisy, attention_mask=attention.to(lm.device)).logits
+                logits = canvas_logits(lm.model, noisy, attention.to(lm.device))
                 picked = logits[masked.to(lm.device)].float()  # (M, V): only where a token is masked
                 logp = torch.log_softmax(picked, dim=-1).gather(-1, clean[masked].to(lm.device).unsqueeze(-1)).squeeze(-1)
             logp = logp.double().cpu()
@@ -217,10 +268,9 @@ class GenerativeClassifier:
 
     # -- causal models: exact
 
-    def _causal_terms(self, c: int, targets: list[list[int]]) -> list[torch.Tensor]:
-        """Per text: (L,) float64 exact log p(x_i | BOS, prompt_c, x_<i)."""
-        lm = self.models[c]
-        prefix = ([lm.bos_id] if lm.bos_id is not None else []) + self._contexts[c]
+    def _causal_terms(self, lm: LanguageModel, context: list[int], targets: list[list[int]]) -> list[torch.Tensor]:
+        """Per text: (L,) float64 exact log p(x_i | BOS, context, x_<i)."""
+        prefix = framing(lm.tokenizer, lm.kind)[0] + context
         pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
         out: list[torch.Tensor | None] = [None] * len(targets)
         order = sorted(range(len(targets)), key=lambda i: len(targets[i]))
@@ -244,7 +294,7 @@ class GenerativeClassifier:
 
     # -- the decision
 
-    def _predict(self, target, truncated, per_token, samples, *, exact) -> Prediction:
+    def _predict(self, target, truncated, per_token, samples, *, exact, marginal=None) -> Prediction:
         log_priors = [math.log(p) for p in self.priors]
         likelihoods = [float(s.mean()) for s in samples]
         scores = [ll + lp for ll, lp in zip(likelihoods, log_priors)]
@@ -261,20 +311,22 @@ class GenerativeClassifier:
             tokens=token_pieces(self.models[0].tokenizer, target),
             contributions=(per_token[top] - per_token[second]).tolist(),
             truncated=truncated,
-            nfe=len(self.labels) * n,
+            nfe=(len(self.labels) + (marginal is not None)) * n,
             logits=dict(zip(self.labels, scores)),
             stderr=stderr,
+            log_marginal=None if marginal is None else float(marginal.mean()),
         )
 
     def _room(self) -> int:
         """Tokens left for the text after the longest prompt and the framing specials."""
         room = self.max_tokens
-        for lm, context in zip(self.models, self._contexts):
+        contexts = list(zip(self.models, self._contexts))
+        if self._null_context is not None:
+            contexts.append((self.models[0], self._null_context))
+        for lm, context in contexts:
             if lm.max_positions is None:
                 continue
-            prefix, suffix = special_framing(lm.tokenizer)
-            if self.kind == "causal":
-                prefix, suffix = ([lm.bos_id] if lm.bos_id is not None else []), []
+            prefix, suffix = framing(lm.tokenizer, lm.kind)
             room = min(room, lm.max_positions - len(prefix) - len(suffix) - len(context))
         return room
 
@@ -402,6 +454,8 @@ def load_classifier(source: str | Path, *, device: str | torch.device | None = N
     elif design == "conditional":
         lm = load(str(folder / spec["models"]["*"]), device=device, trust_remote_code=trust_remote_code)
         models = [lm] * len(labels)
+        # trained with label dropout (older folders have no null prompt)
+        common["null_prompt"] = spec.get("null_prompt") if spec.get("label_dropout", 0) > 0 else None
     else:
         raise ValueError(f"{source!r}: unknown classifier design {design!r}")
     settings = {**spec.get("scoring", {}), **common, **options}

@@ -96,9 +96,14 @@ def test_the_other_designs_train_and_separate_the_kinds(design, init, kinds, req
     clf = load_classifier(str(folder))
     spec = json.loads((folder / "classifier.json").read_text())
     assert spec["design"] == design
+    held_out = kinds[1]
     if design == "conditional":
         assert spec["prompts"] == ["animal:", "scripture:"] and clf.models[0] is clf.models[1]
-    held_out = kinds[1]
+        # label dropout: recorded, and the same model scores p(text) under the null prompt
+        assert (spec["null_prompt"], spec["label_dropout"], spec["bayes_weight"]) == ("", 0.1, 1.0)
+        assert clf.null_prompt == "" and "eval_label_accuracy" in spec["training"]["models"]["*"]
+        [p] = clf.classify([held_out[0][0]], marginal=True)
+        assert math.isfinite(p.log_marginal) and p.log_marginal < 0
     predictions = clf.classify([t for t, _ in held_out])
     assert evaluate([p.label for p in predictions], [y for _, y in held_out], list(clf.labels)).accuracy >= 0.9
     assert all(len(p.contributions) == len(p.tokens) for p in predictions)

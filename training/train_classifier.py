@@ -2,7 +2,8 @@
 
     # one diffusion model per class, each fine-tuned from the bundled model on its class's texts
     python -m training.train_classifier --design per-class --init default --output-dir runs/clf-per-class
-    # one diffusion model conditioned on a verbalised label prompt ("positive:") that is never masked
+    # one diffusion model conditioned on a verbalised label prompt ("positive:") that is never masked,
+    # the prompt dropped for 10% of the pieces (so it also scores p(text)), trained with Bayes' rule as well
     python -m training.train_classifier --design conditional --init default --output-dir runs/clf-conditional
     # the same with the matched AR model: an AR generative classifier
     python -m training.train_classifier --design conditional --init default-ar --output-dir runs/clf-ar
@@ -12,8 +13,8 @@
 Data: `--data reviews` (the offline movie reviews, split by the project's rule), or a .csv / .jsonl
 file or folder, or a Hub dataset, with a text and a label column. Every text is cut into pieces of at
 most --max-tokens tokens that keep its label, so long reviews are used whole. The output folder holds
-`classifier.json` (design, labels, priors, prompts, calibration) and one model folder per class (or
-one model); `dlm.classify.load_classifier(FOLDER)` turns it into a classifier, and the temperature
+`classifier.json` (design, labels, priors, prompts, null prompt, calibration) and one model folder per
+class (or one model); `dlm.classify.load_classifier(FOLDER)` turns it into a classifier, and the temperature
 that calibrates it is fitted on the validation split at the end. --resume continues an interrupted
 run (finished class models are kept).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 import time
 from argparse import Namespace
@@ -50,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--hub-config", help="configuration name of a Hub dataset")
     data.add_argument("--max-tokens", type=int, default=128, help="tokens per training piece and per scored text")
     data.add_argument("--prompt-template", default="{label}:", help="conditional design: the label prompt")
+    data.add_argument("--null-prompt", default="",
+                      help="conditional design: the prompt of the unconditional model p(text) ('' = the framing alone)")
+    data.add_argument("--label-dropout", type=float, default=0.1,
+                      help="conditional design: share of pieces trained under the null prompt instead of their label's")
+    data.add_argument("--bayes-weight", type=float, default=1.0,
+                      help="conditional design: weight of the Bayes'-rule cross-entropy over every label's score of a "
+                           "piece (0 = maximum likelihood alone)")
+    data.add_argument("--contrast-min-rate", type=float, default=0.0,
+                      help="conditional design with --bayes-weight > 0: mask labelled pieces at rates in [this, 1] only, "
+                           "where the label decides (default 0: all rates)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=float, default=1.0, help="passes over the training pieces (per class model)")
     opt.add_argument("--max-steps", type=int, help="optimiser steps (overrides --epochs)")
@@ -139,8 +151,9 @@ def pieces(tokenizer, text: str, max_tokens: int, min_tokens: int = 8) -> list[l
     return [p for p in out if len(p) >= min_tokens] or out[:1]
 
 
-def examples(tokenizer, rows, labels, design: str, kind: str, max_tokens: int, prompts: dict[str, list[int]]) -> list[dict]:
-    """Training examples: the framing and (conditional) the label prompt stay clean; the piece is learned."""
+def examples(tokenizer, rows, labels, design: str, kind: str, max_tokens: int) -> list[dict]:
+    """Training examples: the framing stays clean and the piece is learned. The conditional design's
+    examples are bare pieces: `training.conditional.ConditionalCollator` adds framing and prompt."""
     from dlm.generation import special_framing
 
     if kind == "causal":
@@ -149,15 +162,33 @@ def examples(tokenizer, rows, labels, design: str, kind: str, max_tokens: int, p
         prefix, suffix = special_framing(tokenizer)
     out = []
     for text, label in rows:
-        context = prompts.get(label, []) if design == "conditional" else []
         for piece in pieces(tokenizer, text, max_tokens):
-            ids = prefix + context + piece + suffix
+            if design == "conditional":
+                out.append({"piece": piece, "length": len(piece), "label": labels.index(label)})
+                continue
+            ids = prefix + piece + suffix
             example = {"input_ids": ids, "length": len(ids), "label": labels.index(label)}
             if design != "discriminative":
-                example["clean_prefix"] = len(prefix) + len(context)
+                example["clean_prefix"] = len(prefix)
                 example["clean_suffix"] = len(suffix) if kind == "masked" else 0
             out.append(example)
     return out
+
+
+def conditional_collator(tokenizer, kind: str, prompts: list[list[int]], null_prompt: list[int], args,
+                         seed: int | None = None, label_dropout: float | None = None):
+    """The batch of the conditional design, framed exactly as `dlm.classify` scores a text (`framing`):
+    a masked model's rows are [framing] prompt piece [framing], a causal model's BOS prompt piece."""
+    from dlm.classify import framing
+    from training.conditional import ConditionalCollator
+
+    prefix, suffix = framing(tokenizer, kind)
+    mask_id = tokenizer.mask_token_id if kind != "causal" else None
+    return ConditionalCollator(prompts, null_prompt, prefix, suffix, tokenizer.pad_token_id, mask_id,
+                               label_dropout=args.label_dropout if label_dropout is None else label_dropout,
+                               contrast=args.bayes_weight > 0 or seed is not None,
+                               contrast_min_rate=args.contrast_min_rate if args.bayes_weight > 0 else 0.0,
+                               weighting=args.weighting, seed=seed)
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -201,7 +232,12 @@ def run(args) -> Path:
     if len(labels) < 2:
         raise DataError(f"the training split has {len(labels)} label(s) {labels}; a classifier needs at least two")
     counts = [sum(label == c for _, label in splits["train"]) for c in labels]
-    prompts = {c: tokenizer(args.prompt_template.format(label=c), add_special_tokens=False)["input_ids"] for c in labels}
+    if not 0 <= args.label_dropout <= 1:
+        raise DataError(f"--label-dropout must be in [0, 1], got {args.label_dropout}")
+    if args.bayes_weight < 0:
+        raise DataError(f"--bayes-weight must be >= 0, got {args.bayes_weight}")
+    if not 0 <= args.contrast_min_rate <= 1:
+        raise DataError(f"--contrast-min-rate must be in [0, 1], got {args.contrast_min_rate}")
     spec = {
         "format": 1,
         "design": args.design,
@@ -209,6 +245,9 @@ def run(args) -> Path:
         "labels": labels,
         "priors": [n / sum(counts) for n in counts],
         "prompts": [args.prompt_template.format(label=c) for c in labels] if args.design == "conditional" else None,
+        # conditional design: the unconditional prompt (scores p(text)), and how the model was trained
+        **({"null_prompt": args.null_prompt, "label_dropout": args.label_dropout, "bayes_weight": args.bayes_weight,
+            "contrast_min_rate": args.contrast_min_rate} if args.design == "conditional" else {}),
         "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
         "max_tokens": args.max_tokens,
         "temperature": 1.0,
@@ -228,15 +267,16 @@ def run(args) -> Path:
             print(f"{target} is already trained; keeping it")
             results[key] = json.loads((target / "dlm_train.json").read_text()) if (target / "dlm_train.json").is_file() else {}
             continue
-        train = datasets.Dataset.from_list(examples(tokenizer, train_rows, labels, args.design, kind, args.max_tokens, prompts))
-        validation = examples(tokenizer, val_rows, labels, args.design, kind, args.max_tokens, prompts)
+        train = datasets.Dataset.from_list(examples(tokenizer, train_rows, labels, args.design, kind, args.max_tokens))
+        validation = examples(tokenizer, val_rows, labels, args.design, kind, args.max_tokens)
+        random.Random(args.seed).shuffle(validation)  # the files are ordered by source: sample all of them
         validation = datasets.Dataset.from_list(validation[: args.eval_pieces] if args.eval_pieces else validation)
         steps = args.max_steps or max(1, math.ceil(args.epochs * len(train) / (args.batch_size * args.grad_accum)))
         print(f"training {args.design} model {key!r}: {len(train):,} pieces from {len(train_rows):,} texts, {steps} steps")
         start = init
         if args.design == "per-class" and (Path(init) / CONFIG_FILE).is_file():  # continue a per-class classifier
             start = str(Path(init) / json.loads((Path(init) / CONFIG_FILE).read_text())["models"][key])
-        results[key] = train_one(args, start, tokenizer, kind, len(labels), labels, train, validation, target, steps)
+        results[key] = train_one(args, start, tokenizer, kind, labels, spec, train, validation, target, steps)
     seconds = time.perf_counter() - started
     spec["training"].setdefault("sessions", []).append({"seconds": seconds, "hardware": common.hardware()})
     spec["training"]["wall_seconds"] = sum(s["seconds"] for s in spec["training"]["sessions"])
@@ -257,14 +297,17 @@ def run(args) -> Path:
     return folder
 
 
-def train_one(args, init, tokenizer, kind, num_labels, labels, train, validation, target: Path, steps: int) -> dict:
+def train_one(args, init, tokenizer, kind, labels, spec, train, validation, target: Path, steps: int) -> dict:
     """Fine-tune one model into `target` (resuming its checkpoints), saved in --save-dtype."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification, Trainer
 
+    from dlm.generation import encode
     from training.collator import CausalCollator, DiffusionCollator, LabelCollator
+    from training.conditional import ConditionalTrainer
     from training.trainers import CausalTrainer, DiffusionTrainer
 
+    num_labels = len(labels)
     target.mkdir(parents=True, exist_ok=True)
     resume_from = common.prepare_output_dir(target, resume=True, overwrite=False)
     run_args = Namespace(**{**vars(args), "output_dir": str(target), "max_steps": steps})
@@ -277,6 +320,16 @@ def train_one(args, init, tokenizer, kind, num_labels, labels, train, validation
             model.config.pad_token_id = tokenizer.pad_token_id
         trainer = Trainer(model=model, args=training_args, data_collator=LabelCollator(tokenizer.pad_token_id),
                                         train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
+    elif args.design == "conditional":
+        model = (AutoModelForCausalLM if kind == "causal" else AutoModelForMaskedLM).from_pretrained(init, **load)
+        prompts = [encode(tokenizer, p) for p in spec["prompts"]]
+        null_prompt = encode(tokenizer, spec["null_prompt"])
+        collator = conditional_collator(tokenizer, kind, prompts, null_prompt, args)
+        eval_collator = conditional_collator(tokenizer, kind, prompts, null_prompt, args, seed=1234, label_dropout=0.0)
+        trainer = ConditionalTrainer(model=model, args=training_args, data_collator=collator, train_dataset=train,
+                                     eval_dataset=validation, processing_class=tokenizer, eval_collator=eval_collator,
+                                     log_priors=[math.log(p) for p in spec["priors"]], bayes_weight=args.bayes_weight,
+                                     causal=kind == "causal")
     elif kind == "causal":
         model = AutoModelForCausalLM.from_pretrained(init, **load)
         trainer = CausalTrainer(model=model, args=training_args, data_collator=CausalCollator(tokenizer.pad_token_id),
@@ -298,14 +351,14 @@ def train_one(args, init, tokenizer, kind, num_labels, labels, train, validation
         shutil.rmtree(checkpoint)
     info = {"steps": trainer.state.global_step, "pieces": len(train), "seconds": result.metrics["train_runtime"],
             "eval_loss": metrics.get("eval_loss"), "parameters": sum(p.numel() for p in model.parameters())}
+    if "eval_label_accuracy" in metrics:  # conditional design: the one-sample Bayes decision on held-out pieces
+        info["eval_label_accuracy"] = metrics["eval_label_accuracy"]
     (target / "dlm_train.json").write_text(json.dumps(info, indent=2))
     return info
 
 
 def calibrate_folder(folder: Path, validation_rows, limit: int, seed: int = 0) -> None:
     """Fit the softmax temperature on validation texts; record accuracy and ECE before and after."""
-    import random
-
     from dlm.classify import calibration_report, load_classifier
 
     rows = list(validation_rows)
@@ -329,6 +382,10 @@ def write_card(folder: Path) -> None:
         "Load it with `dlm.classify.load_classifier(FOLDER_OR_REPO)` or `python -m dlm classify --model FOLDER_OR_REPO`.", "",
         f"- labels: {', '.join(spec['labels'])}; priors {', '.join(f'{p:.3f}' for p in spec['priors'])}",
         f"- data: {spec['training']['data']}",
+        *([f"- conditional: prompts {', '.join(repr(p) for p in spec['prompts'])}, never masked; label dropout "
+           f"{spec['label_dropout']} (null prompt {spec['null_prompt']!r}: the same model scores p(text)); "
+           f"Bayes'-rule weight {spec['bayes_weight']} on pieces masked at rates >= {spec['contrast_min_rate']}"]
+          if "label_dropout" in spec else []),
         *[f"- continued from: `{t['command']}`" for t in _earlier(spec["training"])],
         f"- command: `{spec['training']['command']}`",
         f"- training: {spec['training']['wall_seconds'] / 60:.1f} min in all on {spec['training']['hardware']}",
