@@ -221,6 +221,14 @@ def load_judge(
     return Judge(model, tokenizer, source, str(path), start_id)
 
 
+def _check_batch(texts: list[str], contexts: list[str] | None, batch_size: int) -> None:
+    """The judge's arguments: one context per text (if any), a positive batch size."""
+    if contexts is not None and len(contexts) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(contexts)} contexts")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
 def judge_perplexity(
     judge: Judge, texts: list[str], batch_size: int = 8, *, contexts: list[str] | None = None
 ) -> dict:
@@ -237,10 +245,7 @@ def judge_perplexity(
     Returns {"perplexity", "nats_per_token", "tokens" (scored, in total), "texts" (scored),
     "empty" (skipped), "nll" (per text, nats, None if skipped), "num_tokens" (per text)}.
     """
-    if contexts is not None and len(contexts) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(contexts)} contexts")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_batch(texts, contexts, batch_size)
     tokenizer = judge.tokenizer
     start = [judge.start_id] if judge.start_id is not None else []
     rows: list[tuple[int, list[int], int]] = []  # (text index, ids, scored tokens at the end)
@@ -307,10 +312,7 @@ def judge_features(
     describe the truncation more than the text; the mean is a steadier summary of the whole of it.
     Blank texts have no feature: they raise ValueError.
     """
-    if contexts is not None and len(contexts) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(contexts)} contexts")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_batch(texts, contexts, batch_size)
     tokenizer = judge.tokenizer
     start = [judge.start_id] if judge.start_id is not None else []
     rows: list[tuple[list[int], int]] = []  # (ids, text tokens at the end)
