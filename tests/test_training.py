@@ -91,6 +91,33 @@ def test_prefix_never_masked():
     assert prefix.unique().numel() > 10, "prefix lengths are random"
 
 
+def test_stratified_t_covers_the_noise_levels_evenly():
+    rows = [{"input_ids": list(range(10, 42))} for _ in range(8)]
+    for seed in range(20):
+        stratified = DiffusionCollator(4, 1, eps=1e-3, seed=seed)(rows)["mask_rate"]
+        # one rate in each eighth of (0, 1]: the batch never bunches at one noise level
+        assert sorted(int(r * 8 - 1e-9) for r in stratified.tolist()) == list(range(8))
+    bins = [int(r * 8 - 1e-9) for seed in range(20)
+            for r in DiffusionCollator(4, 1, eps=1e-3, seed=seed, stratified=False)(rows)["mask_rate"].tolist()]
+    assert len(set(bins)) > 1 and any(bins.count(b) > 20 for b in set(bins)), "i.i.d. t bunches somewhere"
+
+
+def test_sources_mix(tmp_path):
+    from training.data import DataError, load_texts
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.csv"
+    a.write_text("\n".join(f"prose line number {i} of the first source" for i in range(60)) + "\n")
+    b.write_text("text,label\n" + "".join(f"review {i} was fine,1\n" for i in range(60)))
+    one, two = load_texts(str(a)), load_texts(str(b))
+    mixed = load_texts(f"{a},{b}")
+    assert len(mixed.train) == len(one.train) + len(two.train)
+    assert len(mixed.validation) == len(one.validation) + len(two.validation)
+    assert set(mixed.train["text"]) == set(one.train["text"]) | set(two.train["text"])
+    assert " + " in mixed.description
+    with pytest.raises(DataError, match="empty source"):
+        load_texts(f"{a},,{b}")
+
+
 def test_collator_rejects_bad_options():
     with pytest.raises(ValueError, match="choose from"):
         DiffusionCollator(4, 1, weighting="median")

@@ -1,6 +1,6 @@
 """The diffusion training batch: mask each sample at its own rate, keep a random prefix clean.
 
-Per sample b: a mask rate p_b = (1 - eps) t_b + eps with t_b stratified over the batch (dlm.masking,
+Per sample b: a mask rate p_b = (1 - eps) t_b + eps with t_b stratified over the batch (MDLM's low-discrepancy sampler; i.i.d. as an option) (dlm.masking,
 the same forward process the likelihood uses), or, as an option, one rate per batch drawn from a list
 of discrete levels (the seed projects' recipe). For `prefix_fraction` of the samples a prefix of
 random length stays unmasked and out of the loss, so the model learns to continue prompts of any
@@ -33,6 +33,7 @@ class DiffusionCollator:
     levels: tuple[float, ...] | None = None  # if set: one rate per batch from these (seed projects' recipe)
     seed: int | None = None  # fixes the masks (evaluation); None draws fresh masks every batch
     clean_start: int = 0  # leading positions never masked: 1 for a shifted model (its position 0 has no prediction)
+    stratified: bool = True  # t spread evenly over the batch (MDLM's low-discrepancy sampler); False: i.i.d. t
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS:
@@ -60,7 +61,7 @@ class DiffusionCollator:
             level = self.levels[int(torch.randint(len(self.levels), (1,), generator=g))]
             rates = torch.full((b,), float(level))
         else:
-            rates = mask_rates(b, self.eps, generator=g)  # (B,)
+            rates = mask_rates(b, self.eps, generator=g, stratified=self.stratified)  # (B,)
         # a clean prefix of 1..L-1 tokens for some samples
         has_prefix = torch.rand(b, generator=g) < self.prefix_fraction
         prefix_len = torch.randint(1, length, (b,), generator=g) * has_prefix

@@ -2,10 +2,14 @@
 
 A source is one of:
 - `prose`: the offline corpus built by `training.corpus` (Austen, Moby Dick, the World English Bible);
+- `reviews`: the offline movie reviews built by `training.corpus` (their text only);
 - a local `.txt` (one example per line, or per paragraph / whole file with `txt_sample_by`),
   `.csv`, `.json` or `.jsonl` file with a text column;
 - a local folder holding `train.*` and optionally `validation.*` files of one of those formats;
 - a Hugging Face Hub dataset name (`wikitext`, `roneneldan/TinyStories`, `imdb`, ...).
+
+Several sources joined by commas (`prose,reviews`) are mixed: their train splits concatenated, and
+their validation splits too.
 
 Documents are packed as `<s> doc </s> <s> doc </s> ...` and cut into blocks of `block_size`
 tokens, so no position is padding and every model sees where texts begin and end.
@@ -18,6 +22,7 @@ from pathlib import Path
 
 FORMATS = {".txt": "text", ".csv": "csv", ".json": "json", ".jsonl": "json"}
 TXT_SAMPLE_BY = ("line", "paragraph", "document")
+REVIEWS_DESCRIPTION = "the dlm offline movie reviews (Pang & Lee 2004/2005, Hutto & Gilbert 2014), text only"
 PROSE_DESCRIPTION = ("the dlm offline prose corpus (Jane Austen's six novels, Moby Dick, the World English Bible; "
                      "public domain, from Debian packages)")
 
@@ -46,12 +51,31 @@ def load_texts(
 
     if txt_sample_by not in TXT_SAMPLE_BY:
         raise DataError(f"unknown txt_sample_by {txt_sample_by!r}; choose from {list(TXT_SAMPLE_BY)}")
+    options = dict(text_column=text_column, txt_sample_by=txt_sample_by, hub_config=hub_config,
+                   validation_fraction=validation_fraction)
+    if "," in source and not Path(source).expanduser().exists():
+        parts = [part.strip() for part in source.split(",")]
+        if any(not part for part in parts):
+            raise DataError(f"empty source in {source!r}: join sources with single commas, e.g. prose,reviews")
+        loaded = [load_texts(part, **options) for part in parts]
+        text = datasets.Features({"text": datasets.Value("string")})  # csv gives string, text large_string
+
+        def mixed(splits):
+            return datasets.concatenate_datasets([split.cast(text) for split in splits])
+
+        return TextSplits(mixed([x.train for x in loaded]), mixed([x.validation for x in loaded]),
+                          " + ".join(x.description for x in loaded))
     description = None
     if source == "prose":
         from training.corpus import build_prose_corpus
 
         source = str(build_prose_corpus())
         description = PROSE_DESCRIPTION
+    elif source == "reviews":
+        from training.corpus import build_reviews
+
+        source, text_column = str(build_reviews()), "text"
+        description = REVIEWS_DESCRIPTION
     path = Path(source).expanduser()
     if path.is_file() or path.is_dir():
         splits = _load_local(path, txt_sample_by)

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     diffusion.add_argument("--eps", type=float, default=1e-3, help="smallest mask rate")
     diffusion.add_argument("--weighting", default="elbo", choices=WEIGHTINGS, help="elbo: weight 1/t; uniform: plain CE")
     diffusion.add_argument("--prefix-fraction", type=float, default=0.3, help="samples keeping a clean prompt prefix")
+    diffusion.add_argument("--t-sampling", default="stratified", choices=["stratified", "iid"],
+                           help="noise levels of a batch: stratified (MDLM's low-discrepancy sampler) or i.i.d.")
     diffusion.add_argument("--mask-levels", help="comma-separated per-batch rates (seed projects' recipe), e.g. 1,0.8,0.6,0.4,0.2")
     common.add_common_flags(parser)
     return parser
@@ -191,15 +193,18 @@ def run(args) -> Path:
     shifted = is_shifted(model)
     collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, eps=args.eps,
                                  weighting=args.weighting, prefix_fraction=args.prefix_fraction, levels=levels,
-                                 clean_start=1 if shifted else 0)  # a shifted model's position 0 has no prediction
+                                 clean_start=1 if shifted else 0,  # a shifted model's position 0 has no prediction
+                                 stratified=args.t_sampling == "stratified")
     # held-out ELBO: every sample weighted 1/t, no clean prefix, the same masks at every evaluation
-    eval_collator = dataclasses.replace(collator, weighting="elbo", prefix_fraction=0.0, levels=None, seed=1234)
+    eval_collator = dataclasses.replace(collator, weighting="elbo", prefix_fraction=0.0, levels=None, seed=1234,
+                                        stratified=True)
     from training.trainers import DiffusionTrainer
 
     trainer = DiffusionTrainer(model=model, args=common.training_arguments(args, resume_from), data_collator=collator,
                                train_dataset=train, eval_dataset=validation, processing_class=tokenizer,
                                eval_collator=eval_collator)
-    objective = (f"per-sample mask rate p = (1 - {args.eps}) t + {args.eps}, t ~ U(0, 1] stratified"
+    objective = (f"per-sample mask rate p = (1 - {args.eps}) t + {args.eps}, t ~ U(0, 1] "
+                 + ("stratified over the batch" if args.t_sampling == "stratified" else "i.i.d.")
                  if levels is None else f"one mask rate per batch from {list(levels)}")
     objective += f"; loss weighted {'1/p (ELBO)' if args.weighting == 'elbo' else 'uniformly'}; "
     objective += f"{args.prefix_fraction:.0%} of samples keep a clean prefix of random length; documents packed as <s> text </s>."
