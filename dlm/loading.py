@@ -174,6 +174,19 @@ def load(
     return LanguageModel(model, tokenizer, kind, settings, source, str(path), card)
 
 
+def masked_model_from_pretrained(path: str, **kwargs) -> torch.nn.Module:
+    """A masked-diffusion checkpoint's model for training or fine-tuning: AutoModelForMaskedLM, or, for a
+    shifted checkpoint (`dlm.shifted`), its causal class with full attention. kwargs go to from_pretrained."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
+    card = getattr(config, SETTINGS_KEY, None) or {}
+    if not card.get(SHIFTED):
+        return _auto_class("masked").from_pretrained(path, config=config, **kwargs)
+    model = _auto_class("causal").from_pretrained(path, config=config, **kwargs)
+    return make_bidirectional(model) if card.get(ATTENTION) == BIDIRECTIONAL else model
+
+
 def resolve(source: str, *, revision: str | None = None) -> str:
     """Turn a bundled name, folder or repo id into something `from_pretrained` accepts, or fail clearly."""
     tried = []

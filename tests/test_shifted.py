@@ -373,3 +373,36 @@ def test_init_from_ar_trains_loads_and_generates(tmp_path, capsys):
     assert record["init_from_ar"] == ar and record["base_model"] == ar
     assert record["dlm"]["shifted"] is True and ar in record["dlm"]["objective"]
     assert "initialised from the autoregressive model" in (out / "README.md").read_text()
+
+    # continuing the shifted model (--init) keeps it shifted and says where it came from
+    more = tmp_path / "continued"
+    assert train_diffusion.main([
+        "--init", str(out), "--data", str(data), "--output-dir", str(more), "--block-size", "32", "--batch-size", "8",
+        "--lr", "1e-3", "--warmup-steps", "1", "--max-steps", "5", "--eval-steps", "5", "--save-steps", "5",
+        "--eval-blocks", "8", "--num-samples", "0", "--threads", "1"]) == 0
+    again = dlm.load(str(more))
+    assert again.shifted and is_bidirectional(again.model)
+    record = json.loads((more / "dlm_run.json").read_text())
+    assert record["dlm"]["init_from_ar"] == ar and record["start_tokens"] > 0
+
+
+def test_per_class_classifier_on_a_shifted_base(shifted_dir, tmp_path):
+    """A shifted base fine-tunes into per-class models that load and score (its causal class, full attention)."""
+    from training import train_classifier
+
+    rows = [(f"the cat sat on the mat number {i}", "cat") for i in range(40)]
+    rows += [(f"a dog ran down the road again {i}", "dog") for i in range(40)]
+    data = tmp_path / "labelled.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    out = tmp_path / "clf"
+    assert train_classifier.main(["--design", "per-class", "--init", str(shifted_dir), "--data", str(data),
+                                  "--output-dir", str(out), "--max-steps", "3", "--batch-size", "8",
+                                  "--calibration-texts", "0", "--threads", "1", "--eval-pieces", "8"]) == 0
+    for label in ("cat", "dog"):
+        lm = dlm.load(str(out / f"class-{label}"))
+        assert lm.shifted and is_bidirectional(lm.model)
+    from dlm.classify import load_classifier
+
+    predictions = load_classifier(out, max_samples=8).classify(["the cat sat on the mat", "a dog ran down the road"])
+    assert [set(p.probabilities) for p in predictions] == [{"cat", "dog"}] * 2
+    assert all(math.isfinite(v) for p in predictions for v in p.log_likelihoods.values())

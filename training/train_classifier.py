@@ -300,7 +300,9 @@ def run(args) -> Path:
 def train_one(args, init, tokenizer, kind, labels, spec, train, validation, target: Path, steps: int) -> dict:
     """Fine-tune one model into `target` (resuming its checkpoints), saved in --save-dtype."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification, Trainer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, Trainer
+
+    from dlm.loading import masked_model_from_pretrained
 
     from dlm.generation import encode
     from training.collator import CausalCollator, DiffusionCollator, LabelCollator
@@ -321,7 +323,8 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
         trainer = Trainer(model=model, args=training_args, data_collator=LabelCollator(tokenizer.pad_token_id),
                                         train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
     elif args.design == "conditional":
-        model = (AutoModelForCausalLM if kind == "causal" else AutoModelForMaskedLM).from_pretrained(init, **load)
+        model = (AutoModelForCausalLM.from_pretrained(init, **load) if kind == "causal"
+                 else masked_model_from_pretrained(init, **load))
         prompts = [encode(tokenizer, p) for p in spec["prompts"]]
         null_prompt = encode(tokenizer, spec["null_prompt"])
         collator = conditional_collator(tokenizer, kind, prompts, null_prompt, args)
@@ -335,7 +338,7 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
         trainer = CausalTrainer(model=model, args=training_args, data_collator=CausalCollator(tokenizer.pad_token_id),
                                 train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
     else:
-        model = AutoModelForMaskedLM.from_pretrained(init, **load)
+        model = masked_model_from_pretrained(init, **load)  # a shifted (AR-initialised) base too
         collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting=args.weighting,
                                      prefix_fraction=0.0)
         eval_collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting="elbo",

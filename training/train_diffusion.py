@@ -83,12 +83,14 @@ def get_model(args, tokenizer):
     import torch
     from transformers import AutoModelForMaskedLM
 
+    from dlm.loading import masked_model_from_pretrained
+
     if args.init_from_ar:
         return from_ar(args, tokenizer)
     if args.init:
         # float32 master weights whatever the checkpoint was saved in (the bundled models are fp16)
-        model = AutoModelForMaskedLM.from_pretrained(args.init, use_safetensors=True, dtype=torch.float32,
-                                                     trust_remote_code=args.trust_remote_code)
+        model = masked_model_from_pretrained(args.init, use_safetensors=True, dtype=torch.float32,
+                                             trust_remote_code=args.trust_remote_code)  # a shifted one too
         _check_vocab(model, tokenizer, args.init)
         return model
     return AutoModelForMaskedLM.from_config(ARCHITECTURES[args.arch](args, tokenizer))
@@ -214,9 +216,11 @@ def run(args) -> Path:
                  "prefix": "any length: trained with clean prefixes of random length",
                  "sampler": settings}
     if shifted:
-        objective += (" Initialised from the causal LM " + args.init_from_ar + ": bidirectional attention, logits "
+        earlier = (getattr(model.config, "dlm", None) or {}).get("init_from_ar")  # continuing a shifted model
+        origin = common.source_name(args.init_from_ar) or earlier or common.source_name(args.init)
+        objective += (" Initialised from the causal LM " + str(origin) + ": bidirectional attention, logits "
                       "shifted by one (the output at i - 1 predicts token i), position 0 never masked.")
-        dlm_block = {**SETTINGS, **dlm_block, "objective": objective, "init_from_ar": args.init_from_ar}
+        dlm_block = {**SETTINGS, **dlm_block, "objective": objective, "init_from_ar": origin}
     return common.train_and_finish(
         trainer, tokenizer, args, resume_from, texts, kind="masked", module="training.train_diffusion",
         dlm_block=dlm_block, title="dlm masked-diffusion model",
