@@ -27,12 +27,11 @@ from urllib.parse import urlparse
 
 import torch
 
-from dlm.config import KINDS, SETTINGS_KEY, SamplerConfig
+from dlm.config import SETTINGS_KEY, SamplerConfig
+from dlm.families import FAMILIES, family
 from dlm.shifted import ATTENTION, BIDIRECTIONAL, SHIFTED, is_shifted, make_bidirectional
 
 BUNDLED_DIR = Path(__file__).parent / "models"
-CONTINUOUS = "continuous"  # the embedding-space diffusion family (dlm.continuous)
-FAMILIES = (*KINDS, *((CONTINUOUS,) if CONTINUOUS not in KINDS else ()))  # what `kind` may be
 _HUB_PROBE_TIMEOUT = 3.0  # seconds for the one connection attempt that decides the Hub is unreachable
 
 
@@ -92,18 +91,22 @@ class LanguageModel:
     @cached_property
     def max_positions(self) -> int | None:
         """How many positions the model can attend over (None if it does not say)."""
-        config = self.model.config
-        for name in ("max_position_embeddings", "n_positions", "max_seq_len"):
-            value = getattr(config, name, None)
-            if value:
-                if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
-                    value -= (config.pad_token_id or 0) + 1  # RoBERTa positions start after padding_idx
-                return int(value)
-        return None
+        return max_positions_of(self.model.config)
 
     @cached_property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+
+def max_positions_of(config) -> int | None:
+    """How many positions a model with this transformers config can attend over (None if it does not say)."""
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        value = getattr(config, name, None)
+        if value:
+            if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
+                value -= (config.pad_token_id or 0) + 1  # RoBERTa positions start after padding_idx
+            return int(value)
+    return None
 
 
 def bundled_models() -> list[str]:
@@ -145,15 +148,16 @@ def load(
     """
     if not isinstance(source, str) or not source.strip():
         raise ModelNotFoundError(f"model source must be a non-empty string, got {source!r}")
-    if kind is not None and kind not in FAMILIES:
-        raise ValueError(f"unknown kind {kind!r}; choose from {list(FAMILIES)}")
+    if kind is not None:
+        family(kind)  # an unknown kind fails here, before anything is fetched
     path = resolve(source, revision=revision)
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
 
     from transformers import AutoConfig, AutoTokenizer
 
-    import dlm.continuous  # noqa: F401  (registers the "dlm-continuous" model type with the Auto classes)
+    for known in FAMILIES.values():
+        known.prepare()  # e.g. registers the continuous model type with the Auto classes
 
     hub_args = {"revision": revision, "trust_remote_code": trust_remote_code}
     config = AutoConfig.from_pretrained(path, **hub_args)
@@ -225,10 +229,10 @@ def resolve(source: str, *, revision: str | None = None) -> str:
 
 def detect_kind(config) -> str:
     """'masked', 'causal' or 'continuous', from the model type and architecture the checkpoint declares."""
-    from dlm.continuous import MODEL_TYPE
-
-    if getattr(config, "model_type", None) == MODEL_TYPE:
-        return CONTINUOUS
+    model_type = getattr(config, "model_type", None)
+    for known in FAMILIES.values():
+        if model_type in known.model_types:
+            return known.kind
     for arch in getattr(config, "architectures", None) or []:
         if arch.endswith("ForMaskedLM"):
             return "masked"
@@ -236,7 +240,6 @@ def detect_kind(config) -> str:
             return "causal"
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-    model_type = getattr(config, "model_type", None)
     if getattr(config, "is_decoder", False) or model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
             return "causal"
@@ -246,9 +249,9 @@ def detect_kind(config) -> str:
 
 
 def _auto_class(kind: str):
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+    import transformers
 
-    return {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM, CONTINUOUS: AutoModel}[kind]
+    return getattr(transformers, family(kind).auto_class)
 
 
 def _in_hub_cache(repo_id: str, revision: str | None) -> bool:

@@ -12,6 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from webapp import cards as app_cards
+from webapp import files as app_files
+from webapp import models as app_models
+from webapp.tabs import animate as animate_tab
+from webapp.tabs import classify as classify_tab
+from webapp.tabs import compare as compare_tab
+from webapp.tabs import generate as generate_tab
+from webapp.tabs import learn as learn_tab
+
 ROOT = Path(__file__).resolve().parents[1]
 
 GOOD = dict(text="the cat", length=12, steps=4, seed=0)  # a quick, valid generation on the tiny models
@@ -57,7 +66,7 @@ def write_csv(path, header, rows):
 
 
 def test_generate_streams_from_masks_to_text(app):
-    updates = list(app.generate(**GOOD))
+    updates = list(generate_tab.generate(**GOOD))
     assert len(updates) >= 2
     first_canvas = updates[0][0]
     labels = [label for _, label in pairs(first_canvas)]
@@ -70,29 +79,29 @@ def test_generate_streams_from_masks_to_text(app):
 
 
 def test_generate_is_seeded_and_samples_show_side_by_side(app):
-    one = last(app.generate(**GOOD, num_samples=2, temperature=1.0))
-    two = last(app.generate(**GOOD, num_samples=2, temperature=1.0))
+    one = last(generate_tab.generate(**GOOD, num_samples=2, temperature=1.0))
+    two = last(generate_tab.generate(**GOOD, num_samples=2, temperature=1.0))
     assert one[5] == two[5]
     assert one[0].visible and one[1].visible and not one[2].visible
     assert one[1].label == "Sample 2" and "[sample 2]" in one[5]
 
 
 def test_infill_keeps_the_template(app):
-    final = last(app.generate(mode="infill", text="the [MASK] sat on the [MASK]", steps=8))
+    final = last(generate_tab.generate(mode="infill", text="the [MASK] sat on the [MASK]", steps=8))
     assert final[5].startswith("the") and " sat on the" in final[5]
     assert "NFE 2" in final[4]  # 2 blanks: steps lowered to 2, with a note
 
 
 def test_key_value_cache_setting(app):
-    cached = last(app.generate(**{**GOOD, "block_length": 4, "cache": "dual", "remasking": "low_confidence"}))
+    cached = last(generate_tab.generate(**{**GOOD, "block_length": 4, "cache": "dual", "remasking": "low_confidence"}))
     assert cached[4].startswith("**Done**") and "NFE 4" in cached[4] and cached[5].startswith("the cat")
 
 
 def test_continuous_model_generates_and_races(app):
     """The third role: the bundled embedding-space model streams through the same tab, and races AR."""
-    final = last(app.generate(model="continuous", text="the cat", length=12, steps=4, remasking="margin", cache="dual"))
+    final = last(generate_tab.generate(model="continuous", text="the cat", length=12, steps=4, remasking="margin", cache="dual"))
     assert final[4].startswith("**Done**") and "NFE 4" in final[4] and final[5].startswith("the cat")
-    gif, files, race, note = app.animate(model="continuous", text="the cat", length=12, steps=4, frame_ms=100,
+    gif, files, race, note = animate_tab.animate(model="continuous", text="the cat", length=12, steps=4, frame_ms=100,
                                          race_ar=True)
     names = [f.rsplit("/", 1)[-1] for f in files]
     assert names == ["denoising.gif", "denoising.mp4", "denoising.html", "race.gif", "race.html"]
@@ -100,7 +109,7 @@ def test_continuous_model_generates_and_races(app):
 
 
 def test_autoregressive_generation(app):
-    final = last(app.generate(model="autoregressive", text="the cat", length=10, steps=3, cache="dual"))
+    final = last(generate_tab.generate(model="autoregressive", text="the cat", length=10, steps=3, cache="dual"))
     assert final[5].startswith("the cat") and "NFE 10" in final[4]
 
 
@@ -123,20 +132,20 @@ def test_autoregressive_generation(app):
     ],
 )
 def test_bad_generate_input_gets_a_clear_message_and_the_next_request_works(app, overrides, message):
-    assert message in error_message(app, lambda: app.generate(**{**GOOD, **overrides}))
-    assert last(app.generate(**GOOD))[4].startswith("**Done**")
+    assert message in error_message(app, lambda: generate_tab.generate(**{**GOOD, **overrides}))
+    assert last(generate_tab.generate(**GOOD))[4].startswith("**Done**")
 
 
 def test_unknown_model_id_is_reported_not_crashed(app, monkeypatch):
-    monkeypatch.setattr(app, "MODELS", app.Models({"diffusion": "no-such-org/no-such-model-xyz"}))
-    message = error_message(app, lambda: app.generate(**GOOD))
+    monkeypatch.setattr(app_models, "MODELS", app_models.Models({"diffusion": "no-such-org/no-such-model-xyz"}))
+    message = error_message(app, lambda: generate_tab.generate(**GOOD))
     assert "could not be loaded" in message and "no-such-model-xyz" in message
-    summary, _ = app.model_overview()
+    summary, _ = app_cards.model_overview()
     assert "✗" in summary and "no-such-model-xyz" in summary
 
 
 def test_error_messages_are_escaped(app):
-    message = error_message(app, lambda: app.generate(**{**GOOD, "remasking": "<img src=x onerror=alert(1)>"}))
+    message = error_message(app, lambda: generate_tab.generate(**{**GOOD, "remasking": "<img src=x onerror=alert(1)>"}))
     assert "<img" not in message and "&lt;img" in message
 
 
@@ -150,7 +159,7 @@ def test_gpu_decorator_is_a_no_op_off_spaces(app):
     def f():
         return 1
 
-    assert app.gpu(f) is f
+    assert app_models.gpu(f) is f
 
 
 # ---- Animate -------------------------------------------------------------------------------------
@@ -159,12 +168,12 @@ def test_gpu_decorator_is_a_no_op_off_spaces(app):
 def test_animate_writes_gif_mp4_html_and_the_race(app):
     from PIL import Image
 
-    gif, files, race, note = app.animate(**{**GOOD, "text": "<b>bold</b> the cat"}, frame_ms=100, race_ar=True)
+    gif, files, race, note = animate_tab.animate(**{**GOOD, "text": "<b>bold</b> the cat"}, frame_ms=100, race_ar=True)
     with Image.open(gif) as image:
         assert image.n_frames == 5  # the initial canvas, then one frame per step
     names = [f.rsplit("/", 1)[-1] for f in files]
     assert names == ["denoising.gif", "denoising.mp4", "denoising.html", "race.gif", "race.html"]
-    assert all(f.startswith(str(app.output_dir())) for f in files)
+    assert all(f.startswith(str(app_files.output_dir())) for f in files)
     page = open(files[2], encoding="utf-8").read()
     assert "<b>bold</b>" not in page
     assert race.visible and race.value["orig_name"] == "race.gif"
@@ -173,23 +182,23 @@ def test_animate_writes_gif_mp4_html_and_the_race(app):
 
 
 def test_animate_reuses_the_streamed_run(app, monkeypatch):
-    cached = last(app.generate(**GOOD))[6]
+    cached = last(generate_tab.generate(**GOOD))[6]
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the streamed run should have been reused")
 
-    real_start = app.start_generation
-    monkeypatch.setattr(app, "start_generation", must_not_run)
-    gif, files, race, note = app.animate(**GOOD, race_ar=False, last_run=cached)
+    real_start = animate_tab.start_generation
+    monkeypatch.setattr(animate_tab, "start_generation", must_not_run)
+    gif, files, race, note = animate_tab.animate(**GOOD, race_ar=False, last_run=cached)
     assert not race.visible and len(files) == 3
     started = []  # the race times fresh runs of both models: a streamed run's clock includes its pauses
-    monkeypatch.setattr(app, "start_generation", lambda lm, request: started.append(lm.kind) or real_start(lm, request))
-    app.animate(**GOOD, race_ar=True, last_run=cached)
+    monkeypatch.setattr(animate_tab, "start_generation", lambda lm, request: started.append(lm.kind) or real_start(lm, request))
+    animate_tab.animate(**GOOD, race_ar=True, last_run=cached)
     assert sorted(started) == ["causal", "masked"]
 
 
 def test_animate_rejects_a_bad_frame_speed(app):
-    assert "frame speed (ms) must be between" in error_message(app, lambda: app.animate(**GOOD, frame_ms=5))
+    assert "frame speed (ms) must be between" in error_message(app, lambda: animate_tab.animate(**GOOD, frame_ms=5))
 
 
 # ---- Classify ------------------------------------------------------------------------------------
@@ -201,7 +210,7 @@ class NoProgress:
 
 
 def classify(app, **kwargs):
-    return app.classify(**kwargs, progress=NoProgress())
+    return classify_tab.classify(**kwargs, progress=NoProgress())
 
 
 def test_classify_a_csv_with_labels(app, tmp_path):
@@ -266,7 +275,7 @@ def test_a_missing_text_column_names_the_columns(app, tmp_path):
 
 def test_upload_fills_the_column_choosers(app, tmp_path):
     path = write_csv(tmp_path / "r.csv", ["id", "review", "sentiment"], [(1, "the cat sat", "positive")])
-    text_column, label_column, info = app.inspect_upload(path)
+    text_column, label_column, info = classify_tab.inspect_upload(path)
     assert text_column.value == "review" and label_column.value == "sentiment" and text_column.visible
     assert "1 rows" in info
 
@@ -275,7 +284,7 @@ def test_a_bad_upload_is_explained_beside_the_file(app, tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("text\ncaf\u00e9 <b>\n".encode("latin-1"))
     with pytest.warns(UserWarning, match="is not UTF-8 text"):
-        text_column, label_column, info = app.inspect_upload(str(path))
+        text_column, label_column, info = classify_tab.inspect_upload(str(path))
     assert not text_column.visible and info.startswith("⚠️ latin.csv is not UTF-8 text")
 
 
@@ -309,13 +318,13 @@ def test_the_samples_cap_changes_the_forward_passes(app):
 
     assert forward_passes(4) == 2 * 4  # one round of 4 shared masks, both classes: the cap
     assert 2 * 8 <= forward_passes(32) <= 2 * 32  # rounds of 8 until the top class is clear, or the cap
-    trained = app.MODELS.classifier().classifier
-    capped = app.make_classifier("trained", 16, trained=trained)
+    trained = app_models.MODELS.classifier().classifier
+    capped = classify_tab.make_classifier("trained", 16, trained=trained)
     assert capped.max_samples == 16 and trained.max_samples != 16  # the loaded classifier is left alone
 
 
 def test_a_discriminative_classifier_has_no_likelihood_columns(app, roberta_dir, discriminative_dir, monkeypatch):
-    monkeypatch.setattr(app, "MODELS", app.Models({"diffusion": roberta_dir, "classifier": discriminative_dir}))
+    monkeypatch.setattr(app_models, "MODELS", app_models.Models({"diffusion": roberta_dir, "classifier": discriminative_dir}))
     probs, explanation, table, _, summary, _, state = classify(app, text="the cat sat\nthe dog", samples=8)
     assert {"p(positive)", "p(negative)"} <= set(table.columns) and not any(c.startswith("log p") for c in table.columns)
     assert "discriminative" in summary and "2 forward passes" in summary
@@ -328,18 +337,18 @@ def test_an_unloadable_classifier_is_reported_and_zero_shot_still_works(app, rob
     folder.mkdir()
     if broken == "no-labels":
         (folder / "classifier.json").write_text(json.dumps({"design": "per-class", "models": {}}), encoding="utf-8")
-    monkeypatch.setattr(app, "MODELS", app.Models({"diffusion": roberta_dir, "classifier": str(folder)}))
+    monkeypatch.setattr(app_models, "MODELS", app_models.Models({"diffusion": roberta_dir, "classifier": str(folder)}))
     message = error_message(app, lambda: classify(app, text="the cat"))
     assert "trained classifier" in message and "could not be loaded" in message and "Zero-shot mode still works" in message
     assert ("has no classifier.json" if broken == "no-file" else "has no 'labels'") in message
-    summary, _ = app.model_overview()
+    summary, _ = app_cards.model_overview()
     assert "**classifier**: ✗" in summary and "**diffusion**: `" in summary
-    assert "not loaded" in app.classifier_info("trained")
+    assert "not loaded" in classify_tab.classifier_info("trained")
     assert len(classify(app, text="the cat", samples=4, mode="zero-shot")[2]) == 1
 
 
 def test_too_many_rows_are_cut_with_a_note(app, tmp_path, monkeypatch):
-    monkeypatch.setattr(app, "MAX_ROWS", 3)
+    monkeypatch.setattr(classify_tab, "MAX_ROWS", 3)
     path = tmp_path / "many.txt"
     path.write_text("\n".join(["the cat"] * 5), encoding="utf-8")
     with pytest.warns(UserWarning, match="many.txt has 5 texts; only the first 3 are used"):
@@ -351,7 +360,7 @@ def test_explain_row_follows_the_click(app):
 
     *_, state = classify(app, text="the cat\nthe dog sat on the log", samples=4)
     event = gr.SelectData(None, {"index": [1, 0], "value": "", "selected": True})
-    probs, explanation = app.explain_row(state, event)
+    probs, explanation = classify_tab.explain_row(state, event)
     assert explanation.label.startswith("Text 2:") and len(explanation.value) == len(state[1]["tokens"])
 
 
@@ -401,14 +410,14 @@ def test_long_texts_are_cut_and_say_so(roberta):
 
 
 def test_compare_races_both_and_reports_metrics(app):
-    updates = list(app.compare(text="the cat", length=10, steps=5, seed=0))
+    updates = list(compare_tab.compare(text="the cat", length=10, steps=5, seed=0))
     assert len(updates) >= 2
     final = last(updates)
     metrics = final[4].set_index("metric")
     assert list(metrics.columns) == ["diffusion", "autoregressive"]
     assert metrics.loc["NFE (forward passes)"].tolist() == ["5", "10"]
     assert metrics.loc["tokens"].tolist() == ["10", "10"]
-    assert set(metrics.index) == set(app.METRIC_FORMATS)
+    assert set(metrics.index) == set(compare_tab.METRIC_FORMATS)
     assert "finished first" in final[8]
     assert list(final[5]["model"]) == ["diffusion", "autoregressive"]
 
@@ -429,8 +438,8 @@ def test_race_lets_the_lane_behind_go_next(roberta, gpt2):
 
 def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, monkeypatch):
     full, quick = tmp_path / "ar_vs_diffusion.json", tmp_path / "ar_vs_diffusion_quick.json"
-    monkeypatch.setattr(app, "QUALITY_FILES", (full, quick))
-    chart = app.quality_chart()
+    monkeypatch.setattr(compare_tab, "QUALITY_FILES", (full, quick))
+    chart = compare_tab.quality_chart()
     assert chart.frame is None and "has not been run" in chart.note
 
     def record(family, length, steps, threshold, nfe, wall, perplexity):
@@ -439,7 +448,7 @@ def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, m
 
     quick.write_text(json.dumps({"machine": {"device": "cpu"}, "command": "python bench/ar_vs_diffusion.py --quick",
                                  "quick": True, "records": [record("diffusion", 64, 4, None, 4, 0.1, 900.0)]}))
-    assert app.quality_chart().lengths == [64]  # no full sweep: the quick one
+    assert compare_tab.quality_chart().lengths == [64]  # no full sweep: the quick one
     full.write_text(json.dumps({
         "machine": {"device": "cpu", "cpu": "Test CPU", "cpu_count": 2}, "command": "python bench/ar_vs_diffusion.py",
         "human": [{"length": 64, "judge_perplexity": 40.0}, {"length": 128, "judge_perplexity": 45.0}],
@@ -449,7 +458,7 @@ def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, m
                     record("ar", 128, None, None, 128, 0.8, 110.0), {"family": "diffusion", "length": 128},
                     {**record("diffusion", 128, 32, None, 32, 0.3, 100.0), "block_length": 32, "cache": "dual"},
                     record("continuous", 128, 64, None, 64, 0.9, 200.0)]}))
-    chart = app.quality_chart()
+    chart = compare_tab.quality_chart()
     assert chart.lengths == [64, 128] and chart.length == 128  # 128 by default, no averaging across lengths
     frame = chart.frame.set_index("setting")
     assert frame.loc["diffusion, 8 steps", "judge perplexity"] == 1000.0
@@ -459,18 +468,18 @@ def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, m
     assert frame.loc["autoregressive (m)", "NFE"] == 128 and frame.loc["autoregressive (m)", "wall time (s)"] == 0.8
     assert set(chart.frame[chart.frame["series"] == "human text (reference)"]["judge perplexity"]) == {45.0}
     assert "Test CPU" in chart.note and "`python bench/ar_vs_diffusion.py`" in chart.note
-    short = app.quality_chart(64).frame
+    short = compare_tab.quality_chart(64).frame
     assert sorted(short[short["series"] != "human text (reference)"]["judge perplexity"]) == [120.0, 300.0, 900.0]
-    assert app.quality_chart(256).frame is None
+    assert compare_tab.quality_chart(256).frame is None
     for broken in ("{not json", json.dumps([1, 2]), json.dumps({"records": "x", "human": 3}),
                    json.dumps({"records": [{"length": "64", "nfe": None}]})):
         full.write_text(broken)
-        chart = app.quality_chart()
+        chart = compare_tab.quality_chart()
         assert chart.frame is None and chart.note  # a note, never an exception
 
 
 def test_learn_tells_measured_numbers(app):
-    text = app.learn()
+    text = learn_tab.learn()
     assert "Measured here" in text and "| autoregressive, 64 tokens, KV cache |" in text
     assert "94%" not in text  # no seed claims
 
@@ -478,7 +487,7 @@ def test_learn_tells_measured_numbers(app):
 def test_models_load_once_under_concurrency(app, roberta_dir):
     import threading
 
-    models = app.Models({"diffusion": roberta_dir})
+    models = app_models.Models({"diffusion": roberta_dir})
     loaded = []
     threads = [threading.Thread(target=lambda: loaded.append(models.get("diffusion"))) for _ in range(4)]
     for t in threads:
@@ -491,7 +500,7 @@ def test_models_load_once_under_concurrency(app, roberta_dir):
 def test_the_trained_classifier_loads_once_under_concurrency(app, classifier_dir):
     import threading
 
-    models = app.Models({"classifier": classifier_dir})
+    models = app_models.Models({"classifier": classifier_dir})
     loaded = []
     threads = [threading.Thread(target=lambda: loaded.append(models.classifier())) for _ in range(3)]
     for t in threads:
@@ -504,10 +513,10 @@ def test_the_trained_classifier_loads_once_under_concurrency(app, classifier_dir
 
 
 def test_the_header_describes_the_classifier(app):
-    summary, cards = app.model_overview()
+    summary, cards = app_cards.model_overview()
     assert "**classifier**: `" in summary and "per-class, masked diffusion" in summary and "positive / negative" in summary
     assert "### classifier:" in cards and "no validation figures" in cards
-    assert "Labels: “positive”, “negative”" in app.classifier_info("trained")
+    assert "Labels: “positive”, “negative”" in classify_tab.classifier_info("trained")
 
 
 # ---- the launched app, through gradio_client --------------------------------------------------------
@@ -517,11 +526,12 @@ def test_the_header_describes_the_classifier(app):
 def client(app):
     from gradio_client import Client
 
-    _, url, _ = app.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options())
+    demo = app.build_demo()  # for the configured test models
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
         yield Client(url, verbose=False)
     finally:
-        app.demo.close()
+        demo.close()
 
 
 def test_api_generate_streams(client):
@@ -615,3 +625,54 @@ def test_the_readme_client_snippet_runs(client, tmp_path, monkeypatch):
     exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102  (our own README)
     assert scope["metrics"]["headers"][0] == "metric" and "Accuracy" in scope["summary"]
     assert scope["gif"].endswith(".gif") and len(scope["files"]) == 5
+
+
+# ---- the page as a package of tabs ---------------------------------------------------------------
+
+
+def api_signature(demo) -> dict:
+    info = demo.get_api_info()["named_endpoints"]
+    return {name: {"parameters": [[p["parameter_name"], p["component"]] for p in endpoint["parameters"]],
+                   "returns": [r["component"] for r in endpoint["returns"]]} for name, endpoint in sorted(info.items())}
+
+
+def test_the_page_has_the_same_named_endpoints_and_parameters_as_before(app):
+    """tests/app_endpoints.json was written from the one-file app.py before it became webapp/."""
+    before = json.loads((ROOT / "tests" / "app_endpoints.json").read_text())
+    assert api_signature(app.build_demo()) == before
+    assert api_signature(app.demo) == before
+
+
+def component(demo, elem_id: str):
+    found = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id]
+    assert len(found) == 1, elem_id
+    return found[0]
+
+
+def test_controls_start_at_the_models_recommendations_and_the_buttons_are_ready(app, roberta_dir):
+    import dlm
+
+    demo = app.build_demo()
+    settings = dlm.load(roberta_dir).settings
+    generate_inputs = {fn.api_name: fn for fn in demo.fns.values()}["generate"].inputs
+    length, steps = generate_inputs[3], generate_inputs[4]
+    assert (length.value, steps.value) == (settings.length, settings.steps)
+    assert component(demo, "generate-button").interactive is not False
+    assert component(demo, "race-button").interactive is not False
+
+
+def test_without_the_settings_at_hand_the_buttons_wait_for_the_page_load(app, monkeypatch):
+    monkeypatch.setattr(app_models, "MODELS", app_models.Models({"diffusion": "no-such-org/not-in-the-cache"}))
+    demo = app.build_demo()
+    for button in ("generate-button", "animate-button", "race-button"):
+        assert component(demo, button).interactive is False and "loading" in component(demo, button).value
+
+
+def test_outputs_have_empty_states(app):
+    demo = app.build_demo()
+    results = component(demo, "results")
+    assert list(results.value["headers"]) == ["#", "text", "prediction"]
+    metrics = component(demo, "metrics")
+    assert [row[0] for row in metrics.value["data"]] == list(compare_tab.METRIC_FORMATS)
+    assert "Press **Generate**" in component(demo, "stats").value
+    assert "No texts classified yet" in component(demo, "classify-summary").value

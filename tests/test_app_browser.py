@@ -29,12 +29,13 @@ def url(roberta_dir, gpt2_dir, classifier_dir):
     import app
 
     app.configure({"diffusion": roberta_dir, "autoregressive": gpt2_dir, "classifier": classifier_dir})
-    _, local_url, _ = app.demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
-                                      **app.launch_options())
+    demo = app.build_demo()  # for the configured test models
+    _, local_url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
+                                  **app.launch_options())
     try:
         yield local_url
     finally:
-        app.demo.close()
+        demo.close()
 
 
 @pytest.fixture(scope="module")

@@ -337,16 +337,19 @@ def test_cli_generates_with_continuous_options(continuous_dir, capsys):
 
 
 def test_the_app_generates_and_animates_with_a_continuous_model(continuous_dir, gpt2_dir):
-    import app
+    from webapp import models
+    from webapp.settings import AR, DIFFUSION
+    from webapp.tabs.animate import animate
+    from webapp.tabs.generate import generate
 
-    before = app.MODELS
-    app.configure({app.DIFFUSION: str(continuous_dir), app.AR: gpt2_dir})
+    before = models.MODELS
+    models.configure({DIFFUSION: str(continuous_dir), AR: gpt2_dir})
     try:
-        settings = dict(model=app.DIFFUSION, text="the cat", length=8, steps=4, seed=0, guidance=0.5)
-        *_, final = app.generate(**settings)
+        settings = dict(model=DIFFUSION, text="the cat", length=8, steps=4, seed=0, guidance=0.5)
+        *_, final = generate(**settings)
         assert final[-3].startswith("**Done** in 4 steps · NFE 8") and final[-2].startswith("the cat")
-        gif, files, race_image, note = app.animate(**settings, frame_ms=100, race_ar=True)
+        gif, files, race_image, note = animate(**settings, frame_ms=100, race_ar=True)
         assert [Path(f).suffix for f in files[:3]] == [".gif", ".mp4", ".html"] and race_image.visible
         assert "continuous diffusion" in Path(files[2]).read_text() and "4 steps" in note
     finally:
-        app.MODELS = before
+        models.MODELS = before

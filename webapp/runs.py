@@ -1,0 +1,179 @@
+"""Generation requests shared by the Generate, Animate and Compare tabs: checked fields, the run
+started from them, and how a run is reported. No Gradio in here: errors are ValueErrors meant for the user."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dlm
+from dlm.config import CACHES, REMASKING, SCHEDULES
+from dlm.race import filled_tokens
+from webapp.settings import AR, CONTINUOUS, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS, MAX_SAMPLES, MAX_STEPS
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """A validated generation request."""
+
+    role: str  # DIFFUSION or AR
+    infill: bool  # True: fill the [MASK] blanks of `text`; False: continue `text`
+    text: str  # the prompt, or the infilling template
+    seed: int
+    overrides: dict  # SamplerConfig fields
+
+    def key(self, source: str) -> str:
+        """Identifies the run (same key, same text: the sampler is seeded)."""
+        return json.dumps([source, self.role, self.infill, self.text, self.seed, self.overrides], sort_keys=True)
+
+
+def as_int(value, name: str) -> int | None:
+    """An integer from a UI or API value (floats from sliders allowed when whole)."""
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def as_float(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def in_range(value: int | None, name: str, low: int, high: int) -> int:
+    if value is None or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_generate_request(
+    model: str,
+    mode: str,
+    text: str,
+    length,
+    steps,
+    schedule: str,
+    temperature,
+    top_k,
+    top_p,
+    remasking: str,
+    threshold,
+    block_length,
+    cache: str | None,
+    guidance,
+    seed,
+    num_samples,
+    allow_eos: bool,
+) -> GenerateRequest:
+    """Check every field of a generation request; ValueError with a message meant for the user."""
+    if model not in (DIFFUSION, AR, CONTINUOUS):
+        raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR, CONTINUOUS]}")
+    if mode not in ("continue", "infill"):
+        raise ValueError(f"unknown mode {mode!r}; choose 'continue' (a prompt) or 'infill' (a template with [MASK])")
+    text = text or ""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the text is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    infill = mode == "infill"
+    if infill and model == AR:
+        raise ValueError("filling in blanks needs the diffusion model: an autoregressive model only continues text")
+    length = as_int(length, "length")
+    steps = as_int(steps, "steps")
+    if not infill:
+        if not text.strip() and not length:
+            raise ValueError("the prompt is empty and no length is set: write a prompt, or choose how many tokens to generate")
+        in_range(length, "length", 1, MAX_LENGTH)
+        in_range(steps, "steps", 1, MAX_STEPS)
+        if model != AR and steps > length:
+            raise ValueError(f"steps ({steps}) cannot exceed the length ({length}): every step reveals at least one token")
+    else:
+        if not text.strip():
+            raise ValueError("the template is empty: write a text with [MASK] where tokens are missing")
+        in_range(steps, "steps", 1, MAX_STEPS)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {sorted(SCHEDULES)}")
+    if remasking not in REMASKING:
+        raise ValueError(f"unknown remasking {remasking!r}; choose from {sorted(REMASKING)}")
+    threshold = as_float(threshold if threshold is not None else 0, "threshold")
+    block = as_int(block_length, "block length") or 0
+    cache = None if cache in (None, "", "off") else cache
+    if cache is not None and cache not in CACHES:
+        raise ValueError(f"unknown key/value cache {cache!r}; choose 'off' or one of {sorted(CACHES)}")
+    samples = in_range(as_int(num_samples, "number of samples"), "number of samples", 1, MAX_SAMPLES)
+    seed = in_range(as_int(seed, "seed"), "seed", 0, 2**31 - 1)
+    overrides = dict(
+        steps=steps,
+        schedule=schedule,
+        temperature=as_float(temperature, "temperature"),
+        top_k=in_range(as_int(top_k, "top-k"), "top-k", 0, 1_000_000),
+        top_p=as_float(top_p, "top-p"),
+        remasking=remasking,
+        threshold=threshold if threshold > 0 else None,  # 0 in the UI: off
+        block_length=block if block > 0 else None,  # 0 in the UI: one block
+        cache=cache,
+        cfg_scale=as_float(guidance, "guidance scale"),
+        allow_eos=bool(allow_eos),
+        num_samples=samples,
+    )
+    if not infill:
+        overrides["length"] = length
+    dlm.SamplerConfig().replace(**overrides)  # the core's own checks, with its messages
+    return GenerateRequest(model, infill, text, seed, overrides)
+
+
+def start_generation(lm: dlm.LanguageModel, request: GenerateRequest) -> tuple[dlm.Generation, str | None]:
+    """Start the run; returns it with a note for the user when a setting had to give way."""
+    overrides, note = dict(request.overrides), None
+    if request.infill:
+        from dlm.generation import infill_canvas
+
+        blanks = int((~infill_canvas(lm, request.text).fixed).sum())
+        if blanks > MAX_LENGTH:
+            raise ValueError(f"the template has {blanks} blanks; the limit is {MAX_LENGTH}")
+        if overrides["steps"] > blanks:
+            note = f"The template has {blanks} blank(s), so it runs {blanks} step(s) instead of {overrides['steps']}."
+            overrides["steps"] = blanks
+        return dlm.stream(lm, infill=request.text, seed=request.seed, **overrides), note
+    if lm.kind == "causal":
+        for name in ("steps", "schedule", "remasking", "threshold", "block_length", "cache", "cfg_scale"):
+            overrides.pop(name)  # diffusion-only settings; an AR model writes one token per step
+    if lm.kind == "continuous":
+        for name in ("schedule", "remasking", "threshold", "block_length", "cache"):
+            overrides.pop(name)  # masked-only settings; a continuous model uses its card's solver
+    return dlm.stream(lm, request.text, seed=request.seed, **overrides), note
+
+
+def run_stats(trace: dlm.Trace, total_steps: int, done: bool) -> str:
+    """The status line over the canvas: step, forward passes, time and speed (Markdown, no user text)."""
+    seconds = trace.seconds
+    tokens = filled_tokens(trace)
+    speed = f"{tokens / seconds:,.0f} tokens/s" if seconds > 0 else "–"
+    unit = "Token" if trace.kind == "causal" else "Step"
+    head = f"**Done** in {len(trace.steps)} steps" if done else f"**{unit} {len(trace.steps)} / {total_steps}**"
+    return f"{head} · NFE {trace.nfe} · {seconds:.2f} s · {tokens} tokens · {speed}"
+
+
+def joined_texts(texts: Sequence[str]) -> str:
+    if len(texts) == 1:
+        return texts[0]
+    return "\n\n".join(f"[sample {i + 1}]\n{t}" for i, t in enumerate(texts))
+
+
+def display_name(source: str) -> str:
+    """A short name for a model source: a folder's last two parts, else the name or repo id."""
+    path = Path(source)
+    if path.is_dir():
+        return "/".join(path.resolve().parts[-2:])
+    return source
