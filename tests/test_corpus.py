@@ -24,7 +24,10 @@ from training import corpus
 from training.corpus import (
     ChecksumError,
     bible_passages,
+    build,
+    cache,
     dedupe_key,
+    fetch,
     fetch_deb,
     mobydick_paragraphs,
     novel_paragraphs,
@@ -194,7 +197,7 @@ def no_subprocess(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"tried to run {args[0] if args else kwargs}")
 
-    monkeypatch.setattr(corpus.subprocess, "run", refuse)
+    monkeypatch.setattr(fetch.subprocess, "run", refuse)
 
 
 def test_a_corrupt_cached_deb_raises_a_clear_error(tmp_path, no_subprocess):
@@ -221,7 +224,7 @@ def test_an_unknown_version_needs_allow_new_versions(tmp_path, no_subprocess, mo
         fetch_deb("sword-text-web", downloads)
     assert fetch_deb("sword-text-web", downloads, allow_new_versions=True) == deb
     monkeypatch.setenv("DLM_ALLOW_NEW_VERSIONS", "1")
-    assert corpus._env_allows_new_versions()
+    assert fetch._env_allows_new_versions()
 
 
 def test_a_matching_cached_deb_is_used_without_downloading(tmp_path, no_subprocess, monkeypatch):
@@ -229,13 +232,13 @@ def test_a_matching_cached_deb_is_used_without_downloading(tmp_path, no_subproce
     downloads.mkdir()
     deb = downloads / "wordnet-base_1%3a3.0-37_all.deb"
     deb.write_bytes(b"pretend package")
-    monkeypatch.setitem(corpus.EXPECTED_SHA256, deb.name, hashlib.sha256(b"pretend package").hexdigest())
+    monkeypatch.setitem(fetch.EXPECTED_SHA256, deb.name, hashlib.sha256(b"pretend package").hexdigest())
     assert fetch_deb("wordnet-base", downloads) == deb
     assert corpus.deb_version(deb) == "1:3.0-37"
 
 
 def test_missing_apt_get_is_explained(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="'apt-get' not found"):
         fetch_deb("sword-text-web", tmp_path / "downloads")
 
@@ -247,12 +250,12 @@ def test_a_cached_build_is_reused_and_a_corrupt_one_rebuilt(tmp_path, monkeypatc
     out = tmp_path / "prose"
     options = {"wordnet": False, "bible_min_words": corpus.BIBLE_MIN_WORDS, "bible_max_verses": corpus.BIBLE_MAX_VERSES}
     files = {f"{s}.txt": f"{s} text\n".encode() for s in corpus.SPLITS}
-    corpus._publish(out, files, {"name": "prose", "format": corpus.FORMAT_VERSION, "options": options, "counts": {}})
+    cache._publish(out, files, {"name": "prose", "format": corpus.FORMAT_VERSION, "options": options, "counts": {}})
 
     def fetch_deb_spy(*args, **kwargs):
         raise RuntimeError("rebuilding")
 
-    monkeypatch.setattr(corpus, "fetch_deb", fetch_deb_spy)
+    monkeypatch.setattr(build, "fetch_deb", fetch_deb_spy)
     assert corpus.build_prose_corpus(tmp_path) == out  # instant: every hash matches
     (out / "train.txt").write_text("tampered\n")
     with pytest.raises(RuntimeError, match="rebuilding"):
@@ -300,7 +303,7 @@ def fake_releases(downloads: Path, monkeypatch) -> None:
     downloads.mkdir(parents=True)
     for name, data in files.items():
         (downloads / name).write_bytes(data)
-        monkeypatch.setitem(corpus.EXPECTED_SHA256, name, hashlib.sha256(data).hexdigest())
+        monkeypatch.setitem(fetch.EXPECTED_SHA256, name, hashlib.sha256(data).hexdigest())
 
 
 def test_build_reviews_dedupes_labels_and_splits(tmp_path, monkeypatch, no_subprocess, capsys):
