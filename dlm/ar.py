@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import torch
 
-from dlm.generation import Generation, forbidden_ids
+from dlm.config import SamplerConfig
+from dlm.generation import Generation, causal_canvas, forbidden_ids
+from dlm.loading import LanguageModel
 from dlm.sampling import forbid, row_uniforms, sample_tokens
 from dlm.trace import Step
 
@@ -58,3 +60,24 @@ class CausalGeneration(Generation):
                     break
                 token = torch.where(ended, eos, token)
             inputs = token.unsqueeze(1).to(device)  # (B, 1)
+
+
+def causal_stream(
+    lm: LanguageModel,
+    prompt: str = "",
+    *,
+    config: SamplerConfig | None = None,
+    infill: str | None = None,
+    fixed: dict[int, str | int] | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **overrides,
+) -> CausalGeneration:
+    """`dlm.stream` for causal models (the front door dispatches here): continuation only."""
+    config = (config or lm.settings).replace(**overrides)
+    if infill is not None and prompt:
+        raise ValueError("give either a prompt to continue or an infill template, not both")
+    if infill is not None or fixed:
+        raise ValueError("infilling and fixed tokens need a masked (diffusion) model; this one is causal")
+    canvas = causal_canvas(lm, prompt, config.length)
+    return CausalGeneration(lm, canvas, config, generator, seed, prompt)

@@ -31,7 +31,6 @@ CACHES = {
     "dual": "the current block only; keys and values on both sides are reused (Fast-dLLM's DualCache)",
 }
 
-KINDS = ("masked", "causal")
 SETTINGS_KEY = "dlm"  # key in config.json holding the diffusion settings written by training/
 
 

@@ -503,6 +503,6 @@ def continuous_stream(
         canvas = Canvas(template.ids.masked_fill(~template.fixed, -1), template.fixed, template.hidden, infill=True)
     else:
         canvas = continuous_canvas(lm, prompt, config.length, fixed or {})
-    _generation._check_fits(lm, canvas)
+    _generation.check_fits(lm, canvas)
     lm.model.schedule.timesteps(config.steps)  # fail now on a bad number of steps, not at the first step
     return ContinuousGeneration(lm, canvas, config, generator, seed, prompt if infill is None else infill, options)

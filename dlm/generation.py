@@ -1,9 +1,10 @@
 """The entry points: `stream` yields denoising steps, `generate` collects them into a `Trace`.
 
-Every family shares this front door: a masked model runs the diffusion sampler (`dlm.sampler`), a
-causal one the autoregressive loop (`dlm.ar`), a continuous one embedding-space diffusion
-(`dlm.continuous`), and all yield the same `Step`s, so the app, the CLI, the renderers and the
-benchmark treat them alike.
+Every family shares this front door, which looks the model's family up in `dlm.families`: a masked
+model runs the diffusion sampler (`dlm.sampler`), a causal one the autoregressive loop (`dlm.ar`), a
+continuous one embedding-space diffusion (`dlm.continuous`), and all yield the same `Step`s, so the
+app, the CLI, the renderers and the benchmark treat them alike. This module holds what they share:
+the `Generation` base class and the canvases.
 
     lm = dlm.load("default")
     for step in dlm.stream(lm, "Once upon a time", length=48, steps=16, seed=0):
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from dlm.config import SamplerConfig
+from dlm.families import family
 from dlm.loading import LanguageModel
 from dlm.sampling import row_generators
 from dlm.trace import Step, Trace
@@ -173,32 +175,8 @@ def stream(
         **overrides: any `SamplerConfig` field, e.g. `steps=16, remasking="margin"`; continuous models
             also take `solver`, `rounding` and `clamp` (`dlm.continuous.ContinuousOptions`).
     """
-    if lm.kind == "continuous":  # its own options (solver, rounding, clamp) travel in the overrides
-        from dlm.continuous import continuous_stream
-
-        return continuous_stream(lm, prompt, config=config, infill=infill, fixed=fixed, generator=generator,
-                                 seed=seed, **overrides)
-    config = (config or lm.settings).replace(**overrides)
-    if infill is not None and prompt:
-        raise ValueError("give either a prompt to continue or an infill template, not both")
-    if lm.kind == "causal":
-        from dlm.ar import CausalGeneration
-
-        if infill is not None or fixed:
-            raise ValueError("infilling and fixed tokens need a masked (diffusion) model; this one is causal")
-        canvas = causal_canvas(lm, prompt, config.length)
-        return CausalGeneration(lm, canvas, config, generator, seed, prompt)
-    from dlm.sampler import MaskedGeneration
-
-    if infill is not None:
-        canvas = infill_canvas(lm, infill)
-    else:
-        canvas = prompt_canvas(lm, prompt, config.length, fixed or {})
-    _check_fits(lm, canvas)
-    to_generate = int((~canvas.fixed).sum())
-    if "steps" not in overrides and config.steps > to_generate:
-        config = config.replace(steps=to_generate)  # a default, not the caller's choice: one token per step
-    return MaskedGeneration(lm, canvas, config, generator, seed, prompt if infill is None else infill)
+    return family(lm.kind).stream_function()(lm, prompt, config=config, infill=infill, fixed=fixed,
+                                             generator=generator, seed=seed, **overrides)
 
 
 def generate(lm: LanguageModel, prompt: str = "", **kwargs) -> Trace:
@@ -311,11 +289,11 @@ def causal_canvas(lm: LanguageModel, prompt: str, length: int) -> Canvas:
     is_fixed = [True] * (len(prefix) + len(body)) + [False] * length
     hidden = [True] * len(prefix) + [False] * (len(body) + length)
     canvas = Canvas(torch.tensor(ids), torch.tensor(is_fixed), torch.tensor(hidden), infill=False)
-    _check_fits(lm, canvas)
+    check_fits(lm, canvas)
     return canvas
 
 
-def _check_fits(lm: LanguageModel, canvas: Canvas) -> None:
+def check_fits(lm: LanguageModel, canvas: Canvas) -> None:
     limit = lm.max_positions
     if limit is not None and len(canvas.ids) > limit:
         raise ValueError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dlm.families import family
 from dlm.generation import encode, special_framing, start_ids
 from dlm.loading import LanguageModel
 from dlm.masking import mask_by_count, stratified_counts
@@ -65,15 +66,25 @@ def log_likelihood(
         num_samples, batch_size: Monte-Carlo samples for masked models, and how many per forward.
         generator / seed: the masks' randomness (a fixed seed by default, so scores repeat).
     """
-    if lm.kind == "continuous":
-        raise ValueError(f"{lm.source} is a continuous-diffusion model: dlm has no likelihood bound for it "
-                         "(its training loss is an x0 MSE plus a rounding cross-entropy, not an ELBO)")
     if not text or not text.strip():
         raise ValueError("text to score is empty")
+    return family(lm.kind).score_function()(lm, text, prompt, num_samples=num_samples, batch_size=batch_size,
+                                            generator=generator, seed=seed)
+
+
+def masked_log_likelihood(
+    lm: LanguageModel,
+    text: str,
+    prompt: str = "",
+    *,
+    num_samples: int = 64,
+    batch_size: int = 32,
+    generator: torch.Generator | None = None,
+    seed: int | None = 0,
+) -> Likelihood:
+    """`log_likelihood` for masked models (the front door dispatches here): the Monte-Carlo ELBO."""
     target = encode(lm.tokenizer, text)
     context = encode(lm.tokenizer, prompt)
-    if lm.kind == "causal":
-        return causal_log_likelihood(lm, context, target)
     if generator is None:
         generator = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
     prefix, suffix = special_framing(lm.tokenizer)
@@ -89,6 +100,12 @@ def log_likelihood(
     mean = float(estimates.mean())
     stderr = float(estimates.std() / math.sqrt(num_samples)) if num_samples > 1 else float("nan")
     return Likelihood(mean, len(target), stderr, num_samples, num_samples, exact=False)
+
+
+def causal_log_likelihood(lm: LanguageModel, text: str, prompt: str = "", **_sampling) -> Likelihood:
+    """`log_likelihood` for causal models (the front door dispatches here): exact, one forward pass.
+    The Monte-Carlo arguments (`num_samples`, `seed`, ...) mean nothing here and are ignored."""
+    return exact_log_likelihood(lm, encode(lm.tokenizer, prompt), encode(lm.tokenizer, text))
 
 
 def elbo_estimates(
@@ -116,7 +133,7 @@ def elbo_estimates(
     return torch.cat(sums) * num_scored / num_masked.double()
 
 
-def causal_log_likelihood(lm: LanguageModel, context: list[int], target: list[int]) -> Likelihood:
+def exact_log_likelihood(lm: LanguageModel, context: list[int], target: list[int]) -> Likelihood:
     """Exact sum of log p(x_i | x_<i) over the target tokens, after BOS and the context."""
     prefix = [lm.bos_id] if lm.bos_id is not None else []
     ids = prefix + context + target

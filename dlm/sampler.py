@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import torch
 
 from dlm.cache import KVCache
-from dlm.generation import Generation, forbidden_ids
+from dlm.config import SamplerConfig
+from dlm.generation import Generation, check_fits, forbidden_ids, infill_canvas, prompt_canvas
+from dlm.loading import LanguageModel
 from dlm.sampling import forbid, position_scores, row_uniforms, sample_tokens
 from dlm.schedules import num_transfer_tokens
 from dlm.shifted import canvas_logits
@@ -165,3 +167,29 @@ def allocate_steps(sizes: list[int], steps: int) -> list[int]:
         j = max((j for j in range(len(sizes)) if alloc[j] > 1), key=lambda j: alloc[j] / sizes[j])
         alloc[j] -= 1
     return alloc
+
+
+def masked_stream(
+    lm: LanguageModel,
+    prompt: str = "",
+    *,
+    config: SamplerConfig | None = None,
+    infill: str | None = None,
+    fixed: dict[int, str | int] | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **overrides,
+) -> MaskedGeneration:
+    """`dlm.stream` for masked models (the front door dispatches here); the arguments are the same."""
+    config = (config or lm.settings).replace(**overrides)
+    if infill is not None and prompt:
+        raise ValueError("give either a prompt to continue or an infill template, not both")
+    if infill is not None:
+        canvas = infill_canvas(lm, infill)
+    else:
+        canvas = prompt_canvas(lm, prompt, config.length, fixed or {})
+    check_fits(lm, canvas)
+    to_generate = int((~canvas.fixed).sum())
+    if "steps" not in overrides and config.steps > to_generate:
+        config = config.replace(steps=to_generate)  # a default, not the caller's choice: one token per step
+    return MaskedGeneration(lm, canvas, config, generator, seed, prompt if infill is None else infill)
