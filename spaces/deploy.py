@@ -3,13 +3,13 @@
     python spaces/deploy.py your-name/dlm-demo --model your-name/dlm-small --ar-model your-name/dlm-small-ar
     python spaces/deploy.py your-name/dlm-demo --model your-name/dlm-small --private --dry-run
 
-The Space repo gets `app.py`, the `dlm` package (with any models bundled in `dlm/models` and the
-player's static files), `spaces/README.md` as its README (front matter: sdk, sdk_version, app_file,
+The Space repo gets `app.py`, the app's `webapp` package, the `dlm` package (with any models bundled
+in `dlm/models` and the player's static files), `spaces/README.md` as its README (front matter: sdk, sdk_version, app_file,
 python_version, suggested_hardware, and the `models` it loads), `spaces/requirements.txt` as its
 requirements, and any benchmark results in `bench/results/*.json` (the Compare and Learn tabs read
 them). The models are set as the Space variables DLM_MODEL, DLM_AR_MODEL, DLM_CONTINUOUS_MODEL and
 DLM_CLASSIFIER.
-Files under `dlm/` that no longer exist here are deleted from the Space in the same commit.
+Files under `dlm/` and `webapp/` that no longer exist here are deleted from the Space in the same commit.
 
 Authentication: HF_TOKEN or `hf auth login`, as for any huggingface_hub call.
 """
@@ -26,13 +26,14 @@ VARIABLES = {"model": "DLM_MODEL", "ar_model": "DLM_AR_MODEL", "classifier": "DL
              "continuous_model": "DLM_CONTINUOUS_MODEL"}
 SKIP = {"__pycache__", ".pytest_cache"}  # folder names never uploaded
 SKIP_SUFFIXES = {".pyc", ".pyo"}
+PACKAGES = ("dlm", "webapp")  # the library and the app's tabs: uploaded whole, stale files deleted
 
 
 def package_files(root: Path = ROOT) -> dict[str, Path]:
     """Path in the Space repo -> local file, for everything the Space needs."""
     files = {"app.py": root / "app.py", "README.md": SPACE_FILES / "README.md",
              "requirements.txt": SPACE_FILES / "requirements.txt"}
-    for path in sorted((root / "dlm").rglob("*")):
+    for path in sorted(p for package in PACKAGES for p in (root / package).rglob("*")):
         parts = path.relative_to(root).parts
         if path.is_file() and not SKIP.intersection(parts) and path.suffix not in SKIP_SUFFIXES:
             files["/".join(parts)] = path
@@ -91,7 +92,7 @@ def deploy(
                   for name, path in files.items()]
     existing = api.list_repo_files(space_id, repo_type="space")
     operations += [CommitOperationDelete(path_in_repo=name) for name in existing
-                   if name.startswith("dlm/") and name not in files]
+                   if name.startswith(tuple(f"{p}/" for p in PACKAGES)) and name not in files]
     api.create_commit(space_id, repo_type="space", operations=operations,
                       commit_message=f"Deploy the dlm app with {model}")
     for name, value in settings.items():

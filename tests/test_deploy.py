@@ -53,9 +53,9 @@ def test_deploy_uploads_the_app_and_sets_the_variables(deploy, hub_server, hub_n
     files = hub_server.files(SPACE, repo_type="space")
     assert files["app.py"] == (ROOT / "app.py").read_bytes()
     assert files["requirements.txt"] == (ROOT / "spaces" / "requirements.txt").read_bytes()
-    local_dlm = {p.relative_to(ROOT).as_posix() for p in (ROOT / "dlm").rglob("*")
+    local_dlm = {p.relative_to(ROOT).as_posix() for package in ("dlm", "webapp") for p in (ROOT / package).rglob("*")
                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
-    assert local_dlm <= set(files) and "dlm/render/static/player.js" in files
+    assert local_dlm <= set(files) and "dlm/render/static/player.js" in files and "webapp/tabs/generate.py" in files
     assert "dlm/removed_module.py" not in files  # stale package files are deleted
     assert not [name for name in files if "__pycache__" in name or name.startswith(("spaces/", "tests/", "training/"))]
     assert sorted(uploaded) == sorted(name for name in files if name != ".gitattributes")
