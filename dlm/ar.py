@@ -7,6 +7,7 @@ be streamed, rendered and raced alike. Unfilled slots hold -1.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import torch
@@ -16,6 +17,13 @@ from dlm.generation import Generation, causal_canvas, forbidden_ids
 from dlm.loading import LanguageModel
 from dlm.sampling import forbid, row_uniforms, sample_tokens
 from dlm.trace import Step
+
+
+def cache_argument(model) -> str:
+    """The keyword a causal LM takes its key/value cache by: `cache` since transformers 5 renamed it
+    (`past_key_values` is deprecated there, to be removed in 5.40), `past_key_values` before that and in
+    remote code that still uses it."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 class CausalGeneration(Generation):
@@ -33,9 +41,10 @@ class CausalGeneration(Generation):
         ended = torch.zeros(num_rows, dtype=torch.bool)
         inputs = canvas[:, :start].to(device)  # the whole prompt first, then one token at a time
         past, nfe = None, 0
+        cache_keyword = cache_argument(lm.model)
         for index, position in enumerate(range(start, num_positions)):
-            out = lm.model(input_ids=inputs, past_key_values=past, use_cache=True)
-            past, nfe = out.past_key_values, nfe + 1
+            out = lm.model(input_ids=inputs, use_cache=True, **{cache_keyword: past})
+            past, nfe = out.get("cache") or out.get("past_key_values"), nfe + 1
             logits = forbid(out.logits[:, -1:, :].float(), forbidden)  # (B, 1, V)
             draw = row_uniforms(self.generators, 1, device) if config.temperature > 0 else None
             token = sample_tokens(logits, config, draw)  # (B, 1)

@@ -37,12 +37,11 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
+from dlm.loading import PADDING_OFFSET_POSITIONS
 from dlm.shifted import canvas_logits, is_bidirectional, is_shifted
 
 NAME = "dlm_cache"
 CACHES = ("prefix", "dual")
-# Models whose explicit position ids start past the padding index (fairseq's convention).
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "roberta-prelayernorm", "data2vec-text"}
 
 _active: contextvars.ContextVar[KVCache | None] = contextvars.ContextVar("dlm_kv_cache", default=None)
 
@@ -53,10 +52,14 @@ class KVCache:
     def __init__(self, model: torch.nn.Module):
         install(model)
         self.model = model
-        self.layers: dict[torch.nn.Module, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+        # keyed by the attention call's order in the forward pass, not by module: ALBERT runs one shared
+        # attention module in every layer, and each of those calls has its own keys and values
+        self.layers: dict[int, tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+        self.calls = 0  # attention calls so far in the current forward pass
         self.mode: str | None = None
         self.lo = self.hi = 0
-        self.offset = model.config.pad_token_id + 1 if model.config.model_type in _OFFSET_POSITIONS else 0
+        # explicit position ids must start past the padding index where the model's own do (fairseq's convention)
+        self.offset = model.config.pad_token_id + 1 if model.config.model_type in PADDING_OFFSET_POSITIONS else 0
 
     @contextlib.contextmanager
     def fill(self) -> Iterator[None]:
@@ -88,7 +91,7 @@ class KVCache:
 
     @contextlib.contextmanager
     def _as(self, mode: str) -> Iterator[None]:
-        self.mode = mode
+        self.mode, self.calls = mode, 0
         token = _active.set(self)
         try:
             yield
@@ -97,12 +100,13 @@ class KVCache:
             self.mode = None
 
     def attend(self, module, query, key, value, attention_mask, **kwargs):
+        call, self.calls = self.calls, self.calls + 1
         if self.mode == "fill":
-            self.layers[module] = (key, value, attention_mask)
+            self.layers[call] = (module, key, value, attention_mask)
             return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-        if module not in self.layers:
+        if call not in self.layers or self.layers[call][0] is not module:
             raise RuntimeError("this layer was not in the cached forward pass")
-        full_key, full_value, full_mask = self.layers[module]
+        _, full_key, full_value, full_mask = self.layers[call]
         lo, hi = self.lo, self.hi
         if hi - lo != key.shape[2] or full_key.shape[0] != key.shape[0]:
             raise RuntimeError(f"the window {lo}..{hi} does not match the {key.shape[2]} positions fed")

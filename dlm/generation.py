@@ -280,9 +280,10 @@ def start_ids(lm: LanguageModel) -> list[int]:
 
 
 def causal_canvas(lm: LanguageModel, prompt: str, length: int) -> Canvas:
-    """[BOS] prompt, then `length` empty slots (-1) the model fills left to right."""
-    prefix = [lm.bos_id] if lm.bos_id is not None else []
+    """[BOS] prompt, then `length` empty slots (-1) the model fills left to right. A prompt that already
+    starts with the start token (a chat template's `<|im_start|>`, a BOS written out) gets no second one."""
     body = encode(lm.tokenizer, prompt)
+    prefix = [lm.bos_id] if lm.bos_id is not None and body[:1] != [lm.bos_id] else []
     if not prefix and not body:
         raise ValueError("this causal model has no BOS token, so it needs a non-empty prompt")
     ids = prefix + body + [-1] * length

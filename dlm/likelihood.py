@@ -135,7 +135,7 @@ def elbo_estimates(
 
 def exact_log_likelihood(lm: LanguageModel, context: list[int], target: list[int]) -> Likelihood:
     """Exact sum of log p(x_i | x_<i) over the target tokens, after BOS and the context."""
-    prefix = [lm.bos_id] if lm.bos_id is not None else []
+    prefix = [lm.bos_id] if lm.bos_id is not None and context[:1] != [lm.bos_id] else []  # never a second BOS
     ids = prefix + context + target
     if len(prefix + context) == 0:
         raise ValueError("this causal model has no BOS token, so the first token cannot be scored without a prompt")

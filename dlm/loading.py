@@ -98,12 +98,18 @@ class LanguageModel:
         return sum(p.numel() for p in self.model.parameters())
 
 
+# model types whose position ids start after the padding index (create_position_ids_from_input_ids), so
+# padding_idx + 1 of their position embeddings are never usable
+PADDING_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "data2vec-text",
+                            "roberta-prelayernorm", "ibert", "longformer", "luke", "xmod", "esm"}
+
+
 def max_positions_of(config) -> int | None:
     """How many positions a model with this transformers config can attend over (None if it does not say)."""
     for name in ("max_position_embeddings", "n_positions", "max_seq_len"):
         value = getattr(config, name, None)
         if value:
-            if getattr(config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"}:
+            if getattr(config, "model_type", "") in PADDING_OFFSET_POSITIONS:
                 value -= (config.pad_token_id or 0) + 1  # RoBERTa positions start after padding_idx
             return int(value)
     return None
@@ -238,7 +244,8 @@ def detect_kind(config) -> str:
             return "masked"
         if arch.endswith(("ForCausalLM", "LMHeadModel")):
             return "causal"
-    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    # transformers 5 no longer exports the mapping tables from its top level; they live here in 4.x and 5.x
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     if getattr(config, "is_decoder", False) or model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
