@@ -68,13 +68,24 @@ def first_step_seconds(client, request: dict) -> tuple[float, float]:
     return first if first is not None else total, total
 
 
-def concurrent_users(url: str, users: int, request: dict) -> list[dict]:
-    """`users` clients submit at once; each result has ok, seconds and error."""
+def progress_bar(*, total: int, desc: str, unit: str, show: bool | None = None):
+    """A tqdm bar on stderr (the tables stay alone on stdout); show None: only when stderr is a terminal.
+    (dlm.cli.progress_bar's twin: importing dlm here would load torch into this light client.)"""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                disable=None if show is None else not show)
+
+
+def concurrent_users(url: str, users: int, request: dict, done=None) -> list[dict]:
+    """`users` clients submit at once; each result has ok, seconds and error. done(): called as each
+    user's request ends (after its time is taken)."""
     from gradio_client import Client
 
     clients = [Client(url, verbose=False) for _ in range(users)]
     results: list[dict] = [{} for _ in range(users)]
     barrier = threading.Barrier(users)
+    lock = threading.Lock()
 
     def user(i: int) -> None:
         barrier.wait()
@@ -85,6 +96,9 @@ def concurrent_users(url: str, users: int, request: dict) -> list[dict]:
             results[i] = {"ok": ok, "seconds": time.perf_counter() - start, "error": None if ok else output[4]}
         except Exception as error:  # any failure counts against the app: record it, keep the others going
             results[i] = {"ok": False, "seconds": time.perf_counter() - start, "error": repr(error)[:300]}
+        if done is not None:
+            with lock:
+                done()
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
     for t in threads:
@@ -102,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="warm first-step measurements")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the app to start")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: only when stderr is a terminal)")
     args = parser.parse_args(argv)
 
     from gradio_client import Client
@@ -124,9 +140,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         ready = time.perf_counter() - start
         client = Client(url, verbose=False)
-        cold_first, cold_total = first_step_seconds(client, REQUEST)
-        warm = [first_step_seconds(client, {**REQUEST, "seed": i + 1}) for i in range(args.repeats)]
-        runs = concurrent_users(url, args.users, REQUEST)
+        with progress_bar(total=1 + args.repeats + args.users, desc="requests", unit="request",
+                          show=args.progress) as bar:  # moved between requests, outside what they time
+            cold_first, cold_total = first_step_seconds(client, REQUEST)
+            bar.update()
+            warm = []
+            for i in range(args.repeats):
+                warm.append(first_step_seconds(client, {**REQUEST, "seed": i + 1}))
+                bar.update()
+            runs = concurrent_users(url, args.users, REQUEST, done=bar.update)
     finally:
         process.terminate()
         try:

@@ -78,10 +78,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dlm  # noqa: E402
+from dlm.cli import add_progress_option, progress_bar  # noqa: E402
+from dlm.cli import note as progress_note  # noqa: E402  (a line on stderr that leaves the bars whole)
 from dlm.config import SamplerConfig  # noqa: E402
 from dlm.generation import encode, special_framing  # noqa: E402
 from dlm.loading import LanguageModel, bundled_models  # noqa: E402
-from dlm.qa import family_of, load_qa, run_qa  # noqa: E402
+from dlm.qa import ANSWER_TOKENS, QAResult, family_of, load_qa, run_qa  # noqa: E402
 from dlm.quality import (  # noqa: E402
     MAUVE_SEEDS,
     Judge,
@@ -300,21 +302,25 @@ def continuation_of(trace, generation, prompt: str) -> str:
     return text[len(prompt) :] if text.startswith(prompt) else " " + generation.completions()[0]
 
 
-def sample_continuations(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0) -> list[str]:
-    """Untimed: prompt i's continuation at one setting, with seed + i."""
+def sample_continuations(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0,
+                         progress: bool | None = False, desc: str = "sampling") -> list[str]:
+    """Untimed: prompt i's continuation at one setting, with seed + i. progress: a passing bar on stderr
+    (None: only when stderr is a terminal)."""
     outputs = []
-    for i, prompt in enumerate(prompts):
+    for i, prompt in enumerate(progress_bar(prompts, desc=desc, unit="prompt", show=progress, leave=False)):
         generation = dlm.stream(lm, prompt, config=config, seed=seed + i)
         outputs.append(continuation_of(generation.run(), generation, prompt))
     return outputs
 
 
 def mauve_samples(lm: LanguageModel, reference: dict, config: SamplerConfig, timed_outputs: list[str],
-                  seed: int = 0) -> list[str]:
+                  seed: int = 0, progress: bool | None = False) -> list[str]:
     """MAUVE's samples at one setting: for prompt j of `reference`, the timed continuation where it is
     a timing prompt (`reference["timed"]`), else a new, untimed one with seed + j."""
+    pairs = progress_bar(list(zip(reference["prompts"], reference["timed"])), desc="MAUVE samples", unit="prompt",
+                         show=progress, leave=False)
     return [timed_outputs[timed] if timed is not None else sample_continuations(lm, [prompt], config, seed + j)[0]
-            for j, (prompt, timed) in enumerate(zip(reference["prompts"], reference["timed"]))]
+            for j, (prompt, timed) in enumerate(pairs)]
 
 
 def text_quality(judge: Judge, continuations: list[str], prompts: list[str], batch_size: int) -> dict:
@@ -365,10 +371,13 @@ def decoding_of(lm: LanguageModel, config: SamplerConfig) -> str:
     return f"threshold {config.threshold}" if config.threshold is not None else "fixed steps"
 
 
-def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0) -> dict:
+def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0,
+                    progress: bool | None = False) -> dict:
     """Run every prompt at one setting (prompt i with seed + i) and summarise: one benchmark record,
-    with every continuation under "outputs" (scored later by `add_quality`)."""
-    runs = [timed_run(lm, prompt, config, seed + i) for i, prompt in enumerate(prompts)]
+    with every continuation under "outputs" (scored later by `add_quality`). progress: a passing bar on
+    stderr, moved between runs (outside what they time); None: only when stderr is a terminal."""
+    bar = progress_bar(prompts, desc="timing", unit="prompt", show=progress, leave=False)
+    runs = [timed_run(lm, prompt, config, seed + i) for i, prompt in enumerate(bar)]
     continuations = [r["continuation"] for r in runs]
     return {
         "family": family_of(lm),
@@ -403,6 +412,16 @@ def add_quality(record: dict, judge: Judge, prompts: list[str], batch_size: int 
     """Add the judge's perplexity and the diversity of the record's outputs (in place; returns it)."""
     record.update(text_quality(judge, record["outputs"], prompts, batch_size))
     return record
+
+
+def qa_results_of(lm: LanguageModel, items: list, progress: bool | None = False) -> QAResult:
+    """`dlm.qa.run_qa`, one item at a time so that a bar on stderr can follow it; the same result (every
+    item is answered on its own, with seed 0)."""
+    answered = []
+    for item in progress_bar(items, desc=f"Q&A {family_of(lm)}", unit="item", show=progress, leave=False):
+        answered += run_qa(lm, [item]).items
+    return QAResult(lm.source, family_of(lm), sum(r["correct"] for r in answered), len(answered), ANSWER_TOKENS,
+                    answered)
 
 
 def warm_up(lm: LanguageModel, prompt: str) -> None:
@@ -706,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small subset that runs in minutes on a CPU")
     parser.add_argument("--json", type=Path, help="default bench/results/ar_vs_diffusion[_quick].json")
     parser.add_argument("--plot", type=Path, help="default bench/results/ar_vs_diffusion[_quick].png")
+    add_progress_option(parser)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     command = "python bench/ar_vs_diffusion.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -760,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     records, skipped = [], []
     for lm in models:
         warm_up(lm, prompts[0])
+    sweep = []  # (length, model, setting, MAUVE reference or None), in the order they are measured
     for length in lengths:
         for lm in models:
             family = family_of(lm)
@@ -772,19 +793,23 @@ def main(argv: list[str] | None = None) -> int:
             if reference and (reason := does_not_fit(lm, reference["prompts"], length)):
                 print(f"no MAUVE for {family} at L={length}: its prompts {reason}", file=sys.stderr)
                 reference = None
-            for config in sweep_configs(lm, length, divisors, thresholds, semi_ar, plan["continuous"]):
-                record = measure_setting(lm, prompts, config, args.seed)
-                record["mauve"] = None  # not measured at this length
-                if reference:  # untimed samples for MAUVE, scored once the judge is loaded
-                    record["mauve"] = {"outputs": mauve_samples(lm, reference, config, record["outputs"], args.seed)}
-                records.append(record)
-                print(f"L={length} {family} {record['decoding']} steps={record['steps']}: "
-                      f"{record['wall_seconds']:.3f} s, NFE {record['nfe']}", file=sys.stderr)
-    qa_results = [run_qa(lm, qa).to_dict() for lm in models]
+            sweep += [(length, lm, config, reference)
+                      for config in sweep_configs(lm, length, divisors, thresholds, semi_ar, plan["continuous"])]
+    for length, lm, config, reference in progress_bar(sweep, desc="settings", unit="setting", show=args.progress):
+        family = family_of(lm)
+        record = measure_setting(lm, prompts, config, args.seed, progress=args.progress)
+        record["mauve"] = None  # not measured at this length
+        if reference:  # untimed samples for MAUVE, scored once the judge is loaded
+            record["mauve"] = {"outputs": mauve_samples(lm, reference, config, record["outputs"], args.seed,
+                                                        progress=args.progress)}
+        records.append(record)
+        progress_note(f"L={length} {family} {record['decoding']} steps={record['steps']}: "
+             f"{record['wall_seconds']:.3f} s, NFE {record['nfe']}")
+    qa_results = [qa_results_of(lm, qa, args.progress).to_dict() for lm in models]
 
     print(f"loading the judge {args.judge!r} ...", file=sys.stderr)
     judge = load_judge(args.judge, device=args.device)
-    for record in records:
+    for record in progress_bar(records, desc="judging", unit="setting", show=args.progress):
         add_quality(record, judge, prompts, args.judge_batch)
     human = []
     for length in lengths:
@@ -795,8 +820,9 @@ def main(argv: list[str] | None = None) -> int:
     for length, reference in references.items():
         print(f"MAUVE at L={length}: featuring {len(reference['prompts'])} human continuations ...", file=sys.stderr)
         features = judge_features(judge, reference["continuations"], args.judge_batch, contexts=reference["prompts"])
+        measured = [r for r in records if r["length"] == length and r["mauve"] is not None]
         scored = [add_mauve(r, judge, reference, features, args.mauve_seeds, args.judge_batch)
-                  for r in records if r["length"] == length and r["mauve"] is not None]
+                  for r in progress_bar(measured, desc=f"MAUVE L={length}", unit="setting", show=args.progress)]
         if scored:
             m = scored[0]["mauve"]
             mauve.append({**reference, "reused_timed_outputs": sum(t is not None for t in reference["timed"]),

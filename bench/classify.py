@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from dlm.classify import CONFIG_FILE, _classifier_folder, load_classifier, report  # noqa: E402
+from dlm.cli import add_progress_option, note, progress_bar  # noqa: E402
 
 DEFAULTS = [
     ("diffusion per-class", "runs/clf-per-class-e2"),
@@ -48,7 +49,9 @@ def labelled_rows(split: str, data: str | None) -> list[tuple[str, str]]:
         return [(row["text"], row["label"]) for row in csv.DictReader(f)]
 
 
-def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch: int) -> dict:
+def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch: int,
+                     progress: bool | None = False) -> dict:
+    """progress: a bar on stderr, moved after every classify() call (None: only when stderr is a terminal)."""
     folder = _classifier_folder(source)
     spec = json.loads((folder / CONFIG_FILE).read_text())
     options = {"explain": False} if spec["design"] == "discriminative" else {}  # generative explanations are free
@@ -56,8 +59,10 @@ def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch:
     texts, truth = [t for t, _ in rows], [y for _, y in rows]
     predictions = []
     start = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        predictions += classifier.classify(texts[i : i + batch])
+    with progress_bar(total=len(texts), desc=name, unit="text", show=progress) as bar:
+        for i in range(0, len(texts), batch):
+            predictions += classifier.classify(texts[i : i + batch])
+            bar.update(len(texts[i : i + batch]))
     seconds = time.perf_counter() - start
     metrics = report(predictions, truth, list(classifier.labels))
     parameters = sum(m["parameters"] for m in spec["training"]["models"].values())
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--append", action="store_true",
                         help="keep the other classifiers' rows already in --json (runs split across processes)")
+    add_progress_option(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             _classifier_folder(source)
         except ValueError as error:
             skipped.append({"classifier": name, "source": source, "reason": str(error)})
-            print(f"skipping {name}: {error}", file=sys.stderr)
+            note(f"skipping {name}: {error}")
             continue
-        results.append(bench_classifier(name, source, rows, args.batch))
-        print(f"{name}: accuracy {results[-1]['accuracy']:.3f} in {results[-1]['seconds']:.0f} s", file=sys.stderr)
+        results.append(bench_classifier(name, source, rows, args.batch, args.progress))
+        note(f"{name}: accuracy {results[-1]['accuracy']:.3f} in {results[-1]['seconds']:.0f} s")
     if not args.no_naive_bayes:
         results.append(bench_naive_bayes(labelled_rows("train", args.data), rows))
     print(f"{len(rows)} {args.split} texts; {platform.processor() or platform.machine()}, "

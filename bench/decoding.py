@@ -33,6 +33,7 @@ import dlm  # noqa: E402
 from bench.ar_vs_diffusion import (  # noqa: E402
     add_quality, human_paragraphs, human_reference, mauve_reference, read_prompts, sample_continuations,
 )
+from dlm.cli import add_progress_option, note, progress_bar  # noqa: E402
 from dlm.quality import judge_mauve, load_judge  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -85,9 +86,11 @@ def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
     print("| model | decoding | judge PPL | entropy (95% CI) | distinct-2 | rep-4 | MAUVE ± sd (n) |")
     print("|---|---|---:|---|---:|---:|---|")
     for name, (model, config) in configs.items():
-        row = add_quality({"outputs": sample_continuations(model, prompts, config)}, judge, prompts)
+        outputs = sample_continuations(model, prompts, config, progress=args.progress, desc=f"{name}: benchmark prompts")
+        row = add_quality({"outputs": outputs}, judge, prompts)
         if reference:
-            outputs = sample_continuations(model, reference["prompts"], config, seed=1000)
+            outputs = sample_continuations(model, reference["prompts"], config, seed=1000, progress=args.progress,
+                                           desc=f"{name}: MAUVE prompts")
             row["mauve"] = judge_mauve(judge, outputs, reference["continuations"], contexts=reference["prompts"],
                                        reference_contexts=reference["prompts"])
         report[name] = row
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge", default="smollm2")
     parser.add_argument("--threads", type=int, help="torch threads (default: all)")
     parser.add_argument("--json", type=Path)
+    add_progress_option(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,20 +138,23 @@ def main(argv: list[str] | None = None) -> int:
     base = lm.settings.replace(length=args.length, steps=args.length, allow_eos=False, num_samples=1, threshold=None,
                                cache=None)
     rows = []
-    for remasking, temperature, top_p, top_k, block in GRID[: args.limit]:
+    for remasking, temperature, top_p, top_k, block in progress_bar(GRID[: args.limit], desc="settings",
+                                                                    unit="setting", show=args.progress):
         setting = {"remasking": remasking, "temperature": temperature, "top_p": top_p, "top_k": top_k,
                    "block_length": block}
         start = time.perf_counter()
-        outputs = sample_continuations(lm, prompts, base.replace(**setting))
+        outputs = sample_continuations(lm, prompts, base.replace(**setting), progress=args.progress,
+                                       desc=describe(setting))
         rows.append({**setting, "decoding": describe(setting), "outputs": outputs,
                      "seconds": time.perf_counter() - start})
-        print(f"generated: {describe(setting)} ({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        note(f"generated: {describe(setting)} ({rows[-1]['seconds']:.0f} s)")
     reference = {"decoding": f"AR, T {ar.settings.temperature:g}, top-p {ar.settings.top_p:g}",
                  "outputs": sample_continuations(ar, prompts, ar.settings.replace(length=args.length, allow_eos=False,
-                                                                                   num_samples=1))}
+                                                                                   num_samples=1),
+                                                 progress=args.progress, desc=f"AR {args.ar}")}
     human_row = {"decoding": "held-out human text", "outputs": human}
     judge = load_judge(args.judge)
-    for row in [*rows, reference, human_row]:
+    for row in progress_bar([*rows, reference, human_row], desc="judging", unit="setting", show=args.progress):
         add_quality(row, judge, prompts)
     bar = args.entropy_ratio * reference["entropy"]
     for row in rows:

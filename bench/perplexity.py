@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dlm  # noqa: E402
+from dlm.cli import add_progress_option, progress_bar  # noqa: E402
 
 
 def held_out_texts(path: Path | None, count: int) -> list[str]:
@@ -31,10 +32,11 @@ def held_out_texts(path: Path | None, count: int) -> list[str]:
     return lines[:count]
 
 
-def score(lm, texts: list[str], samples: int, max_tokens: int) -> dict:
+def score(lm, texts: list[str], samples: int, max_tokens: int, progress: bool | None = False) -> dict:
+    """progress: a bar on stderr (None: only when stderr is a terminal)."""
     total, tokens, variance, nfe = 0.0, 0, 0.0, 0
     start = time.perf_counter()
-    for text in texts:
+    for text in progress_bar(texts, desc=f"scoring {lm.source}", unit="text", show=progress):
         ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"][:max_tokens]
         text = lm.tokenizer.decode(ids)
         result = dlm.log_likelihood(lm, text, num_samples=samples, seed=0)
@@ -56,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=32, help="Monte-Carlo samples per text (diffusion)")
     parser.add_argument("--max-tokens", type=int, default=120)
     parser.add_argument("--json", type=Path)
+    add_progress_option(parser)
     args = parser.parse_args(argv)
     texts = held_out_texts(args.file, args.texts)
     rows = {}
     for source in args.models:
         lm = dlm.load(source)
-        rows[source] = {"kind": lm.kind, **score(lm, texts, args.samples, args.max_tokens)}
+        rows[source] = {"kind": lm.kind, **score(lm, texts, args.samples, args.max_tokens, args.progress)}
     print(f"{len(texts)} held-out texts, at most {args.max_tokens} tokens each\n")
     print("| model | kind | perplexity | nats/token | ± (s.e.) | tokens | forward passes |")
     print("|---|---|---:|---:|---:|---:|---:|")

@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dlm  # noqa: E402
+from dlm.cli import add_progress_option, progress_bar  # noqa: E402
 
 
 class ForwardTimer:
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, help="default: the model's recommendation")
     parser.add_argument("--top-p", type=float, help="default: the model's recommendation")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    add_progress_option(parser)
     args = parser.parse_args(argv)
 
     lm = dlm.load(args.model)
@@ -73,14 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
     measure(lm, timer, args.length, args.steps[0], 1, seed=0, **sampling)  # warm-up
     rows = []
-    for batch in args.batch:
-        for steps in args.steps:
-            runs = [measure(lm, timer, args.length, steps, batch, seed=r, **sampling) for r in range(args.repeats)]
-            total = statistics.median(r["total_ms"] for r in runs)
-            forward = statistics.median(r["forward_ms"] for r in runs)
-            rows.append({"length": args.length, "steps": steps, "batch": batch, "ms_per_step": total,
-                         "forward_ms": forward, "other_ms": total - forward,
-                         "overhead_pct": 100 * (total - forward) / total})
+    with progress_bar(total=len(args.batch) * len(args.steps) * args.repeats, desc="timing", unit="run",
+                      show=args.progress) as bar:  # moved between runs, outside what they time
+        for batch in args.batch:
+            for steps in args.steps:
+                bar.set_postfix_str(f"batch {batch}, steps {steps}")
+                runs = []
+                for repeat in range(args.repeats):
+                    runs.append(measure(lm, timer, args.length, steps, batch, seed=repeat, **sampling))
+                    bar.update()
+                total = statistics.median(r["total_ms"] for r in runs)
+                forward = statistics.median(r["forward_ms"] for r in runs)
+                rows.append({"length": args.length, "steps": steps, "batch": batch, "ms_per_step": total,
+                             "forward_ms": forward, "other_ms": total - forward,
+                             "overhead_pct": 100 * (total - forward) / total})
     device = torch.cuda.get_device_name(0) if lm.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     settings = lm.settings.replace(**sampling)
     print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; temperature "

@@ -5,8 +5,12 @@
     python -m dlm generate --model runs/continuous --prompt "It was" --steps 100 --solver ddpm --cfg-scale 1
     python -m dlm animate --model default --prompt "Call me" --out run.gif      # .gif, .mp4 or .html
     python -m dlm elbo --model default --text "Call me Ishmael." --json
+    python -m dlm elbo --model default --input held_out.txt --json            # one text per line (or a .csv)
     python -m dlm classify --model default-classifier --input reviews.csv --label-column label --json
 
+Commands that work through many texts (classify, elbo --input) show a progress bar on stderr when
+stderr is a terminal (tqdm's own rule, `disable=None`); --progress forces it on, --no-progress off.
+stdout carries only the results, so `--json` output can be piped as it is.
 Bad input prints one line on stderr and exits with status 2.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,6 +28,29 @@ ROUNDINGS = ("logits", "nearest")  # dlm.continuous.ROUNDINGS (not imported here
 SOLVERS = ("ddim", "ddpm")  # dlm.continuous.SOLVERS
 
 ANIMATION_SUFFIXES = (".gif", ".mp4", ".html")
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    """--progress / --no-progress; unset (None): a bar only when stderr is a terminal."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: only when stderr is a terminal)")
+
+
+def progress_bar(iterable=None, *, desc: str, unit: str = "it", total: int | None = None, show: bool | None = None,
+                 leave: bool = True):
+    """A tqdm bar on stderr, never stdout. show None: only when stderr is a terminal (tqdm's `disable=None`,
+    so a redirected or captured stderr gets no bar text); True / False: always / never."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=leave,
+                disable=None if show is None else not show)
+
+
+def note(message: str) -> None:
+    """One line on stderr that does not tear a progress bar in the middle of drawing."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,13 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--out", type=Path, required=True, help="output file: .gif, .mp4 or .html")
     anim.add_argument("--frame-ms", type=int, default=250, help="milliseconds per step (GIF/MP4)")
 
-    elbo = commands.add_parser("elbo", help="log-likelihood (ELBO for diffusion models)")
+    elbo = commands.add_parser("elbo", help="log-likelihood (ELBO for diffusion models) of a text or a file of texts")
     elbo.add_argument("--model", default="default")
-    elbo.add_argument("--text", required=True)
+    source = elbo.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the text to score")
+    source.add_argument("--input", type=Path, help="score every text of a .txt (one per line) or .csv with a header "
+                                                   "row, each exactly as --text would")
+    elbo.add_argument("--text-column", help="CSV column with the texts (default: guessed)")
+    elbo.add_argument("--max-mb", type=float, default=100.0, help="largest input file accepted")
     elbo.add_argument("--prompt", default="")
     elbo.add_argument("--samples", type=int, default=64, help="Monte-Carlo samples (masked models)")
-    elbo.add_argument("--seed", type=int, default=0)
+    elbo.add_argument("--seed", type=int, default=0, help="the masks' seed, the same for every text")
     elbo.add_argument("--json", action="store_true")
+    add_progress_option(elbo)
 
     clf = commands.add_parser("classify", help="classify texts from a .txt (one per line) or .csv file")
     clf.add_argument("--model", default="default-classifier", help="classifier: bundled name, folder or Hub repo id")
@@ -76,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     clf.add_argument("--text-column", help="CSV column with the texts (default: guessed)")
     clf.add_argument("--label-column", help="CSV column with true labels: adds accuracy, macro-F1, ECE, confusion")
     clf.add_argument("--max-samples", type=int, help="masked models: at most this many mask patterns per text")
-    clf.add_argument("--batch-size", type=int, default=64, help="texts per call (progress is shown between calls)")
+    clf.add_argument("--batch-size", type=int, default=8,
+                     help="texts per classify call; the progress bar moves after each (a text's scores do not "
+                          "depend on it beyond float rounding: its masks are seeded by the text itself)")
     clf.add_argument("--max-mb", type=float, default=100.0, help="largest input file accepted")
     clf.add_argument("--json", action="store_true", help="print one JSON object")
+    add_progress_option(clf)
     clf.add_argument("--trust-remote-code", action="store_true")
     elbo.add_argument("--trust-remote-code", action="store_true")
     return parser
@@ -137,32 +174,73 @@ def cmd_animate(args: argparse.Namespace) -> None:
 def cmd_elbo(args: argparse.Namespace) -> None:
     import dlm
 
+    texts = read_texts(args)[0] if args.input is not None else None
     lm = dlm.load(args.model, trust_remote_code=args.trust_remote_code)
-    result = dlm.log_likelihood(lm, args.text, prompt=args.prompt, num_samples=args.samples, seed=args.seed)
+    if texts is None:
+        result = dlm.log_likelihood(lm, args.text, prompt=args.prompt, num_samples=args.samples, seed=args.seed)
+        if args.json:
+            print(json.dumps({"model": args.model, "kind": lm.kind, **result.to_dict()}))
+        else:
+            bound = "=" if result.exact else ">="
+            print(f"log p(text) {bound} {result.log_likelihood:.3f} nats (± {result.stderr:.3f}) over "
+                  f"{result.num_tokens} tokens; perplexity {result.perplexity:.2f}")
+        return
+    results = []
+    with progress_bar(texts, desc="scoring", unit="text", show=args.progress) as bar:
+        for number, text in enumerate(bar, start=1):  # one text at a time, each with the same seed as --text
+            try:
+                results.append(dlm.log_likelihood(lm, text, prompt=args.prompt, num_samples=args.samples,
+                                                  seed=args.seed))
+            except ValueError as error:
+                raise ValueError(f"text {number}: {error}") from None
+    total = elbo_total(results)
     if args.json:
-        print(json.dumps({"model": args.model, "kind": lm.kind, **result.to_dict()}))
-    else:
-        bound = "=" if result.exact else ">="
-        print(f"log p(text) {bound} {result.log_likelihood:.3f} nats (± {result.stderr:.3f}) over "
-              f"{result.num_tokens} tokens; perplexity {result.perplexity:.2f}")
+        rows = [{"text": t, **r.to_dict()} for t, r in zip(texts, results)]
+        print(json.dumps({"model": args.model, "kind": lm.kind, "results": rows, "total": total}))
+        return
+    bound = "=" if total["exact"] else ">="
+    for i, (text, r) in enumerate(zip(texts, results)):
+        preview = text if len(text) <= 60 else text[:57] + "..."
+        print(f"{i + 1}\tlog p {bound} {r.log_likelihood:.3f} (± {r.stderr:.3f})\t{r.num_tokens} tokens\t"
+              f"perplexity {r.perplexity:.2f}\t{preview}")
+    print(f"all {total['texts']} texts: log p {bound} {total['log_likelihood']:.3f} nats (± {total['stderr']:.3f}) "
+          f"over {total['num_tokens']} tokens; perplexity {total['perplexity']:.2f}")
 
 
-def cmd_classify(args: argparse.Namespace) -> None:
-    from tqdm.auto import tqdm
+def elbo_total(results: list) -> dict:
+    """The texts together: summed log-likelihood (a bound when any is one), its standard error, and the
+    perplexity over all their tokens."""
+    log_likelihood = sum(r.log_likelihood for r in results)
+    tokens = sum(r.num_tokens for r in results)
+    return {"texts": len(results), "log_likelihood": log_likelihood, "num_tokens": tokens,
+            "nats_per_token": log_likelihood / tokens, "perplexity": math.exp(-log_likelihood / tokens),
+            "stderr": math.sqrt(sum(r.stderr**2 for r in results if r.stderr == r.stderr)),
+            "nfe": sum(r.nfe for r in results), "exact": all(r.exact for r in results)}
 
-    from dlm.classify import load_classifier, report
+
+def read_texts(args: argparse.Namespace, label_column: str | None = None) -> tuple[list[str], list[str] | None]:
+    """(texts, true labels or None) of --input, with notes on stderr; ValueError when it cannot be read."""
     from dlm.tables import read_table, select_texts
 
     if not args.input.is_file():
         raise ValueError(f"input file {str(args.input)!r} does not exist")
     table = read_table(args.input, int(args.max_mb * 2**20))
-    texts, truth, notes = select_texts(table, args.text_column, args.label_column)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    texts, truth, notes = select_texts(table, args.text_column, label_column)
+    for message in notes:
+        print(f"note: {message}", file=sys.stderr)
+    return texts, truth
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    from dlm.classify import load_classifier, report
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    texts, truth = read_texts(args, args.label_column)
     options = {"max_samples": args.max_samples} if args.max_samples else {}
     classifier = load_classifier(args.model, trust_remote_code=args.trust_remote_code, **options)
     predictions = []
-    with tqdm(total=len(texts), desc="classifying", unit="text", disable=None, file=sys.stderr) as bar:
+    with progress_bar(total=len(texts), desc="classifying", unit="text", show=args.progress) as bar:
         for start in range(0, len(texts), args.batch_size):
             chunk = texts[start : start + args.batch_size]
             predictions += classifier.classify(chunk)
