@@ -47,6 +47,19 @@ GRID = (
 )
 
 
+def parse_setting(text: str) -> tuple:
+    """'remasking:temperature:top_p:top_k:block' (block 0: no blocks) -> a GRID entry."""
+    parts = text.split(":")
+    if len(parts) != 5 or parts[0] not in ORDERS:
+        raise argparse.ArgumentTypeError(f"a setting is remasking:temperature:top_p:top_k:block with remasking one of "
+                                         f"{list(ORDERS)}, e.g. margin:0.75:0.95:0:32; got {text!r}")
+    try:
+        block = int(parts[4])
+        return parts[0], float(parts[1]), float(parts[2]), int(parts[3]), block or None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"numbers expected in {text!r}") from None
+
+
 def tuning_prompts(tokenizer, length: int, count: int, exclude: list[str],
                    paragraphs_file: Path | None = None) -> tuple[list[str], list[str]]:
     """(prompts, human continuations) from held-out paragraphs whose opening is not a benchmark prompt."""
@@ -118,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paragraphs", type=Path, help="held-out paragraphs, one per line (default: the prose "
                                                          "corpus's validation split)")
     parser.add_argument("--limit", type=int, help="only the first N settings of the grid (a smoke test)")
+    parser.add_argument("--settings", nargs="+", type=parse_setting, metavar="R:T:P:K:B",
+                        help="tune these settings instead of the built-in grid, each remasking:temperature:top_p:"
+                             "top_k:block (block 0 = none), e.g. margin:0.75:0.95:0:32")
+    parser.add_argument("--ar-temperatures", nargs="+", type=float, default=[],
+                        help="also sample the AR model at these temperatures (its card's top-p): its own frontier, "
+                             "and its recommendation, the lowest judge perplexity with entropy >= the ratio x human's")
     parser.add_argument("--report", action="store_true",
                         help="then measure the recommended setting and AR on the benchmark's prompts")
     parser.add_argument("--mauve-prompts", type=int, default=0,
@@ -138,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     base = lm.settings.replace(length=args.length, steps=args.length, allow_eos=False, num_samples=1, threshold=None,
                                cache=None)
     rows = []
-    for remasking, temperature, top_p, top_k, block in progress_bar(GRID[: args.limit], desc="settings",
+    grid = args.settings or GRID
+    for remasking, temperature, top_p, top_k, block in progress_bar(grid[: args.limit], desc="settings",
                                                                     unit="setting", show=args.progress):
         setting = {"remasking": remasking, "temperature": temperature, "top_p": top_p, "top_k": top_k,
                    "block_length": block}
@@ -153,8 +173,14 @@ def main(argv: list[str] | None = None) -> int:
                                                                                    num_samples=1),
                                                  progress=args.progress, desc=f"AR {args.ar}")}
     human_row = {"decoding": "held-out human text", "outputs": human}
+    ar_rows = [{"decoding": f"AR, T {t:g}, top-p {ar.settings.top_p:g}", "temperature": t,
+                "outputs": sample_continuations(ar, prompts, ar.settings.replace(length=args.length, allow_eos=False,
+                                                                                  num_samples=1, temperature=t),
+                                                progress=args.progress, desc=f"AR T {t:g}")}
+               for t in args.ar_temperatures if t != ar.settings.temperature]
     judge = load_judge(args.judge)
-    for row in progress_bar([*rows, reference, human_row], desc="judging", unit="setting", show=args.progress):
+    for row in progress_bar([*rows, reference, human_row, *ar_rows], desc="judging", unit="setting",
+                            show=args.progress):
         add_quality(row, judge, prompts)
     bar = args.entropy_ratio * reference["entropy"]
     for row in rows:
@@ -180,12 +206,26 @@ def main(argv: list[str] | None = None) -> int:
               f"apply: {command}")
     else:
         print("\nno setting reaches the entropy bar")
+    ar_best = None
+    if ar_rows:
+        ar_bar = args.entropy_ratio * human_row["entropy"]
+        candidates = [r for r in [{**reference, "temperature": ar.settings.temperature}, *ar_rows] if r["entropy"] >= ar_bar]
+        ar_best = min(candidates, key=lambda r: r["judge_perplexity"]) if candidates else None
+        print(f"\nAR at other temperatures (eligible: entropy >= {args.entropy_ratio:g} x human text's, {ar_bar:.3f}):\n")
+        print("| decoding | judge PPL | entropy | distinct-2 | rep-4 | eligible |")
+        print("|---|---:|---:|---:|---:|:-:|")
+        for r in sorted([reference, *ar_rows], key=lambda r: r["judge_perplexity"]):
+            print(f"| {r['decoding']} | {r['judge_perplexity']:.1f} | {r['entropy']:.3f} | {r['distinct_2']:.2f} | "
+                  f"{r['repetition']:.3f} | {'yes' if r['entropy'] >= ar_bar else 'no'} |")
+        if ar_best:
+            print(f"\nAR recommended: {ar_best['decoding']}")
     report = measure_on_benchmark(lm, ar, judge, best, args) if args.report and best else None
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "model": args.model, "ar": args.ar, "length": args.length, "prompts": prompts,
             "entropy_ratio": args.entropy_ratio, "rows": rows, "ar_row": reference, "human": human_row,
+            "ar_rows": ar_rows, "ar_recommended": ar_best and {"temperature": ar_best["temperature"]},
             "recommended": best and {k: best[k] for k in ("remasking", "temperature", "top_p", "top_k", "block_length")},
             "report": report,
         }, indent=2, default=float))

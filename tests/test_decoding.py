@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+import dlm
 from bench import decoding
 from tests.conftest import CORPUS
 
@@ -51,3 +54,23 @@ def test_an_unreachable_entropy_bar_recommends_nothing(roberta_dir, gpt2_dir, tm
                           "--prompts", "3", "--limit", "2", "--paragraphs", str(paragraphs), "--entropy-ratio", "100"])
     assert code == 0
     assert "no setting reaches the entropy bar" in capsys.readouterr().out
+
+
+def test_explicit_settings_and_an_ar_temperature_sweep(roberta_dir, gpt2_dir, tmp_path, capsys):
+    paragraphs = tmp_path / "held_out.txt"
+    paragraphs.write_text("\n".join(CORPUS[:7]) + "\n")
+    out = tmp_path / "decoding.json"
+    code = decoding.main(["--model", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--length", "6",
+                          "--prompts", "3", "--paragraphs", str(paragraphs), "--entropy-ratio", "0",
+                          "--settings", "margin:0.75:0.95:0:0", "random:0.5:1:0:4",
+                          "--ar-temperatures", "0.5", "1.2", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert [(r["remasking"], r["temperature"], r["block_length"]) for r in result["rows"]] == [
+        ("margin", 0.75, None), ("random", 0.5, 4)]
+    assert [r["temperature"] for r in result["ar_rows"]] == [0.5, 1.2]
+    own = dlm.load(gpt2_dir).settings.temperature
+    assert result["ar_recommended"]["temperature"] in (0.5, 1.2, own)  # a bar of 0 admits every AR setting
+    assert "AR recommended:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        decoding.main(["--settings", "sideways:1:1:0:0"])
