@@ -160,6 +160,17 @@ def load(
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
 
+    # ---- hook: published checkpoints that ship remote code (LLaDA, Dream) run on transformers' own classes
+    # (dlm.checkpoints) unless the caller asks for their code; every other checkpoint goes on below
+    if not trust_remote_code:
+        from dlm import checkpoints
+
+        native = checkpoints.load(path, kind=kind, dtype=dtype, revision=revision)
+        if native is not None:
+            settings = SamplerConfig.from_dict(native.card.get("sampler", {}))
+            return LanguageModel(native.model.to(device).eval(), native.tokenizer, "masked", settings, source,
+                                 str(path), native.card)
+
     from transformers import AutoConfig, AutoTokenizer
 
     for known in FAMILIES.values():
