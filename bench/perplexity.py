@@ -11,6 +11,7 @@ diffusion figure is an upper bound (its ELBO), with a Monte-Carlo standard error
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -23,7 +24,26 @@ import dlm  # noqa: E402
 from dlm.cli import add_progress_option, progress_bar  # noqa: E402
 
 
-def held_out_texts(path: Path | None, count: int) -> list[str]:
+def held_out_reviews(count: int) -> list[str]:
+    """The first count/2 full reviews and count/2 Rotten Tomatoes sentences of the reviews' validation split,
+    interleaved (the split holds far more sentences than reviews, so both kinds are scored)."""
+    import csv
+
+    from training.corpus import build_reviews
+
+    with contextlib.redirect_stdout(sys.stderr):  # its summary is not a result: keep stdout for the table
+        folder = build_reviews()
+    with open(folder / "validation.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    reviews = [r for r in rows if r["source"] == "pang_lee_reviews"][: (count + 1) // 2]
+    sentences = [r for r in rows if r["source"] == "rt_snippets"][: count // 2]
+    paired = [row for pair in zip(reviews, sentences) for row in pair] + reviews[len(sentences):]
+    return [" ".join(r["text"].split()) for r in paired][:count]
+
+
+def held_out_texts(path: Path | None, count: int, source: str = "prose") -> list[str]:
+    if source == "reviews" and path is None:
+        return held_out_reviews(count)
     if path is None:
         from training.corpus import build_prose_corpus
 
@@ -53,14 +73,16 @@ def score(lm, texts: list[str], samples: int, max_tokens: int, progress: bool | 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["default", "default-ar"])
-    parser.add_argument("--file", type=Path, help="one text per line (default: the prose validation split)")
+    parser.add_argument("--file", type=Path, help="one text per line (default: the --source validation split)")
+    parser.add_argument("--source", choices=["prose", "reviews"], default="prose",
+                        help="held-out texts: prose paragraphs, or movie reviews (half full reviews, half sentences)")
     parser.add_argument("--texts", type=int, default=100)
     parser.add_argument("--samples", type=int, default=32, help="Monte-Carlo samples per text (diffusion)")
     parser.add_argument("--max-tokens", type=int, default=120)
     parser.add_argument("--json", type=Path)
     add_progress_option(parser)
     args = parser.parse_args(argv)
-    texts = held_out_texts(args.file, args.texts)
+    texts = held_out_texts(args.file, args.texts, args.source)
     rows = {}
     for source in args.models:
         lm = dlm.load(source)
