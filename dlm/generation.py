@@ -14,10 +14,12 @@ the `Generation` base class and the canvases.
 
 from __future__ import annotations
 
+import codecs
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 
@@ -148,7 +150,7 @@ class Generation:
             seen.update(int(i) for i in step.guess.unique())
         self._pieces_steps = len(self.steps)
         new = sorted(i for i in seen if i >= 0 and i not in self._pieces)
-        self._pieces.update(zip(new, token_pieces(self.lm.tokenizer, new)))
+        self._pieces.update(zip(new, raw_pieces(self.lm.tokenizer, new)))  # single ids: no neighbours yet
 
 
 def stream(
@@ -307,10 +309,21 @@ def check_fits(lm: LanguageModel, canvas: Canvas) -> None:
 
 
 def token_pieces(tokenizer, ids: list[int]) -> list[str]:
-    """Display text of single tokens, such that joining consecutive pieces reads as the text.
+    """Display text of consecutive tokens (a text's ids, in order), such that joining them reads as the text.
 
     Byte-level BPE pieces carry their own leading space. WordPiece pieces do not: a word start
-    gets a space and a `##` continuation loses its marker.
+    gets a space and a `##` continuation loses its marker. A character whose bytes are split over
+    tokens (é, Hebrew, emoji in byte-level BPE) shows whole at the token that completes it.
+    """
+    return whole_characters(raw_pieces(tokenizer, ids))
+
+
+def raw_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """Display text of single tokens, each on its own, for a vocabulary of pieces (`Trace.pieces`).
+
+    A token whose bytes are no whole character on their own (the first byte of "é" in byte-level BPE)
+    keeps them as surrogate escapes (`bytes.decode("utf-8", "surrogateescape")`, PEP 383) rather than
+    U+FFFD, so that `whole_characters` can join them with their neighbours' bytes once the canvas is known.
     """
     wordpiece = _is_wordpiece(tokenizer)
     pieces = []
@@ -319,8 +332,63 @@ def token_pieces(tokenizer, ids: list[int]) -> list[str]:
         if wordpiece and i not in tokenizer.all_special_ids:
             token = tokenizer.convert_ids_to_tokens(i)
             text = token[2:] if token.startswith("##") else " " + text
+        elif "\ufffd" in text:
+            raw = _token_bytes(tokenizer, i)
+            if raw is not None:
+                text = raw.decode("utf-8", "surrogateescape")
         pieces.append(text)
     return pieces
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is no character
+
+
+def whole_characters(pieces: list[str | None]) -> list[str]:
+    """Display texts for consecutive pieces from `raw_pieces`, one per piece: bytes split over pieces are
+    decoded together, and each character goes to the piece that completes it (a piece holding only the
+    first bytes of one shows nothing for them), so the colouring stays per token. None (an undecided
+    position) ends a run: bytes left incomplete there, or that never form a character, show as U+FFFD."""
+    if not any(piece and _ESCAPED_BYTE.search(piece) for piece in pieces):
+        return ["" if piece is None else piece for piece in pieces]
+    texts: list[str] = []
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = None  # index of the last piece fed to the decoder, which gets whatever a flush returns
+    for piece in pieces:
+        if piece is None:
+            if pending is not None:
+                texts[pending] += decoder.decode(b"", final=True)
+                pending = None
+            texts.append("")
+            continue
+        texts.append(decoder.decode(piece.encode("utf-8", "surrogateescape")))
+        pending = len(texts) - 1
+    if pending is not None:
+        texts[pending] += decoder.decode(b"", final=True)
+    return texts
+
+
+def _token_bytes(tokenizer, i: int) -> bytes | None:
+    """The bytes a token stands for, when the tokenizer says: byte-level BPE (GPT-2's alphabet of printable
+    stand-ins, one per byte) or SentencePiece byte fallback (`<0xC3>`); None otherwise."""
+    token = tokenizer.convert_ids_to_tokens(i)
+    if not isinstance(token, str):
+        return None
+    if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", token):
+        return bytes([int(token[3:5], 16)])
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.decoder).__name__ != "ByteLevel":
+        return None
+    alphabet = _byte_level_alphabet()
+    return bytes(alphabet[char] for char in token) if all(char in alphabet for char in token) else None
+
+
+@cache
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, inverted: the printable character that stands for each byte -> the byte.
+    Printable Latin-1 bytes stand for themselves; the others, in order, for U+0100 onwards."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [byte for byte in range(256) if byte not in printable]
+    return {chr(byte): byte for byte in printable} | {chr(256 + n): byte for n, byte in enumerate(others)}
 
 
 def _is_wordpiece(tokenizer) -> bool:

@@ -201,6 +201,80 @@ def test_animate_rejects_a_bad_frame_speed(app):
     assert "frame speed (ms) must be between" in error_message(app, lambda: animate_tab.animate(**GOOD, frame_ms=5))
 
 
+def folders() -> set:
+    """The request folders in the app's output folder."""
+    return set(app_files.output_dir().iterdir())
+
+
+def must_not_run(*args, **kwargs):
+    raise AssertionError("no generation may start for a request that cannot fit")
+
+
+def prompt_tokens(app, text: str = "the cat") -> int:
+    return len(app_models.MODELS.get("diffusion").tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_generate_checks_the_models_positions_up_front(app, monkeypatch):
+    """Both fixtures have 128 positions: AR needs <s> + prompt + length, masked diffusion one more (</s>)."""
+    monkeypatch.setattr(generate_tab, "start_generation", must_not_run)
+    n = prompt_tokens(app)
+    message = error_message(app, lambda: generate_tab.generate(**{**GOOD, "model": "autoregressive", "length": 200}))
+    assert message == f"the autoregressive model has 128 positions; prompt + length need {1 + n + 200}: " \
+                      f"lower the length to at most {128 - 1 - n}"
+    message = error_message(app, lambda: generate_tab.generate(**{**GOOD, "length": 200}))
+    assert message == f"the diffusion model has 128 positions; prompt + length need {2 + n + 200}: " \
+                      f"lower the length to at most {128 - 2 - n}"
+    long = "the cat " * 100
+    message = error_message(app, lambda: generate_tab.generate(**{**GOOD, "text": long, "length": 20}))
+    alone = 2 + prompt_tokens(app, long)
+    assert message == f"the diffusion model has 128 positions; the prompt alone needs {alone}: shorten the prompt"
+
+
+def test_animate_checks_the_race_model_before_any_work_and_leaves_no_files(app, monkeypatch):
+    """The continuous model has 192 positions, the AR fixture 128: a length of 150 fits one, not the other."""
+    monkeypatch.setattr(animate_tab, "start_generation", must_not_run)
+    before, n = folders(), prompt_tokens(app)
+    message = error_message(app, lambda: animate_tab.animate(model="continuous", text="the cat", length=150, steps=4,
+                                                             frame_ms=100, race_ar=True))
+    assert message == f"the autoregressive model has 128 positions; prompt + length need {1 + n + 150}: " \
+                      f"lower the length to at most {128 - 1 - n}"
+    assert folders() == before
+
+
+def test_compare_checks_both_models_before_either_starts(app, monkeypatch):
+    monkeypatch.setitem(app_models.MODELS.sources, "diffusion", app_models.MODELS.source("continuous"))
+    monkeypatch.setattr(compare_tab, "start_generation", must_not_run)
+    message = error_message(app, lambda: compare_tab.compare(text="the cat", length=150, steps=4))
+    assert message.startswith("the autoregressive model has 128 positions; prompt + length need ")
+
+
+@pytest.mark.parametrize("error", [ValueError("the race could not be drawn"), RuntimeError("out of memory")])
+def test_a_failed_animation_leaves_no_files_behind(app, monkeypatch, error):
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(animate_tab, "render_race", broken)
+    before = folders()
+    with pytest.raises(Exception, match=str(error)):
+        animate_tab.animate(**GOOD, frame_ms=100, race_ar=True)
+    assert folders() == before
+
+
+def test_the_canvas_shows_non_ascii_prompt_text_whole(app):
+    """Byte-level BPE splits é and Hebrew letters into byte tokens that are no text on their own. (The tiny
+    untrained model may write such bytes with nothing to complete them: only the prompt is checked whole.)"""
+    prompt = "café naïve עברית"
+    updates = list(generate_tab.generate(text=prompt, length=8, steps=2, seed=0))
+    initial = "".join(token for token, _ in pairs(updates[0][0]))
+    assert "\ufffd" not in initial and initial.startswith(prompt)
+    finished = pairs(last(updates)[0])
+    assert "".join(token for token, label in finished if label == "prompt") == prompt
+    assert last(updates)[5].startswith(prompt)
+    compared = last(compare_tab.compare(text=prompt, length=6, steps=2))
+    for canvas in (compared[0], compared[2]):
+        assert "".join(token for token, label in pairs(canvas) if label == "prompt") == prompt
+
+
 # ---- Classify ------------------------------------------------------------------------------------
 
 
@@ -229,6 +303,37 @@ def test_classify_a_csv_with_labels(app, tmp_path):
     assert [r["text"] for r in saved] == [t for t, _ in rows] and "p(positive)" in saved[0]
     assert pairs(explanation) and all(-1 <= s <= 1 for _, s in pairs(explanation))
     assert len(state) == 4
+
+
+FORMULAS = ["=1+1", "@SUM(A1)", "-2+3", "+1", "=HYPERLINK(\"http://x\",\"y\")"]  # what a spreadsheet runs
+
+
+def test_the_results_csv_defuses_spreadsheet_formulas(app, tmp_path):
+    """OWASP's advice against CSV injection: a text cell that a spreadsheet would read as a formula gets a
+    leading ' in the download; the table on the page shows the text as it is, and numbers stay numbers."""
+    rows = [(text, "=cmd|' /C calc'!A0" if i == 0 else "positive") for i, text in enumerate(FORMULAS)]
+    rows.append(("the cat", "negative"))
+    path = write_csv(tmp_path / "formulas.csv", ["text", "label"], rows)
+    with pytest.warns(UserWarning, match="labels that are not classes"):
+        _, _, table, csv_path, *_ = classify(app, file=path, text_column="text", label_column="label", samples=4)
+    assert list(table["text"]) == [text for text, _ in rows]  # on screen: as written
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        saved = list(csv.DictReader(f))
+    assert [r["text"] for r in saved] == ["'" + text for text in FORMULAS] + ["the cat"]
+    assert saved[0]["true label"] == "'=cmd|' /C calc'!A0" and saved[-1]["true label"] == "negative"
+    for record in saved:
+        assert float(record["p(positive)"]) >= 0 and float(record["log p(text | positive)"]) < 0  # numbers, unquoted
+
+
+def test_the_csv_also_defuses_tab_and_carriage_return_prefixes():
+    """Spreadsheets strip a leading tab or carriage return and read on: `\t=1+1` is a formula too."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["\t=1+1", "\r=1+1", "a=1", "", "'quoted"], "log p": [-1.5, -2.0, -3.0, -4.0, -5.0]})
+    safe = classify_tab.spreadsheet_safe(frame)
+    assert list(safe["text"]) == ["'\t=1+1", "'\r=1+1", "a=1", "", "'quoted"]
+    assert list(safe["log p"]) == [-1.5, -2.0, -3.0, -4.0, -5.0]
+    assert frame["text"][0] == "\t=1+1"  # the frame shown on the page is left alone
 
 
 def test_classify_pasted_lines_and_a_txt(app, tmp_path):
@@ -523,15 +628,42 @@ def test_the_header_describes_the_classifier(app):
 
 
 @pytest.fixture(scope="module")
-def client(app):
-    from gradio_client import Client
-
-    demo = app.build_demo()  # for the configured test models
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options())
+def served(app):
+    """The page for the configured test models, launched on 127.0.0.1."""
+    demo = app.build_demo()
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options())
     try:
-        yield Client(url, verbose=False)
+        yield demo
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    from gradio_client import Client
+
+    return Client(served.local_url, verbose=False)
+
+
+def raw_call(client, endpoint: str, data: list) -> str:
+    """POST `data` to an endpoint as plain JSON, past gradio_client (which cannot send NaN, a lone surrogate
+    or too few values), and return the error the app sends back ("" when none)."""
+    import httpx
+
+    body = json.dumps({"data": data})  # ensure_ascii: a lone surrogate travels as its \u escape; NaN as NaN
+    url = client.src.rstrip("/") + f"/gradio_api/call/{endpoint}"
+    posted = httpx.post(url, content=body, headers={"content-type": "application/json"})
+    posted.raise_for_status()
+    stream = httpx.get(f"{url}/{posted.json()['event_id']}", timeout=120).text
+    errors = [json.loads(line[len("data: "):]) for previous, line in zip(stream.splitlines(), stream.splitlines()[1:])
+              if previous == "event: error" and line.startswith("data: ")]
+    return str(errors[0].get("error")) if errors else ""
+
+
+def api_defaults(client, endpoint: str) -> list:
+    """Every parameter's default value, in order (what a full raw call sends)."""
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]["parameters"]
+    return [parameter["parameter_default"] for parameter in parameters]
 
 
 def test_api_generate_streams(client):
@@ -615,16 +747,133 @@ def test_api_bad_input_gets_its_message_and_the_next_request_works(client, tmp_p
     assert client.predict(**GOOD, api_name="/generate")[4].startswith("**Done**")
 
 
-def test_the_readme_client_snippet_runs(client, tmp_path, monkeypatch):
-    url, text = client.src.rstrip("/"), (ROOT / "README.md").read_text(encoding="utf-8")
+def test_api_steps_go_up_to_the_limit_and_the_handler_checks_them_against_the_length(client):
+    """The page keeps the Steps slider at the length; the API may ask for any steps up to MAX_STEPS."""
+    final = client.predict(text="the cat", length=100, steps=100, seed=0, api_name="/generate")
+    assert final[4].startswith("**Done** in 100 steps") and "NFE 100" in final[4]
+    for steps, message in [(150, "steps (150) cannot exceed the length (100)"),
+                           (300, "Steps must be between 1 and 256, got 300")]:
+        with pytest.raises(Exception) as caught:
+            client.predict(text="the cat", length=100, steps=steps, seed=0, api_name="/generate")
+        assert message in str(caught.value)
+
+
+def test_the_page_keeps_the_steps_slider_at_the_length(app):
+    from webapp.settings import MAX_STEPS
+
+    demo = app.build_demo()
+    steps = {fn.api_name: fn for fn in demo.fns.values()}["generate"].inputs[4]
+    assert steps.maximum == MAX_STEPS  # what the API accepts
+    assert generate_tab.cap_steps(100, 120).maximum == 100  # what the page shows, once the length moves
+    length = {fn.api_name: fn for fn in demo.fns.values()}["generate"].inputs[3]
+    load = next(fn for fn in demo.fns.values() if fn.name == "on_load")
+    update = load.fn()[load.outputs.index(steps)]
+    assert update.maximum == length.value  # and what the page shows from the start
+
+
+@pytest.mark.parametrize("endpoint", ["/generate", "/compare"])
+@pytest.mark.parametrize("seed", ["x", "nan", "inf", 1.5, -1])
+def test_api_a_bad_seed_is_named(client, endpoint, seed):
+    with pytest.raises(Exception) as caught:
+        client.predict(**{**GOOD, "length": 8, "seed": seed}, api_name=endpoint)
+    assert f"Seed must be a whole number between 0 and 2147483647, got {seed!r}" in str(caught.value)
+
+
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan"), (float("inf"), "inf")])
+def test_api_a_seed_of_nan_or_infinity_is_named(client, value, shown):
+    data = api_defaults(client, "/generate")
+    data[14] = value  # seed
+    assert f"Seed must be a whole number between 0 and 2147483647, got {shown}" in raw_call(client, "generate", data)
+
+
+def test_api_a_lone_surrogate_is_refused_with_its_field(client):
+    data = api_defaults(client, "/generate")
+    data[2] = "the \ud800cat"
+    assert "a lone surrogate (U+D800) at character 5 of the text" in raw_call(client, "generate", data)
+    assert "a lone surrogate (U+D800) at character 5 of the text" in raw_call(
+        client, "classify", ["the \ud800cat", None, None, None, "a, b", "{label}:", 8, "zero-shot"])
+    assert "a lone surrogate (U+DFFF) at character 4 of the labels" in raw_call(
+        client, "classify", ["the cat", None, None, None, "a, \udfff", "{label}:", 8, "zero-shot"])
+    assert raw_call(client, "generate", api_defaults(client, "/generate")) == ""  # the next request works
+
+
+def test_api_too_few_values_are_named(client):
+    message = raw_call(client, "generate", ["diffusion", "continue"])
+    assert "/generate takes 18 values (model, mode, text, length, steps," in message
+    assert "got 2: text, length, steps" in message and "colours are missing" in message
+
+
+def test_api_a_file_that_was_not_uploaded_is_refused_with_its_field(client, tmp_path):
+    path = write_csv(tmp_path / "r.csv", ["text"], [("the cat",)])
+    with pytest.raises(Exception) as caught:
+        client.predict(text="", file=path, api_name="/classify")  # a bare path: never uploaded
+    assert "file must be a file sent with gradio_client.handle_file(path), got" in str(caught.value)
+    file = {"path": path, "meta": {"_type": "gradio.FileData"}}  # gradio_client would upload it: sent raw
+    message = raw_call(client, "classify", ["", file, None, None, "a, b", "{label}:", 8, "trained"])
+    assert message.startswith(f"file: Cannot move {path} to the gradio cache dir because it was not uploaded by a user")
+    assert len(client.predict(text="the cat", samples=4, api_name="/classify")[2]["data"]) == 1
+
+
+def readme_client_snippet(url: str) -> str:
+    """The README's gradio_client example (the App section's **API.** block), pointed at `url`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index("```python", text.index("**API.**")) + len("```python")
-    snippet = text[start : text.index("```", start)].replace('"http://127.0.0.1:7860"', repr(url))
+    return text[start : text.index("```", start)].replace('"http://127.0.0.1:7860"', repr(url))
+
+
+def run_readme_client_snippet(url: str, seconds: float) -> tuple[dict, BaseException | None]:
+    """Run the snippet in a thread; fail if it has not ended in `seconds`."""
+    import threading
+
+    snippet = readme_client_snippet(url)
+    scope: dict = {}
+    outcome: list[BaseException | None] = []
+
+    def run():
+        try:
+            exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102  (our own README)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001  (handed to the test)
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the README's client example has not ended after {seconds} s"
+    return scope, outcome[0]
+
+
+@pytest.fixture
+def reviews(tmp_path, monkeypatch):
+    """The reviews.csv the README's example classifies, in the current folder."""
     monkeypatch.chdir(tmp_path)
     write_csv(tmp_path / "reviews.csv", ["review", "sentiment"], [("the cat sat", "positive"), ("the dog", "negative")])
-    scope: dict = {}
-    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102  (our own README)
+
+
+def test_the_readme_client_snippet_runs(client, reviews, capsys):
+    from importlib.metadata import version
+
+    scope, error = run_readme_client_snippet(client.src.rstrip("/"), 300)
+    assert error is None
+    printed = capsys.readouterr().out
+    assert "**Step 1 / 24**" in printed and printed.rstrip().endswith(scope["text"])  # every step, then the text
+    assert scope["text"].startswith("Once upon a time")
     assert scope["metrics"]["headers"][0] == "metric" and "Accuracy" in scope["summary"]
     assert scope["gif"].endswith(".gif") and len(scope["files"]) == 5
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"gradio_client {version('gradio_client')}" in readme  # the version the example is tested with
+
+
+def test_the_readme_client_snippet_ends_when_the_queue_is_full(served, client, reviews, capsys, monkeypatch):
+    """gradio_client marks a job the full queue refused as done, but `for update in job` never ends."""
+    from gradio_client.utils import QueueError
+
+    monkeypatch.setattr(served._queue, "max_size", 0)  # every request refused, as by a full queue
+    _, error = run_readme_client_snippet(client.src.rstrip("/"), 60)
+    assert "no text: Queue is full" in capsys.readouterr().out
+    assert isinstance(error, QueueError)  # the next call, client.predict, raises it
+    monkeypatch.undo()
+    assert client.predict(**GOOD, api_name="/generate")[4].startswith("**Done**")
 
 
 # ---- the page as a package of tabs ---------------------------------------------------------------

@@ -82,6 +82,18 @@ def test_generate_streams_into_the_canvas(ui):
     shot(ui, "1-generate")
 
 
+def test_the_steps_slider_stops_at_the_length(ui):
+    """Declared up to MAX_STEPS for the API; the page load keeps it at the length, and so does moving the length."""
+    open_tab(ui, "Generate")
+    length, steps = ui.locator("#length input[type=range]"), ui.locator("#steps input[type=range]")
+    ui.wait_for_function("document.querySelector('#steps input[type=range]').max"
+                         " === document.querySelector('#length input[type=range]').value")
+    assert int(steps.get_attribute("max")) < 256
+    length.fill("20")
+    length.dispatch_event("input")
+    ui.wait_for_function("document.querySelector('#steps input[type=range]').max === '20'")
+
+
 def test_animate_and_download_the_gif(ui):
     from PIL import Image
 

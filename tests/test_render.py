@@ -173,6 +173,44 @@ def test_snapshot_progress():
     assert snapshot(trace, -1).progress == 1.0
 
 
+def test_a_character_split_over_tokens_shows_whole_at_the_token_that_completes_it(tmp_path):
+    """Byte-level BPE may split "ï" (bytes C3 AF) over two tokens. The trace keeps such bytes as surrogate
+    escapes (dlm.generation.raw_pieces); every renderer shows the character whole, at the token that
+    completes it, and a byte whose neighbour is still undecided as U+FFFD."""
+    pieces = MASKED_PIECES | {6: " na\udcc3", 7: "\udcafve 中文"}
+    trace = masked_trace(pieces)
+    final = [text for text, _ in highlight(trace)]
+    assert final[5:7] == [" na", "ïve 中文"]  # positions 6 and 7 (<s> is hidden)
+    assert "".join(final) == "The cat sat on the naïve 中文.\nNext line"
+    assert [label for _, label in highlight(trace, mode="confidence")] == [
+        label for _, label in highlight(masked_trace(), mode="confidence")]  # one pair per token, coloured as before
+    early = highlight(trace, step=0)  # position 7 decided, position 6 (its first byte) still masked
+    assert early[6] == ("\ufffdve 中文", "new")
+    loaded = Trace.load(trace.save(tmp_path / "trace.json"))
+    assert highlight(loaded) == highlight(trace)
+    page = to_html(trace, tmp_path / "run.html")  # written as UTF-8, which has no surrogates
+    (pane,) = embedded_json(page)["panes"]
+    assert pane["pieces"]["6"] == " na\ufffd" and pane["frames"][-1]["text"] == {"5": " na", "6": "ïve 中文"}
+    assert "text" not in pane["frames"][0]  # nothing to correct: the player shows the pieces
+    to_gif(trace, tmp_path / "run.gif")
+
+
+def test_non_ascii_prompt_text_shows_whole(roberta):
+    import dlm
+    from dlm.generation import encode, token_pieces
+
+    prompt = "café naïve עברית"
+    trace = dlm.generate(roberta, prompt, length=4, steps=2, seed=0)
+    for step in (None, -1):
+        pairs = highlight(trace, step)
+        assert len(pairs) == int((~trace.hidden).sum())  # still one pair per token
+        assert "".join(text for text, label in pairs if label == "prompt") == prompt
+    assert "\ufffd" not in "".join(text for text, _ in highlight(trace, None))
+    ids = encode(roberta.tokenizer, prompt)
+    assert len(ids) > len(prompt.split())
+    assert "".join(token_pieces(roberta.tokenizer, ids)) == prompt  # the Classify tab's tokens, in a text's order
+
+
 # --- GIF and MP4 -------------------------------------------------------------------------------
 
 

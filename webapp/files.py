@@ -6,6 +6,8 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -28,3 +30,15 @@ def request_dir() -> Path:
     folder = root / uuid.uuid4().hex[:12]
     folder.mkdir()
     return folder
+
+
+@contextmanager
+def request_folder() -> Iterator[Path]:
+    """`request_dir()` for one request's files, removed again if the request fails: half-written files are
+    never served, and a failed request leaves nothing behind."""
+    folder = request_dir()
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -7,7 +7,7 @@ import gradio as gr
 
 from webapp import models
 from webapp.cards import model_overview
-from webapp.components import ready_button
+from webapp.components import Blocks, ready_button
 from webapp.files import output_dir
 from webapp.settings import (CONCURRENCY, DIFFUSION, MAX_UPLOAD_MB, OUTPUT_TTL_SECONDS, QUEUE_SIZE, START,
                              TRAINED)
@@ -40,7 +40,7 @@ def build_demo() -> gr.Blocks:
     read = models.recommended_settings(source)
     ready = read is not None
     start = generate.fit_to_app(*read) if ready else START
-    with gr.Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SECONDS, OUTPUT_TTL_SECONDS)) as demo:
+    with Blocks(title="dlm · text diffusion, live", delete_cache=(OUTPUT_TTL_SECONDS, OUTPUT_TTL_SECONDS)) as demo:
         gr.Markdown(HEADER, elem_id="header")
         models_line = gr.Markdown("Models load on the first request…", elem_id="models")
         with gr.Accordion("Model cards", open=False):
@@ -63,7 +63,9 @@ def build_demo() -> gr.Blocks:
             summary, cards = model_overview()
             info = classify.classifier_info(classifier_mode)
             if ready:
-                return (summary, cards, info) + (gr.skip(),) * (len(generate_tab.controls) + 3)
+                controls = [gr.skip()] * len(generate_tab.controls)
+                controls[1] = generate.steps_maximum(start.length)  # the steps slider, kept at the length
+                return (summary, cards, info, *controls) + (gr.skip(),) * 3
             lm = models.MODELS.loaded(DIFFUSION)
             controls = (generate.recommended_controls(lm.settings, lm.max_positions) if lm is not None
                         else (gr.skip(),) * len(generate_tab.controls))

@@ -12,7 +12,8 @@ from pathlib import Path
 import dlm
 from dlm.config import CACHES, REMASKING, SCHEDULES
 from dlm.race import filled_tokens
-from webapp.settings import AR, CONTINUOUS, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS, MAX_SAMPLES, MAX_STEPS
+from webapp.settings import (AR, CONTINUOUS, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS, MAX_SAMPLES, MAX_SEED,
+                             MAX_STEPS)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,18 @@ def in_range(value: int | None, name: str, low: int, high: int) -> int:
     return value
 
 
+def check_text(value: str, name: str) -> str:
+    """`value`, refused when it holds a lone surrogate: JSON can carry one (an escape like \\ud800 that is half
+    of a UTF-16 pair), but it is no character, and neither the tokenizer nor the page's UTF-8 can take it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(value[error.start])
+        raise ValueError(f"a lone surrogate (U+{code:04X}) at character {error.start + 1} of the {name}: half of a "
+                         "UTF-16 pair, not a character; send the text as valid Unicode") from None
+    return value
+
+
 def parse_generate_request(
     model: str,
     mode: str,
@@ -83,7 +96,7 @@ def parse_generate_request(
         raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR, CONTINUOUS]}")
     if mode not in ("continue", "infill"):
         raise ValueError(f"unknown mode {mode!r}; choose 'continue' (a prompt) or 'infill' (a template with [MASK])")
-    text = text or ""
+    text = check_text(text or "", "text")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"the text is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
     infill = mode == "infill"
@@ -112,7 +125,7 @@ def parse_generate_request(
     if cache is not None and cache not in CACHES:
         raise ValueError(f"unknown key/value cache {cache!r}; choose 'off' or one of {sorted(CACHES)}")
     samples = in_range(as_int(num_samples, "number of samples"), "number of samples", 1, MAX_SAMPLES)
-    seed = in_range(as_int(seed, "seed"), "seed", 0, 2**31 - 1)
+    seed = in_range(as_int(seed, "seed"), "seed", 0, MAX_SEED)
     overrides = dict(
         steps=steps,
         schedule=schedule,
@@ -131,6 +144,45 @@ def parse_generate_request(
         overrides["length"] = length
     dlm.SamplerConfig().replace(**overrides)  # the core's own checks, with its messages
     return GenerateRequest(model, infill, text, seed, overrides)
+
+
+def positions_needed(lm: dlm.LanguageModel, request: GenerateRequest) -> int:
+    """Canvas positions the request takes on `lm`: its framing tokens, the prompt (or template) and the length.
+
+    Built the way each family builds its canvas; a causal canvas is counted by hand, because
+    `causal_canvas` refuses one that does not fit with the core's message, which names no model.
+    """
+    from dlm.generation import encode, infill_canvas, prompt_canvas
+
+    if request.infill:
+        return len(infill_canvas(lm, request.text).ids)
+    length = request.overrides["length"]
+    if lm.kind == "causal":  # BOS, unless the prompt already starts with it, then the prompt and the slots
+        body = encode(lm.tokenizer, request.text)
+        return int(lm.bos_id is not None and body[:1] != [lm.bos_id]) + len(body) + length
+    if lm.kind == "continuous":
+        from dlm.continuous import continuous_canvas
+
+        return len(continuous_canvas(lm, request.text, length, {}).ids)
+    return len(prompt_canvas(lm, request.text, length, {}).ids)
+
+
+def check_positions(models: dict[str, dlm.LanguageModel], request: GenerateRequest) -> None:
+    """Refuse, before any work starts, a request that does not fit the positions of every model it will use
+    ({role: model}): otherwise a race finds out only after the first model has run, or a Compare never can."""
+    for role, lm in models.items():
+        limit = lm.max_positions
+        need = positions_needed(lm, request)
+        if limit is None or need <= limit:
+            continue
+        has = f"the {role} model has {limit} positions"
+        if request.infill:
+            raise ValueError(f"{has}; the template needs {need}: shorten it")
+        length = request.overrides["length"]
+        room = limit - (need - length)  # what is left for the length after the framing and the prompt
+        if room < 1:
+            raise ValueError(f"{has}; the prompt alone needs {need - length}: shorten the prompt")
+        raise ValueError(f"{has}; prompt + length need {need}: lower the length to at most {room}")
 
 
 def start_generation(lm: dlm.LanguageModel, request: GenerateRequest) -> tuple[dlm.Generation, str | None]:

@@ -16,6 +16,7 @@ BENCH_RESULTS = ROOT / "bench" / "results"
 MAX_LENGTH = 256  # tokens a generation may write (the model's own position limit may be lower)
 MAX_STEPS = 256  # denoising steps per generation
 MAX_SAMPLES = 4  # samples drawn side by side in one generation
+MAX_SEED = 2**31 - 1  # seeds run from 0 to this (a 32-bit signed integer: what every client can send)
 MAX_PROMPT_CHARS = 2_000  # characters of prompt or infilling template
 MAX_UPLOAD_MB = 5  # size of an uploaded .txt / .csv (also enforced by the server on upload)
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024

@@ -12,8 +12,9 @@ The JSON, per pane: `positions` (canvas index of each visible column), `pieces` 
 the ids it uses) and `frames` (frame 0 is the initial canvas, frame k the canvas after step k), each
 with `canvas`, `guess` and `confidence` per column, `committed` (columns revealed in that step),
 `labels` (per colouring mode, an index into the top-level `labels` list of that mode), `nfe`,
-`elapsed` and `progress`. Top level: `align`, `frameMs`, `labels`, `ticks` ([clock or step number,
-frame of pane 0, frame of pane 1, ...]) and `panes`.
+`elapsed`, `progress` and, only where a column shows other text than its token's piece (a character
+split over tokens, whole at the token that completes it), `text` (column -> text). Top level: `align`,
+`frameMs`, `labels`, `ticks` ([clock or step number, frame of pane 0, frame of pane 1, ...]) and `panes`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import html
 import json
 from pathlib import Path
 
+from dlm.generation import whole_characters
 from dlm.render.palette import (
     BACKGROUND,
     BAR_FILL,
@@ -166,16 +168,17 @@ def _pane_html(title: str | None, prompt: str) -> str:
 def _pane_data(trace: Trace, row: int) -> dict:
     """One trace's frames, restricted to its visible positions and the pieces they use."""
     frames = list(snapshots(trace, row))
+    pieces = _used_pieces(trace, frames)
     return {
         "positions": [cell.position for cell in frames[0].cells],
-        "pieces": _used_pieces(trace, frames),
-        "frames": [_frame_data(snapshot) for snapshot in frames],
+        "pieces": pieces,
+        "frames": [_frame_data(snapshot, pieces) for snapshot in frames],
     }
 
 
-def _frame_data(snapshot: Snapshot) -> dict:
+def _frame_data(snapshot: Snapshot, pieces: dict[str, str]) -> dict:
     cells = snapshot.cells
-    return {
+    data = {
         "canvas": [cell.token for cell in cells],
         "guess": [cell.guess for cell in cells],
         "confidence": [round(cell.guess_confidence, CONFIDENCE_DECIMALS) for cell in cells],
@@ -185,6 +188,12 @@ def _frame_data(snapshot: Snapshot) -> dict:
         "elapsed": round(snapshot.elapsed, FRACTION_DECIMALS),
         "progress": round(snapshot.progress, FRACTION_DECIMALS),
     }
+    # a character split over tokens shows whole at the token that completes it: not its piece alone
+    text = {str(column): cell.text for column, cell in enumerate(cells)
+            if cell.state != MASKED and cell.text != pieces[str(cell.token)]}
+    if text:
+        data["text"] = text
+    return data
 
 
 def _labels(mode: str) -> list[str | None]:
@@ -196,13 +205,14 @@ _LABEL_INDEX = {mode: {name: index for index, name in enumerate(_labels(mode))} 
 
 
 def _used_pieces(trace: Trace, frames: list[Snapshot]) -> dict[str, str]:
-    """Display text of every id the page shows: decided tokens and the model's guesses."""
+    """Display text of every id the page shows: decided tokens and the model's guesses, each on its own
+    (bytes that are no character on their own, kept as surrogate escapes in the trace, show as U+FFFD)."""
     ids = {cell.token for frame in frames for cell in frame.cells if cell.state != MASKED}
     ids |= {cell.guess for frame in frames for cell in frame.cells if cell.guess >= 0}
     missing = sorted(ids - trace.pieces.keys())
     if missing:
         raise ValueError(f"token ids {missing[:10]} have no display text in trace.pieces")
-    return {str(token): trace.pieces[token] for token in sorted(ids)}
+    return {str(token): whole_characters([trace.pieces[token]])[0] for token in sorted(ids)}
 
 
 def _css_variables() -> str:

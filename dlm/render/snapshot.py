@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from dlm.generation import whole_characters
 from dlm.trace import Step, Trace
 
 MASKED, NEW, PROMPT, COMMITTED = "masked", "new", "prompt", "committed"
@@ -32,7 +33,8 @@ class Cell:
 
     position: int  # index into the trace's canvas (hidden positions get no cell)
     token: int  # id on the canvas; trace.mask_id while undecided
-    text: str  # display text from trace.pieces; "" while undecided
+    text: str  # display text from trace.pieces ("" while undecided); a character split over tokens shows
+    # whole at the token that completes it (dlm.generation.whole_characters)
     state: str  # one of STATES
     confidence: float | None  # the model's confidence when it committed this token; None if it never did
     guess: int  # the model's guess for this position in this frame (-1 where none, as in frame 0)
@@ -132,17 +134,19 @@ def _snapshot(
     new = set() if step is None else set(step.committed_positions(row))
     fixed, hidden = trace.fixed.tolist(), trace.hidden.tolist()
 
+    visible = [position for position in range(length) if not hidden[position]]
+    states = [_state(canvas[p] == trace.mask_id, fixed[p], p in new) for p in visible]
+    # a character whose bytes are split over tokens shows whole at the token that completes it
+    pieces = [None if state == MASKED else _piece(trace, canvas[p], p) for p, state in zip(visible, states)]
+    texts = whole_characters(pieces)
     cells = []
-    for position, token in enumerate(canvas):
-        if hidden[position]:
-            continue
-        state = _state(token == trace.mask_id, fixed[position], position in new)
+    for position, state, text in zip(visible, states, texts):
         decided = state in (NEW, COMMITTED)
         cells.append(
             Cell(
                 position=position,
-                token=token,
-                text="" if state == MASKED else _piece(trace, token, position),
+                token=canvas[position],
+                text=text,
                 state=state,
                 confidence=commit_confidence.get(position) if decided else None,
                 guess=guess[position],

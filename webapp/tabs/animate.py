@@ -11,9 +11,10 @@ import dlm
 from dlm.render import COLOR_MAP
 from dlm.render.snapshot import KIND_NAMES
 from webapp.components import Slider, model_or_error, ui_error, waiting_button
-from webapp.files import request_dir
+from webapp.files import request_folder
 from webapp.models import gpu
-from webapp.runs import GenerateRequest, as_int, display_name, in_range, parse_generate_request, start_generation
+from webapp.runs import (GenerateRequest, as_int, check_positions, display_name, in_range, parse_generate_request,
+                         start_generation)
 from webapp.settings import (AR, DEFAULT_PROMPT, DIFFUSION, MAX_FRAME_MS, MIN_FRAME_MS, RACE_FRAMES, START)
 
 
@@ -76,26 +77,27 @@ def animate(
     except ValueError as error:
         raise ui_error(error) from None
     lm = model_or_error(request.role)
+    race = race_ar and not request.infill  # an AR model cannot fill blanks: nothing to race then
+    other_role = DIFFUSION if request.role == AR else AR
+    used = {request.role: lm, **({other_role: model_or_error(other_role)} if race else {})}
     try:
+        check_positions(used, request)  # every model the request uses, before the first one runs
         streamed = last_run is not None and last_run.get("key") == request.key(lm.source)
         if streamed:
             trace = last_run["trace"]  # the run the Generate tab just streamed: same settings, same seed
         else:
             trace = start_generation(lm, request)[0].run()
-        folder = request_dir()
         title = f"{display_name(lm.source)} · {KIND_NAMES[lm.kind]}"
-        files = render_animation(trace, folder, frame_ms, colours, title)
-        race_gif, note = None, f"{len(trace.steps)} steps, {frame_ms} ms per frame."
-        if trace.num_samples > 1:
-            note += f" Sample 1 of {trace.num_samples} is animated."
-        if race_ar:
-            if request.infill:
+        with request_folder() as folder:  # removed again if anything below fails
+            files = render_animation(trace, folder, frame_ms, colours, title)
+            race_gif, note = None, f"{len(trace.steps)} steps, {frame_ms} ms per frame."
+            if trace.num_samples > 1:
+                note += f" Sample 1 of {trace.num_samples} is animated."
+            if race_ar and not race:
                 note += " No race: an autoregressive model cannot fill blanks, so there is nothing to race."
-            else:
-                other_role = DIFFUSION if request.role == AR else AR
-                other = model_or_error(other_role)
+            if race:
                 other_request = GenerateRequest(other_role, False, request.text, request.seed, request.overrides)
-                other_trace = start_generation(other, other_request)[0].run()
+                other_trace = start_generation(used[other_role], other_request)[0].run()
                 # a streamed run's clock also counts the pauses while its updates were sent: race a fresh one
                 mine = start_generation(lm, request)[0].run() if streamed else trace
                 pair = [other_trace, mine] if request.role == AR else [mine, other_trace]

@@ -16,10 +16,10 @@ import dlm
 from dlm.classify import DiscriminativeClassifier, GenerativeClassifier, evaluate, wilson_interval
 from dlm.tables import guess_label_column, guess_text_column, read_table, select_texts
 from webapp import models
-from webapp.components import Slider, classifier_or_error, model_or_error, ui_error, ui_warning
-from webapp.files import request_dir
+from webapp.components import File, Slider, classifier_or_error, model_or_error, ui_error, ui_warning
+from webapp.files import request_folder
 from webapp.models import TrainedClassifier, gpu
-from webapp.runs import as_int, display_name, in_range
+from webapp.runs import as_int, check_text, display_name, in_range
 from webapp.settings import (CLASSIFIER, DEFAULT_LABEL_PROMPT, DEFAULT_LABELS, DIFFUSION, MAX_CLASSIFY_SAMPLES,
                              MAX_LABEL_CHARS, MAX_LABELS, MAX_ROWS, MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, TRAINED, ZERO_SHOT)
 
@@ -106,6 +106,17 @@ def results_frame(texts: list[str], predictions, truth: list[str] | None, short:
     return pd.DataFrame(records)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula (a tab or
+# carriage return it strips, and reads on)
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """The results for the CSV download: a text cell that a spreadsheet would run as a formula ("=1+1",
+    "@SUM(A1)", "-2+3") gets a leading ' (OWASP's advice against CSV injection), so that it is read as text.
+    Numbers stay numbers; the table on the page keeps the text as it is."""
+    return frame.map(lambda cell: "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell)
+
+
 def token_highlights(prediction) -> list[tuple[str, float]]:
     """(token, score in [-1, 1]) for gr.HighlightedText: > 0 favours the prediction over the runner-up."""
     contributions = prediction.contributions
@@ -158,6 +169,10 @@ def classify(
     try:
         if mode not in (TRAINED, ZERO_SHOT):
             raise ValueError(f"unknown classifier mode {mode!r}; choose {TRAINED!r} or {ZERO_SHOT!r}")
+        for value, name in ((text, "text"), (labels, "labels"), (label_prompt, "label prompt"),
+                            (text_column, "text column"), (label_column, "label column")):
+            if isinstance(value, str):
+                check_text(value, name)
         if mode == ZERO_SHOT:
             names, prompts = parse_labels(labels, label_prompt)
         samples = in_range(as_int(samples, "samples"), "samples", 2, MAX_CLASSIFY_SAMPLES)
@@ -193,9 +208,9 @@ def classify(
     except ValueError as error:
         raise ui_error(error) from None
     truncated = sum(p.truncated for p in predictions)
-    folder = request_dir()
-    csv_path = folder / "classified.csv"
-    results_frame(texts, predictions, truth, short=False).to_csv(csv_path, index=False)
+    with request_folder() as folder:
+        csv_path = folder / "classified.csv"
+        spreadsheet_safe(results_frame(texts, predictions, truth, short=False)).to_csv(csv_path, index=False)
     nfe = sum(p.nfe for p in predictions)
     passes = f"{nfe:,} forward pass{'es' if nfe != 1 else ''}"
     if mode == TRAINED:
@@ -325,8 +340,8 @@ def build() -> gr.Radio:
         with gr.Column():
             paste = gr.Textbox(label="Texts, one per line", lines=5, elem_id="classify-text",
                                value="A gripping, beautifully acted film.\nDull, slow and far too long.")
-            upload = gr.File(label=f"…or upload a .txt (one text per line) or .csv (max {MAX_UPLOAD_MB} MB, "
-                             f"first {MAX_ROWS} rows)", file_types=[".txt", ".csv"], elem_id="upload")
+            upload = File(label=f"…or upload a .txt (one text per line) or .csv (max {MAX_UPLOAD_MB} MB, "
+                          f"first {MAX_ROWS} rows)", file_types=[".txt", ".csv"], elem_id="upload")
             upload_info = gr.Markdown(elem_classes="stats", elem_id="upload-info")
             with gr.Row():
                 # custom values let API callers name a column; the handler checks it against the file

@@ -16,11 +16,11 @@ import pandas as pd
 import dlm
 from dlm.race import Lane, race
 from dlm.render import COLOR_MAP, highlight
-from webapp.components import Slider, canvas_box, model_or_error, ui_error, waiting_button
+from webapp.components import Number, Slider, canvas_box, model_or_error, ui_error, waiting_button
 from webapp.models import gpu
-from webapp.runs import GenerateRequest, parse_generate_request, start_generation
-from webapp.settings import (AR, BENCH_RESULTS, DEFAULT_PROMPT, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS, MAX_STEPS,
-                             MIN_UPDATE_SECONDS, MODEL_COLORS, ROOT, START)
+from webapp.runs import GenerateRequest, check_positions, parse_generate_request, start_generation
+from webapp.settings import (AR, BENCH_RESULTS, DEFAULT_PROMPT, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS, MAX_SEED,
+                             MAX_STEPS, MIN_UPDATE_SECONDS, MODEL_COLORS, ROOT, START)
 
 
 METRIC_FORMATS = {
@@ -191,6 +191,7 @@ def compare(
         raise ui_error(error) from None
     diffusion, ar = model_or_error(DIFFUSION), model_or_error(AR)
     try:
+        check_positions({DIFFUSION: diffusion, AR: ar}, request)  # both, before either starts
         lanes = [Lane(DIFFUSION, start_generation(diffusion, request)[0]),
                  Lane(AR, start_generation(ar, GenerateRequest(AR, False, request.text, request.seed, request.overrides))[0])]
     except ValueError as error:
@@ -240,7 +241,7 @@ def build(start: dlm.SamplerConfig, ready: bool) -> gr.Button:
                 "its own model's work.")
     with gr.Row():
         text = gr.Textbox(label="Prompt", value=DEFAULT_PROMPT, scale=4, max_length=MAX_PROMPT_CHARS)
-        seed = gr.Number(value=0, precision=0, label="Seed", scale=1)
+        seed = Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=1)
     with gr.Row():
         length = Slider(1, MAX_LENGTH, value=start.length, step=1, label="Length (tokens)")
         steps = Slider(1, MAX_STEPS, value=start.steps, step=1, label="Diffusion steps")

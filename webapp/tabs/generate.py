@@ -12,11 +12,11 @@ import gradio as gr
 import dlm
 from dlm.config import REMASKING, SCHEDULES
 from dlm.render import COLOR_MAP, highlight
-from webapp.components import Slider, canvas_box, model_or_error, ui_error, waiting_button
+from webapp.components import Number, Slider, canvas_box, model_or_error, ui_error, waiting_button
 from webapp.models import gpu
-from webapp.runs import joined_texts, parse_generate_request, run_stats, start_generation
+from webapp.runs import check_positions, joined_texts, parse_generate_request, run_stats, start_generation
 from webapp.settings import (AR, CONTINUOUS, DEFAULT_PROMPT, DEFAULT_TEMPLATE, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS,
-                             MAX_SAMPLES, MAX_STEPS, MIN_UPDATE_SECONDS, START)
+                             MAX_SAMPLES, MAX_SEED, MAX_STEPS, MIN_UPDATE_SECONDS, START)
 
 
 LEGEND = ("Colours: <span style='background:#d1d5db;padding:0 4px;border-radius:3px'>masked</span> "
@@ -70,6 +70,7 @@ def generate(
         raise ui_error(error) from None
     lm = model_or_error(request.role)
     try:
+        check_positions({request.role: lm}, request)
         generation, note = start_generation(lm, request)
     except ValueError as error:
         raise ui_error(error) from None
@@ -103,6 +104,12 @@ def cap_steps(length, steps):
     return Slider(maximum=min(MAX_STEPS, length), value=min(int(steps or 1), length))
 
 
+def steps_maximum(length: int) -> Slider:
+    """The page load's update of the steps slider: its maximum at the length it starts at. Per page only, so
+    the API still accepts steps up to MAX_STEPS (Gradio keeps such updates in the page's session)."""
+    return Slider(maximum=min(MAX_STEPS, length))
+
+
 @dataclass
 class GenerateTab:
     """The Generate tab's controls that the Animate tab reads and the page load may set."""
@@ -126,8 +133,10 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
             text = gr.Textbox(label="Prompt (may be empty)", value=DEFAULT_PROMPT, lines=3,
                               max_length=MAX_PROMPT_CHARS, elem_id="prompt")
             with gr.Row():
-                length = Slider(1, MAX_LENGTH, value=start.length, step=1, label="Length (tokens)")
-                steps = Slider(1, start.length, value=start.steps, step=1, label="Steps",
+                length = Slider(1, MAX_LENGTH, value=start.length, step=1, label="Length (tokens)", elem_id="length")
+                # declared up to MAX_STEPS, which the API may ask for (the handler checks steps <= length); the
+                # page keeps its maximum at the length (steps_maximum on load, cap_steps when the length moves)
+                steps = Slider(1, MAX_STEPS, value=start.steps, step=1, label="Steps", elem_id="steps",
                                info="fewer steps: more tokens revealed per step")
             with gr.Row():
                 run_button = waiting_button("Generate", ready, elem_id="generate-button")
@@ -140,7 +149,7 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
             colours = gr.Radio([("By state", "state"), ("By confidence", "confidence")], value="state",
                                label="Colour tokens")
             num_samples = Slider(1, MAX_SAMPLES, value=1, step=1, label="Number of samples")
-            seed = gr.Number(value=0, precision=0, label="Seed")
+            seed = Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
     with gr.Accordion("Sampler settings", open=False):
         with gr.Row():
             schedule = gr.Dropdown(sorted(SCHEDULES), value=start.schedule, label="Schedule",

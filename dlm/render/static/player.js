@@ -46,6 +46,11 @@
     return data.labels[mode][frame.labels[mode][column]] ?? "plain";
   }
 
+  // A decided column's text: its token's piece, unless the frame shows a character split over tokens there.
+  function textOf(pane, frame, column) {
+    return frame.text?.[column] ?? pane.pieces[frame.canvas[column]];
+  }
+
   function renderView(view, frameIndex) {
     view.frame = frameIndex;
     const pane = view.pane;
@@ -54,7 +59,7 @@
       const state = labelOf(frame, "state", column);
       span.className = `tok state-${state} confidence-${labelOf(frame, "confidence", column)}`;
       span.classList.toggle("pinned", pinned !== null && pinned.view === view && pinned.column === column);
-      span.textContent = state === "masked" ? "" : pane.pieces[frame.canvas[column]];
+      span.textContent = state === "masked" ? "" : textOf(pane, frame, column);
     });
     const steps = pane.frames.length - 1;
     view.counter.textContent = `step ${frameIndex}/${steps} · NFE ${frame.nfe} · ${frame.elapsed.toFixed(2)} s`;
@@ -71,7 +76,7 @@
     if (state === "masked") {
       parts.push("undecided");
     } else {
-      const token = JSON.stringify(pane.pieces[frame.canvas[column]]); // quotes show leading spaces
+      const token = JSON.stringify(textOf(pane, frame, column)); // quotes show leading spaces
       parts.push(state === "plain" ? token : `${token} (${state})`);
     }
     const guess = frame.guess[column];
