@@ -1,0 +1,113 @@
+"""Top-k / top-p sampling by partial selection against transformers' own warpers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.stats import chisquare
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+from dlm.config import SamplerConfig
+from dlm.sampling import logits_warpers, sample_tokens, support
+
+BOUNDARY = 1e-6  # float32 rounding in transformers' cumulative sum: a cut closer than this may go either way
+
+
+def kept_mask(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, V) the tokens `support` keeps, and (N,) the rows it leaves to transformers (tied cut-off)."""
+    groups, tied = support(scores, top_k, top_p, start=4)  # a small start exercises the doubling
+    mask = torch.zeros(scores.shape, dtype=torch.bool)
+    for rows, index, size in groups:
+        in_nucleus = torch.arange(index.shape[1]) < size.unsqueeze(1)
+        mask[rows.unsqueeze(1).expand_as(index)[in_nucleus], index[in_nucleus]] = True
+    left = torch.zeros(scores.shape[0], dtype=torch.bool)
+    left[tied] = True
+    return mask, left
+
+
+def reference(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' kept set, and the rows whose cut-off lies within BOUNDARY of 1 - top_p."""
+    if top_k > 0:
+        scores = TopKLogitsWarper(top_k)(None, scores.clone())
+    kept = TopPLogitsWarper(top_p)(None, scores) > float("-inf")
+    cum = scores.sort().values.softmax(-1).cumsum(-1).double()
+    near = ((cum - (1 - top_p)).abs() < BOUNDARY).any(-1)
+    return kept, near
+
+
+@pytest.mark.parametrize("top_k", [0, 3, 40])
+@pytest.mark.parametrize("kind", ["normal", "ties"])
+def test_nucleus_equals_transformers(top_k, kind):
+    gen = torch.Generator().manual_seed(1 + top_k)
+    tops = [1e-9, 1e-3, 0.05, 0.3, 0.5, 0.9, 0.95, 0.999, 1.0] + torch.rand(20, generator=gen).tolist()
+    checked = left_total = 0
+    for top_p in tops:
+        for v in (7, 150, 1000):
+            if kind == "ties":  # few distinct values: the cut-off often splits a tie group
+                scores = torch.randint(-3, 3, (16, v), generator=gen).float()
+            else:
+                scale = float(torch.rand(1, generator=gen)) * 6 + 0.1
+                scores = torch.randn(16, v, generator=gen) * scale
+            scores[0, : v // 3] = float("-inf")  # forbidden tokens
+            mine, left = kept_mask(scores, top_k, top_p)
+            ref, near = reference(scores, top_k, top_p)
+            rows = ~left & ~near
+            assert torch.equal(mine[rows], ref[rows]), (top_p, v)
+            assert (mine.sum(-1)[~left] >= 1).all()
+            checked += int(rows.sum())
+            left_total += int(left.sum())
+    if kind == "normal":  # distinct logits: almost every row compared, none needs transformers' sort
+        assert checked > 0.9 * len(tops) * 3 * 16
+        assert left_total == 0
+    else:
+        assert checked > 0.1 * len(tops) * 3 * 16  # a top-k cut splits integer ties often
+
+
+def test_tied_rows_follow_transformers():
+    """Rows whose cut-off splits tied logits are drawn exactly as the full warpers would draw them."""
+    logits = torch.zeros(1, 50, 10)  # all tied: top-p 0.45 keeps 5 of 10, chosen by transformers' sort
+    config = SamplerConfig(temperature=1.0, top_p=0.45)
+    u = torch.rand(1, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    allowed = torch.nonzero(logits_warpers(config)(None, logits[0, :1]) > float("-inf"))[:, 1]
+    tokens = sample_tokens(logits, config, u)
+    assert set(tokens.flatten().tolist()) <= set(allowed.tolist())
+
+
+def expected_probs(logits: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
+    return torch.softmax(logits_warpers(config)(None, logits.unsqueeze(0).float()).double(), -1)[0]
+
+
+@pytest.mark.parametrize(
+    "options", [dict(top_p=0.8), dict(top_p=0.5, temperature=0.7), dict(top_k=6, top_p=0.9), dict(top_k=5), dict()]
+)
+def test_distribution_matches_transformers(options):
+    """20,000 draws at one position against transformers' warped probabilities: chi-squared, p > 0.001."""
+    config = SamplerConfig(**{"temperature": 1.0, **options})
+    logits = torch.randn(12, generator=torch.Generator().manual_seed(3)) * 1.5
+    n = 20_000
+    u = 1.0 - torch.rand(1, n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    tokens = sample_tokens(logits.expand(1, n, 12).contiguous(), config, u)
+    counts = torch.bincount(tokens.flatten(), minlength=12).double()
+    probs = expected_probs(logits, config)
+    support_ = probs > 0
+    assert counts[~support_].sum() == 0, "a token outside the nucleus was drawn"
+    assert int(support_.sum()) >= 2
+    result = chisquare(counts[support_].numpy(), (probs[support_] * n).numpy())
+    assert result.pvalue > 0.001, (options, result)
+
+
+@pytest.mark.parametrize("options", [dict(top_p=0.9), dict(top_k=20, top_p=0.9), dict(top_k=20), dict()])
+def test_fixed_uniforms_same_tokens_and_same_as_full_warpers(options):
+    """Same uniforms give the same tokens, run to run, and (distinct logits) the very tokens of the
+    full sort: the nucleus is drawn in vocabulary order as the whole distribution was."""
+    config = SamplerConfig(**{"temperature": 0.8, **options})
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 64, 500, generator=gen) * 3
+    u = 1.0 - torch.rand(2, 64, generator=gen, dtype=torch.float64)
+    first = sample_tokens(logits, config, u)
+    assert torch.equal(first, sample_tokens(logits, config, u))
+    warped = logits_warpers(config)(None, logits.reshape(-1, 500).float())
+    cdf = torch.softmax(warped.double(), -1).cumsum(-1)
+    full = torch.searchsorted(cdf, u.reshape(-1, 1) * cdf[:, -1:]).clamp_(max=499).reshape(2, 64)
+    assert (first == full).float().mean() > 0.99  # equal up to float64 rounding at a CDF boundary
+    assert torch.equal(sample_tokens(logits, SamplerConfig(temperature=0.0), u), logits.argmax(-1))
