@@ -180,9 +180,12 @@ def recommended_settings(source: str) -> tuple[dlm.SamplerConfig, int | None] | 
     None when the config is not at hand, or cannot be read."""
     from transformers import AutoConfig
 
-    import dlm.continuous  # noqa: F401  (registers the continuous model type with AutoConfig)
     from dlm.config import SETTINGS_KEY
+    from dlm.families import FAMILIES
     from dlm.loading import BUNDLED_DIR, bundled_models, max_positions_of
+
+    for family in FAMILIES.values():
+        family.prepare()  # e.g. registers the continuous model type with AutoConfig
 
     if source in bundled_models():
         folder = BUNDLED_DIR / source
