@@ -184,27 +184,28 @@ def load(
     if shifted and kind != "masked":
         raise ValueError(f"{source} is a shifted masked-diffusion model (a causal architecture with bidirectional "
                          f"attention); it cannot run as kind {kind!r}")
-    # a shifted checkpoint is a causal LM's own architecture: its class is the causal one
-    auto_class = _auto_class("causal" if shifted else kind)
-    model = auto_class.from_pretrained(path, config=config, dtype=dtype, use_safetensors=True, **hub_args)
-    if card.get(ATTENTION) == BIDIRECTIONAL:
-        make_bidirectional(model)
+    load_args = {"config": config, "dtype": dtype, "use_safetensors": True, **hub_args}
+    if kind == "masked":
+        model = masked_model_from_pretrained(path, **load_args)
+    else:
+        model = _auto_class(kind).from_pretrained(path, **load_args)
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, **hub_args)
     settings = SamplerConfig.from_dict(card.get("sampler", {}))
     return LanguageModel(model, tokenizer, kind, settings, source, str(path), card)
 
 
-def masked_model_from_pretrained(path: str, **kwargs) -> torch.nn.Module:
-    """A masked-diffusion checkpoint's model for training or fine-tuning: AutoModelForMaskedLM, or, for a
-    shifted checkpoint (`dlm.shifted`), its causal class with full attention. kwargs go to from_pretrained."""
-    from transformers import AutoConfig
+def masked_model_from_pretrained(path: str, config=None, **kwargs) -> torch.nn.Module:
+    """A masked-diffusion checkpoint's model: AutoModelForMaskedLM, or, for a shifted checkpoint
+    (`dlm.shifted`), its causal class; full attention where its `dlm` block says so. `config`: the
+    checkpoint's, when already read; kwargs go to from_pretrained. `load` and the trainers both use it."""
+    if config is None:
+        from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
+        config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
     card = getattr(config, SETTINGS_KEY, None) or {}
-    if not card.get(SHIFTED):
-        return _auto_class("masked").from_pretrained(path, config=config, **kwargs)
-    model = _auto_class("causal").from_pretrained(path, config=config, **kwargs)
+    # a shifted checkpoint is a causal LM's own architecture: its class is the causal one
+    model = _auto_class("causal" if card.get(SHIFTED) else "masked").from_pretrained(path, config=config, **kwargs)
     return make_bidirectional(model) if card.get(ATTENTION) == BIDIRECTIONAL else model
 
 
