@@ -139,6 +139,10 @@ def install(model: torch.nn.Module) -> None:
             f"key/value caching needs a bidirectional model with sdpa attention that takes position ids; "
             f"{type(model).__name__} is not one"
         )
+    if getattr(model.config, "trigram_input", False):
+        raise ValueError(f"key/value caching feeds a window of positions alone, and {type(model).__name__} embeds each "
+                         "token together with its neighbours (trigram input), so a window's edges would differ from "
+                         "the full forward")
     model.set_attn_implementation(NAME)
     if model.config._attn_implementation != NAME:
         raise ValueError(f"{type(model).__name__} cannot route its attention through transformers' interface")

@@ -2,6 +2,7 @@
 
     python -m dlm generate --model default --prompt "It was a dark night" --length 48 --steps 16 --seed 0
     python -m dlm generate --model default --infill "The [MASK] [MASK] sat on the mat" --json
+    python -m dlm generate --model GSAI-ML/LLaDA-8B-Instruct --chat "Write a haiku about rain" --length 64
     python -m dlm generate --model runs/continuous --prompt "It was" --steps 100 --solver ddpm --cfg-scale 1
     python -m dlm animate --model default --prompt "Call me" --out run.gif      # .gif, .mp4 or .html
     python -m dlm elbo --model default --text "Call me Ishmael." --json
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--model", default="default", help="bundled name, local folder or Hub repo id")
     sampling.add_argument("--prompt", default="", help="text to continue (may be empty)")
     sampling.add_argument("--infill", help="template with [MASK] blanks to fill instead of a prompt")
+    sampling.add_argument("--chat", metavar="MESSAGE",
+                          help="instruct models: a user message, wrapped in the model's chat template as the prompt")
     sampling.add_argument("--length", type=int, help="tokens to generate (default: the model's)")
     sampling.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     sampling.add_argument("--seed", type=int, default=0)
@@ -133,8 +136,11 @@ def sampler_overrides(args: argparse.Namespace) -> dict:
 def run_generation(args: argparse.Namespace):
     import dlm
 
+    if args.chat is not None and (args.prompt or args.infill):
+        raise ValueError("give --chat, --prompt or --infill, not several")
     lm = dlm.load(args.model, trust_remote_code=args.trust_remote_code)
-    return dlm.generate(lm, args.prompt, infill=args.infill, seed=args.seed, **sampler_overrides(args))
+    prompt = dlm.chat_prompt(lm, args.chat) if args.chat is not None else args.prompt
+    return dlm.generate(lm, prompt, infill=args.infill, seed=args.seed, **sampler_overrides(args))
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

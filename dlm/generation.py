@@ -199,6 +199,26 @@ def special_framing(tokenizer) -> tuple[list[int], list[int]]:
     raise ValueError("cannot find how the tokenizer frames a text with special tokens")
 
 
+def has_chat_template(lm: LanguageModel) -> bool:
+    """True when the checkpoint's tokenizer carries a chat template (an instruct model)."""
+    return bool(getattr(lm.tokenizer, "chat_template", None))
+
+
+def chat_prompt(lm: LanguageModel, message: str | list[dict]) -> str:
+    """The prompt an instruct model answers: `message` (the user's turn, or a list of {"role", "content"}
+    turns) rendered by the tokenizer's chat template, ending where the assistant's reply starts. It already
+    holds the template's special tokens (BOS included), and the canvases add no second copy, so its token
+    ids are exactly `apply_chat_template(..., add_generation_prompt=True)`'s."""
+    if not has_chat_template(lm):
+        raise ValueError(f"{lm.source} has no chat template (it is not an instruct model): give a plain prompt")
+    turns = [{"role": "user", "content": message}] if isinstance(message, str) else list(message)
+    if not turns or not all(isinstance(t, dict) and {"role", "content"} <= set(t) for t in turns):
+        raise ValueError('a chat is a message, or a non-empty list of {"role": ..., "content": ...} turns')
+    if not str(turns[-1]["content"]).strip():
+        raise ValueError("the chat message is empty")
+    return lm.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
+
 def encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -220,6 +240,8 @@ def prompt_canvas(
     if not closing:
         suffix = []
     body = encode(lm.tokenizer, prompt)
+    if prefix and body[: len(prefix)] == prefix:
+        prefix = []  # the prompt already opens with the framing (a chat template's BOS): no second one
     ids = prefix + body + [lm.mask_id if blank is None else blank] * length + suffix
     is_fixed = [True] * (len(prefix) + len(body)) + [False] * length + [True] * len(suffix)
     start = len(prefix) + len(body)

@@ -97,6 +97,15 @@ class LanguageModel:
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    @property
+    def weight_bytes(self) -> int:
+        """Memory the weights take as loaded (their dtype): what a device needs before any activation."""
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
 
 # model types whose position ids start after the padding index (create_position_ids_from_input_ids), so
 # padding_idx + 1 of their position embeddings are never usable
@@ -184,6 +193,8 @@ def load(
     if shifted and kind != "masked":
         raise ValueError(f"{source} is a shifted masked-diffusion model (a causal architecture with bidirectional "
                          f"attention); it cannot run as kind {kind!r}")
+    if kind == "masked":
+        refuse_fixed_length(config, source)
     load_args = {"config": config, "dtype": dtype, "use_safetensors": True, **hub_args}
     if kind == "masked":
         model = masked_model_from_pretrained(path, **load_args)
@@ -193,6 +204,16 @@ def load(
     tokenizer = AutoTokenizer.from_pretrained(path, **hub_args)
     settings = SamplerConfig.from_dict(card.get("sampler", {}))
     return LanguageModel(model, tokenizer, kind, settings, source, str(path), card)
+
+
+def refuse_fixed_length(config, source: str) -> None:
+    """Masked diffusion runs on canvases of every length; refuse, before loading any weights, an
+    architecture that computes only at one fixed length."""
+    if getattr(config, "model_type", None) == "nystromformer" and config.num_landmarks != config.segment_means_seq_len:
+        raise ValueError(f"{source}: this Nystromformer computes only at exactly {config.segment_means_seq_len} tokens "
+                         f"(its {config.num_landmarks} landmarks average fixed segments), so it cannot run on "
+                         "canvases of other lengths; a config with num_landmarks == segment_means_seq_len "
+                         "(full attention) can")
 
 
 def masked_model_from_pretrained(path: str, config=None, **kwargs) -> torch.nn.Module:

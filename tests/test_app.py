@@ -619,6 +619,9 @@ def test_the_trained_classifier_loads_once_under_concurrency(app, classifier_dir
 
 def test_the_header_describes_the_classifier(app):
     summary, cards = app_cards.model_overview()
+    lm = app_models.MODELS.get("diffusion")  # every model's weight memory, in the header and on its card
+    assert f"{app_cards.memory(lm)}, cpu)" in summary and f"**Memory**: {app_cards.memory(lm)} of weights" in cards
+    assert app_cards.memory(lm).endswith("MB in float32") and lm.weight_bytes == 4 * lm.num_parameters
     assert "**classifier**: `" in summary and "per-class, masked diffusion" in summary and "positive / negative" in summary
     assert "### classifier:" in cards and "no validation figures" in cards
     assert "Labels: “positive”, “negative”" in classify_tab.classifier_info("trained")

@@ -1,6 +1,7 @@
 """Checkpoints users bring: kinds detected from any config, ALBERT's shared layers under the key/value
 cache, MPNet's position limit, no doubled BOS, and transformers 5's cache keyword. Tiny real models,
-built here."""
+built here. And the matrix: every masked architecture transformers ships through every operation
+(`bench/architectures.py`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import dlm
 from dlm.cache import KVCache
 from dlm.generation import causal_canvas
 from dlm.loading import detect_kind
+from bench import architectures as matrix
 from tests.conftest import TINY, _save, bpe_tokenizer, wordpiece_tokenizer
 
 
@@ -95,3 +97,50 @@ def test_causal_generation_uses_transformers_current_cache_keyword(gpt2):
         trace = dlm.generate(gpt2, "the cat", length=6, temperature=0, seed=0)
     full = gpt2.model(input_ids=torch.tensor([trace.steps[-1].canvas[0, :-1].tolist()])).logits[0, -1]
     assert int(full.argmax()) == int(trace.steps[-1].canvas[0, -1])  # cached steps equal the uncached forward
+
+
+# architectures whose attention the key/value cache cannot route (no sdpa with position ids): it refuses them
+NO_CACHE = {"mobilebert", "deberta", "deberta-v2", "mpnet", "big_bird", "convbert", "megatron-bert", "rembert", "roformer",
+            "squeezebert", "longformer", "funnel", "fnet", "nystromformer", "yoso", "mra", "ibert"}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return matrix.bundled_tokenizer()
+
+
+@pytest.mark.parametrize("model_type", sorted(matrix.ARCHITECTURES))
+def test_every_masked_architecture_runs_every_operation(model_type, tokenizer, tmp_path):
+    """Generate (each remasking rule), blocks, both caches (exact on a one-step-per-block run, or a clear
+    refusal), CFG, infill, the ELBO and the CLI, on a tiny random checkpoint loaded as a user's folder."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    if model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        pytest.skip(f"this transformers has no {model_type}")
+    cells = matrix.check(matrix.build(model_type, tmp_path / "model", tokenizer))
+    expected = {op: "ok" for op in matrix.OPERATIONS}
+    if model_type in NO_CACHE:
+        expected.update({"cache prefix": "refused", "cache dual": "refused"})
+    assert {op: cell.split(":")[0] for op, cell in cells.items()} == expected, cells
+    for op in ("cache prefix", "cache dual"):
+        assert cells[op] == "ok" or "key/value caching" in cells[op]
+
+
+def test_every_text_masked_architecture_is_in_the_matrix():
+    """A transformers upgrade that adds a masked LM shows up here, to be added to the matrix or left out."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    assert set(MODEL_FOR_MASKED_LM_MAPPING_NAMES) <= set(matrix.ARCHITECTURES) | set(matrix.NOT_TEXT_MASKED_LMS)
+
+
+def test_a_fixed_length_architecture_is_refused_at_load(tokenizer, tmp_path):
+    """A Nystromformer with fewer landmarks than its segment length computes only at that one length."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    config = AutoConfig.for_model("nystromformer", vocab_size=len(tokenizer), max_position_embeddings=64,
+                                  pad_token_id=tokenizer.pad_token_id, **matrix.TINY,
+                                  **matrix.FIXED_LENGTH["nystromformer"])
+    AutoModelForMaskedLM.from_config(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="only at exactly 8 tokens"):
+        dlm.load(str(tmp_path))

@@ -24,7 +24,7 @@ def model_overview() -> tuple[str, str]:
             lines.append(f"**{role}**: ✗ `{html.escape(source)}` could not be loaded: {html.escape(str(error))}")
             continue
         lines.append(f"**{role}**: `{html.escape(display_name(source))}` ({lm.kind}, {size(lm.num_parameters)}, "
-                     f"{lm.device.type})")
+                     f"{memory(lm)}, {lm.device.type})")
         cards.append(f"### {role}: `{html.escape(display_name(source))}`\n\n" + model_card(lm))
     source = models.MODELS.source(CLASSIFIER)
     try:
@@ -44,6 +44,13 @@ def size(parameters: int) -> str:
     return f"{parameters / 1e6:.1f}M parameters" if parameters >= 100_000 else f"{parameters:,} parameters"
 
 
+def memory(lm: dlm.LanguageModel) -> str:
+    """The weights' memory as loaded, e.g. '16.0 GB in bfloat16' (LLaDA-8B): the least a device needs."""
+    amount = lm.weight_bytes
+    shown = f"{amount / 1e9:.1f} GB" if amount >= 1e9 else f"{amount / 1e6:.1f} MB"
+    return f"{shown} in {str(lm.dtype).removeprefix('torch.')}"
+
+
 def readme_text(folder: Path) -> str | None:
     """A checkpoint's README.md without its front matter, headings demoted under the card's own (None if absent)."""
     readme = folder / "README.md"
@@ -58,9 +65,10 @@ def readme_text(folder: Path) -> str | None:
 
 def model_card(lm: dlm.LanguageModel) -> str:
     """The checkpoint's README (front matter dropped), else what its config says."""
+    needs = f"**Memory**: {memory(lm)} of weights ({lm.num_parameters:,} parameters) on {lm.device.type}."
     text = readme_text(Path(lm.path))
     if text is not None:
-        return text
+        return needs + "\n\n" + text
     settings = lm.settings.to_dict()
     if lm.kind == "causal":  # the diffusion-only fields mean nothing to an AR model
         settings = {k: settings[k] for k in ("length", "temperature", "top_k", "top_p", "allow_eos")}
@@ -68,7 +76,7 @@ def model_card(lm: dlm.LanguageModel) -> str:
              f"- recommended sampler settings: `{json.dumps(settings)}`"]
     training = lm.card.get("training") or {}
     facts += [f"- {k}: {html.escape(str(v))}" for k, v in training.items()]
-    return "No model card (README.md) in this checkpoint.\n\n" + "\n".join(facts)
+    return needs + "\n\nNo model card (README.md) in this checkpoint.\n\n" + "\n".join(facts)
 
 
 def classifier_card(trained: TrainedClassifier) -> str:

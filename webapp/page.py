@@ -9,7 +9,7 @@ from webapp import models
 from webapp.cards import model_overview
 from webapp.components import Blocks, ready_button
 from webapp.files import output_dir
-from webapp.settings import (CONCURRENCY, DIFFUSION, MAX_UPLOAD_MB, OUTPUT_TTL_SECONDS, QUEUE_SIZE, START,
+from webapp.settings import (AR, CONCURRENCY, DIFFUSION, MAX_UPLOAD_MB, OUTPUT_TTL_SECONDS, QUEUE_SIZE, START,
                              TRAINED)
 from webapp.tabs import animate, classify, compare, generate, learn
 
@@ -62,18 +62,20 @@ def build_demo() -> gr.Blocks:
             model's recommendations, set them now and enable the run buttons."""
             summary, cards = model_overview()
             info = classify.classifier_info(classifier_mode)
+            modes = generate.mode_choices([models.MODELS.loaded(DIFFUSION), models.MODELS.loaded(AR)])
             if ready:
                 controls = [gr.skip()] * len(generate_tab.controls)
                 controls[1] = generate.steps_maximum(start.length)  # the steps slider, kept at the length
-                return (summary, cards, info, *controls) + (gr.skip(),) * 3
+                return (summary, cards, info, modes, *controls) + (gr.skip(),) * 3
             lm = models.MODELS.loaded(DIFFUSION)
             controls = (generate.recommended_controls(lm.settings, lm.max_positions) if lm is not None
                         else (gr.skip(),) * len(generate_tab.controls))
-            return (summary, cards, info, *controls, ready_button("Generate"), ready_button("Animate"),
+            return (summary, cards, info, modes, *controls, ready_button("Generate"), ready_button("Animate"),
                     ready_button("Race"))
 
-        demo.load(on_load, classifier_mode, [models_line, cards_md, classifier_md, *generate_tab.controls,
-                                             generate_tab.button, animate_button, race_button],
+        demo.load(on_load, classifier_mode, [models_line, cards_md, classifier_md, generate_tab.mode,
+                                             *generate_tab.controls, generate_tab.button, animate_button,
+                                             race_button],
                   api_visibility="private")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo

@@ -15,6 +15,8 @@ from dlm.race import filled_tokens
 from webapp.settings import (AR, CONTINUOUS, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS, MAX_SAMPLES, MAX_SEED,
                              MAX_STEPS)
 
+MODES = ("continue", "infill", "chat")  # a prompt to continue, a template with blanks, a message to an instruct model
+
 
 @dataclass(frozen=True)
 class GenerateRequest:
@@ -25,10 +27,16 @@ class GenerateRequest:
     text: str  # the prompt, or the infilling template
     seed: int
     overrides: dict  # SamplerConfig fields
+    chat: bool = False  # True: `text` is a user message, wrapped in the model's chat template
 
     def key(self, source: str) -> str:
         """Identifies the run (same key, same text: the sampler is seeded)."""
-        return json.dumps([source, self.role, self.infill, self.text, self.seed, self.overrides], sort_keys=True)
+        return json.dumps([source, self.role, self.infill, self.text, self.seed, self.overrides, self.chat],
+                          sort_keys=True)
+
+    def prompt(self, lm: dlm.LanguageModel) -> str:
+        """What `lm` continues: the text, or in chat mode the text as a user turn in `lm`'s chat template."""
+        return dlm.chat_prompt(lm, self.text) if self.chat else self.text
 
 
 def as_int(value, name: str) -> int | None:
@@ -94,12 +102,15 @@ def parse_generate_request(
     """Check every field of a generation request; ValueError with a message meant for the user."""
     if model not in (DIFFUSION, AR, CONTINUOUS):
         raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR, CONTINUOUS]}")
-    if mode not in ("continue", "infill"):
-        raise ValueError(f"unknown mode {mode!r}; choose 'continue' (a prompt) or 'infill' (a template with [MASK])")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose 'continue' (a prompt), 'infill' (a template with [MASK]) "
+                         "or 'chat' (a message to an instruct model)")
     text = check_text(text or "", "text")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"the text is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
-    infill = mode == "infill"
+    infill, chat = mode == "infill", mode == "chat"
+    if chat and not text.strip():
+        raise ValueError("the message is empty: write what you ask the instruct model")
     if infill and model == AR:
         raise ValueError("filling in blanks needs the diffusion model: an autoregressive model only continues text")
     length = as_int(length, "length")
@@ -143,7 +154,7 @@ def parse_generate_request(
     if not infill:
         overrides["length"] = length
     dlm.SamplerConfig().replace(**overrides)  # the core's own checks, with its messages
-    return GenerateRequest(model, infill, text, seed, overrides)
+    return GenerateRequest(model, infill, text, seed, overrides, chat)
 
 
 def positions_needed(lm: dlm.LanguageModel, request: GenerateRequest) -> int:
@@ -157,14 +168,15 @@ def positions_needed(lm: dlm.LanguageModel, request: GenerateRequest) -> int:
     if request.infill:
         return len(infill_canvas(lm, request.text).ids)
     length = request.overrides["length"]
+    prompt = request.prompt(lm)
     if lm.kind == "causal":  # BOS, unless the prompt already starts with it, then the prompt and the slots
-        body = encode(lm.tokenizer, request.text)
+        body = encode(lm.tokenizer, prompt)
         return int(lm.bos_id is not None and body[:1] != [lm.bos_id]) + len(body) + length
     if lm.kind == "continuous":
         from dlm.continuous import continuous_canvas
 
-        return len(continuous_canvas(lm, request.text, length, {}).ids)
-    return len(prompt_canvas(lm, request.text, length, {}).ids)
+        return len(continuous_canvas(lm, prompt, length, {}).ids)
+    return len(prompt_canvas(lm, prompt, length, {}).ids)
 
 
 def check_positions(models: dict[str, dlm.LanguageModel], request: GenerateRequest) -> None:
@@ -204,7 +216,7 @@ def start_generation(lm: dlm.LanguageModel, request: GenerateRequest) -> tuple[d
     if lm.kind == "continuous":
         for name in ("schedule", "remasking", "threshold", "block_length", "cache"):
             overrides.pop(name)  # masked-only settings; a continuous model uses its card's solver
-    return dlm.stream(lm, request.text, seed=request.seed, **overrides), note
+    return dlm.stream(lm, request.prompt(lm), seed=request.seed, **overrides), note
 
 
 def run_stats(trace: dlm.Trace, total_steps: int, done: bool) -> str:

@@ -44,6 +44,7 @@ DEFAULTS = {DIFFUSION: "default", AR: "default-ar", CONTINUOUS: "default-continu
 # ---- what the controls start at (until the diffusion model's card is read) ------------------------
 START = dlm.SamplerConfig(length=48, steps=24, temperature=0.8, top_p=0.95)
 DEFAULT_PROMPT = "Once upon a time"
+DEFAULT_MESSAGE = "Write a short story about a lighthouse keeper."  # chat mode (instruct models)
 DEFAULT_TEMPLATE = "The [MASK] [MASK] sat on the [MASK] and looked at the [MASK]."
 DEFAULT_LABELS = "positive, negative"
 DEFAULT_LABEL_PROMPT = "A {label} review:"

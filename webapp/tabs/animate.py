@@ -96,7 +96,8 @@ def animate(
             if race_ar and not race:
                 note += " No race: an autoregressive model cannot fill blanks, so there is nothing to race."
             if race:
-                other_request = GenerateRequest(other_role, False, request.text, request.seed, request.overrides)
+                other_request = GenerateRequest(other_role, False, request.text, request.seed, request.overrides,
+                                                request.chat)
                 other_trace = start_generation(used[other_role], other_request)[0].run()
                 # a streamed run's clock also counts the pauses while its updates were sent: race a fresh one
                 mine = start_generation(lm, request)[0].run() if streamed else trace

@@ -193,7 +193,8 @@ def compare(
     try:
         check_positions({DIFFUSION: diffusion, AR: ar}, request)  # both, before either starts
         lanes = [Lane(DIFFUSION, start_generation(diffusion, request)[0]),
-                 Lane(AR, start_generation(ar, GenerateRequest(AR, False, request.text, request.seed, request.overrides))[0])]
+                 Lane(AR, start_generation(ar, GenerateRequest(AR, False, request.text, request.seed,
+                                                               request.overrides, request.chat))[0])]
     except ValueError as error:
         raise ui_error(error) from None
     totals = {DIFFUSION: lanes[0].generation.config.steps, AR: lanes[1].generation.config.length}

@@ -15,7 +15,8 @@ from dlm.render import COLOR_MAP, highlight
 from webapp.components import Number, Slider, canvas_box, model_or_error, ui_error, waiting_button
 from webapp.models import gpu
 from webapp.runs import check_positions, joined_texts, parse_generate_request, run_stats, start_generation
-from webapp.settings import (AR, CONTINUOUS, DEFAULT_PROMPT, DEFAULT_TEMPLATE, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS,
+from dlm.generation import has_chat_template
+from webapp.settings import (AR, CONTINUOUS, DEFAULT_MESSAGE, DEFAULT_PROMPT, DEFAULT_TEMPLATE, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS,
                              MAX_SAMPLES, MAX_SEED, MAX_STEPS, MIN_UPDATE_SECONDS, START)
 
 
@@ -90,11 +91,26 @@ def generate(
     yield *_canvases(trace, colours), run_stats(trace, total, True), joined_texts(trace.texts), cached
 
 
+MODES = [("Continue a prompt", "continue"), ("Fill in the blanks", "infill")]
+CHAT = ("Chat (instruct model)", "chat")
+
+
+def mode_choices(models: list[dlm.LanguageModel | None]) -> gr.Radio:
+    """The page load's Mode choices: chat only when one of the (loaded) generating models is an instruct
+    model, i.e. its tokenizer has a chat template. The component is declared with all three, so the API
+    takes mode 'chat' (a model without a template answers it with a clear error)."""
+    chat = any(lm is not None and has_chat_template(lm) for lm in models)
+    return gr.Radio(choices=MODES + [CHAT] if chat else MODES)
+
+
 def switch_mode(mode: str):
-    """Continue vs fill in: relabel the text box and show or hide the length."""
+    """Continue, fill in or chat: relabel the text box and show or hide the length."""
     if mode == "infill":
         return (gr.Textbox(label="Template (write [MASK] for each missing token)", value=DEFAULT_TEMPLATE),
                 Slider(visible=False))
+    if mode == "chat":
+        return (gr.Textbox(label="Message (the model's chat template wraps it; the reply fills the canvas)",
+                           value=DEFAULT_MESSAGE), Slider(visible=True))
     return gr.Textbox(label="Prompt (may be empty)", value=DEFAULT_PROMPT), Slider(visible=True)
 
 
@@ -118,6 +134,7 @@ class GenerateTab:
     last_run: gr.State  # the last streamed run, reused by the Animate tab when its settings match
     controls: list  # what a model recommends, in `recommended_controls`' order
     button: gr.Button
+    mode: gr.Radio  # continue / infill, and chat once the page load finds an instruct model
 
 
 def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
@@ -128,8 +145,7 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
     """
     with gr.Row():
         with gr.Column(scale=2):
-            mode = gr.Radio([("Continue a prompt", "continue"), ("Fill in the blanks", "infill")],
-                            value="continue", label="Mode", elem_id="mode")
+            mode = gr.Radio(MODES + [CHAT], value="continue", label="Mode", elem_id="mode")
             text = gr.Textbox(label="Prompt (may be empty)", value=DEFAULT_PROMPT, lines=3,
                               max_length=MAX_PROMPT_CHARS, elem_id="prompt")
             with gr.Row():
@@ -189,7 +205,7 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
     mode.change(switch_mode, mode, [text, length], api_visibility="private", queue=False)
     length.input(cap_steps, [length, steps], steps, api_visibility="private", queue=False)
     controls = [length, steps, schedule, remasking, temperature, top_k, top_p, threshold, block_length]
-    return GenerateTab(inputs, last_run, controls, run_button)
+    return GenerateTab(inputs, last_run, controls, run_button, mode)
 
 
 def fit_to_app(settings: dlm.SamplerConfig, max_positions: int | None) -> dlm.SamplerConfig:
