@@ -188,6 +188,11 @@ def load(
     hub_args = {"revision": revision, "trust_remote_code": trust_remote_code}
     config = AutoConfig.from_pretrained(path, **hub_args)
     card = dict(getattr(config, SETTINGS_KEY, None) or {})
+    remote = remote_diffusion_card(path, config, revision) if trust_remote_code and not card else None
+    if remote:  # LLaDA or Dream on its own code (asked for): what dlm needs to know about it
+        card = remote
+        setattr(config, SETTINGS_KEY, card)
+        config.mask_token_id = card["mask_token_id"]
     kind = kind or card.get("kind") or detect_kind(config)
     shifted = bool(card.get(SHIFTED))
     if shifted and kind != "masked":
@@ -196,7 +201,18 @@ def load(
     if kind == "masked":
         refuse_fixed_length(config, source)
     load_args = {"config": config, "dtype": dtype, "use_safetensors": True, **hub_args}
-    if kind == "masked":
+    if remote:
+        from transformers import AutoModel
+
+        try:
+            model = AutoModel.from_pretrained(path, **load_args)  # the checkpoint's own model class (auto_map)
+        except Exception as error:  # noqa: BLE001 - their code, on a transformers it was not written for
+            import transformers
+
+            raise ValueError(f"{source}: the checkpoint's own code failed on transformers {transformers.__version__} "
+                             f"({type(error).__name__}: {error}); load it without trust_remote_code to run it on "
+                             "transformers' own classes") from error
+    elif kind == "masked":
         model = masked_model_from_pretrained(path, **load_args)
     else:
         model = _auto_class(kind).from_pretrained(path, **load_args)
@@ -204,6 +220,24 @@ def load(
     tokenizer = AutoTokenizer.from_pretrained(path, **hub_args)
     settings = SamplerConfig.from_dict(card.get("sampler", {}))
     return LanguageModel(model, tokenizer, kind, settings, source, str(path), card)
+
+
+def remote_diffusion_card(path: str, config, revision: str | None) -> dict | None:
+    """The `dlm` block of a LLaDA or Dream checkpoint loaded on its own code (`trust_remote_code=True`):
+    masked, shifted or not, its mask id. Their code registers the model under AutoModel only, and the
+    model it builds takes a canvas and returns logits, like any masked LM. None for other checkpoints."""
+    from dlm import checkpoints
+
+    raw = checkpoints.read_config(path, revision=revision)
+    layout = checkpoints.recognise(raw)
+    if layout is None:
+        return None
+    if "AutoModel" not in (getattr(config, "auto_map", None) or {}):
+        raise ValueError(f"{path}: a {layout.name} checkpoint without remote code (no AutoModel in its auto_map); "
+                         "load it without trust_remote_code to run it on transformers' own classes")
+    card = checkpoints.card_for(layout, raw)
+    card["remote_code"] = True
+    return card
 
 
 def refuse_fixed_length(config, source: str) -> None:

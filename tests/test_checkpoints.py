@@ -307,3 +307,20 @@ def test_log_likelihood(models, family):
     result = dlm.log_likelihood(lm, text, num_samples=600, batch_size=200, seed=0)
     assert result.num_tokens == len(target) and math.isfinite(result.log_likelihood) and result.log_likelihood < 0
     assert abs(result.log_likelihood - exact) < 4 * result.stderr + 1e-3, (result.log_likelihood, exact, result.stderr)
+
+
+def test_trust_remote_code_really_runs_their_code_or_says_why(tmp_path):
+    """With the original code in the folder and trust_remote_code=True, dlm builds the checkpoint's own class
+    (AutoModel, from its auto_map) with the mask id and shift of its layout. Their code was written for
+    transformers 4.4x: where it cannot run, the error names it and the way out, and the native path works."""
+    for family, (write, _, _, shifted) in FAMILIES.items():
+        folder = write(tmp_path / family)
+        try:
+            lm = dlm.load(str(folder), trust_remote_code=True)
+        except ValueError as error:
+            assert "own code failed on transformers" in str(error) and "without trust_remote_code" in str(error)
+        else:
+            assert lm.card["remote_code"] and lm.shifted == shifted and lm.kind == "masked"
+            assert type(lm.model).__module__.startswith("transformers_modules")
+            assert dlm.generate(lm, "hello", length=4, steps=2, seed=0).texts
+        assert dlm.load(str(folder)).kind == "masked"

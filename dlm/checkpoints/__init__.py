@@ -14,7 +14,9 @@ any other masked model. Weights load from safetensors through transformers' own 
 `key_mapping` (sharded checkpoints, dtypes and the Hub cache as usual); no file of the repo's code is read.
 
 `dlm.load` calls `load` first whenever `trust_remote_code` is False; with `trust_remote_code=True` the
-checkpoint's own code runs instead. Tests: tests/test_checkpoints.py checks logit parity with the
+checkpoint's own code runs instead (its AutoModel class, given the same `dlm` block: `card_for`); where
+that code cannot run on the installed transformers (LLaDA's and Dream's were written for 4.4x and fail
+on 5.x), the error says so and points back to the native path. Tests: tests/test_checkpoints.py checks logit parity with the
 original code on tiny checkpoints of both layouts (fixtures made by tests/data/remote/make_fixtures.py).
 """
 
