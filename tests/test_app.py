@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,11 @@ def app(roberta_dir, gpt2_dir, classifier_dir):
 def last(updates):
     *_, final = updates
     return final
+
+
+def run_animate(**kwargs):
+    """The Animate handler run to its end (it yields between phases, so an abandoned request stops)."""
+    return last(animate_tab.animate(**kwargs))
 
 
 def error_message(app, call) -> str:
@@ -101,7 +107,7 @@ def test_continuous_model_generates_and_races(app):
     """The third role: the bundled embedding-space model streams through the same tab, and races AR."""
     final = last(generate_tab.generate(model="continuous", text="the cat", length=12, steps=4, remasking="margin", cache="dual"))
     assert final[4].startswith("**Done**") and "NFE 4" in final[4] and final[5].startswith("the cat")
-    gif, files, race, note = animate_tab.animate(model="continuous", text="the cat", length=12, steps=4, frame_ms=100,
+    gif, files, race, note = run_animate(model="continuous", text="the cat", length=12, steps=4, frame_ms=100,
                                          race_ar=True)
     names = [f.rsplit("/", 1)[-1] for f in files]
     assert names == ["denoising.gif", "denoising.mp4", "denoising.html", "race.gif", "race.html"]
@@ -168,7 +174,7 @@ def test_gpu_decorator_is_a_no_op_off_spaces(app):
 def test_animate_writes_gif_mp4_html_and_the_race(app):
     from PIL import Image
 
-    gif, files, race, note = animate_tab.animate(**{**GOOD, "text": "<b>bold</b> the cat"}, frame_ms=100, race_ar=True)
+    gif, files, race, note = run_animate(**{**GOOD, "text": "<b>bold</b> the cat"}, frame_ms=100, race_ar=True)
     with Image.open(gif) as image:
         assert image.n_frames == 5  # the initial canvas, then one frame per step
     names = [f.rsplit("/", 1)[-1] for f in files]
@@ -189,16 +195,16 @@ def test_animate_reuses_the_streamed_run(app, monkeypatch):
 
     real_start = animate_tab.start_generation
     monkeypatch.setattr(animate_tab, "start_generation", must_not_run)
-    gif, files, race, note = animate_tab.animate(**GOOD, race_ar=False, last_run=cached)
+    gif, files, race, note = run_animate(**GOOD, race_ar=False, last_run=cached)
     assert not race.visible and len(files) == 3
     started = []  # the race times fresh runs of both models: a streamed run's clock includes its pauses
     monkeypatch.setattr(animate_tab, "start_generation", lambda lm, request: started.append(lm.kind) or real_start(lm, request))
-    animate_tab.animate(**GOOD, race_ar=True, last_run=cached)
+    run_animate(**GOOD, race_ar=True, last_run=cached)
     assert sorted(started) == ["causal", "masked"]
 
 
 def test_animate_rejects_a_bad_frame_speed(app):
-    assert "frame speed (ms) must be between" in error_message(app, lambda: animate_tab.animate(**GOOD, frame_ms=5))
+    assert "frame speed (ms) must be between" in error_message(app, lambda: run_animate(**GOOD, frame_ms=5))
 
 
 def folders() -> set:
@@ -234,7 +240,7 @@ def test_animate_checks_the_race_model_before_any_work_and_leaves_no_files(app, 
     """The continuous model has 192 positions, the AR fixture 128: a length of 150 fits one, not the other."""
     monkeypatch.setattr(animate_tab, "start_generation", must_not_run)
     before, n = folders(), prompt_tokens(app)
-    message = error_message(app, lambda: animate_tab.animate(model="continuous", text="the cat", length=150, steps=4,
+    message = error_message(app, lambda: run_animate(model="continuous", text="the cat", length=150, steps=4,
                                                              frame_ms=100, race_ar=True))
     assert message == f"the autoregressive model has 128 positions; prompt + length need {1 + n + 150}: " \
                       f"lower the length to at most {128 - 1 - n}"
@@ -256,7 +262,7 @@ def test_a_failed_animation_leaves_no_files_behind(app, monkeypatch, error):
     monkeypatch.setattr(animate_tab, "render_race", broken)
     before = folders()
     with pytest.raises(Exception, match=str(error)):
-        animate_tab.animate(**GOOD, frame_ms=100, race_ar=True)
+        run_animate(**GOOD, frame_ms=100, race_ar=True)
     assert folders() == before
 
 
@@ -284,7 +290,7 @@ class NoProgress:
 
 
 def classify(app, **kwargs):
-    return classify_tab.classify(**kwargs, progress=NoProgress())
+    return last(classify_tab.classify(**kwargs, progress=NoProgress()))
 
 
 def test_classify_a_csv_with_labels(app, tmp_path):
@@ -928,3 +934,103 @@ def test_outputs_have_empty_states(app):
     assert [row[0] for row in metrics.value["data"]] == list(compare_tab.METRIC_FORMATS)
     assert "Press **Generate**" in component(demo, "stats").value
     assert "No texts classified yet" in component(demo, "classify-summary").value
+
+
+# ---- fair use: work per request, abandoned requests, requests per client (issue 15, item 5) ---------
+
+
+def test_a_request_over_the_work_limit_is_refused_with_the_product(app, monkeypatch):
+    from webapp import limits
+
+    monkeypatch.setattr(limits, "MAX_CLASSIFY_PASSES", 10)
+    message = error_message(app, lambda: classify(app, text="the cat\nthe dog", labels="a, b", label_prompt="{label}:",
+                                                  samples=4, mode="zero-shot"))
+    assert "16 forward passes (2 texts x 2 labels x 4 samples)" in message and "limit per request is 10" in message
+    monkeypatch.setattr(limits, "MAX_GENERATION_WORK", 50)
+    message = error_message(app, lambda: last(generate_tab.generate(**{**GOOD, "length": 12, "steps": 6})))
+    assert "72 units of work (12 tokens x 6 steps x 1 sample(s))" in message and "lower the length" in message
+    message = error_message(app, lambda: last(generate_tab.generate(**{**GOOD, "model": "autoregressive",
+                                                                          "length": 12})))
+    assert "12 tokens x 12 tokens" in message  # an AR model: one pass per token
+
+
+def test_an_abandoned_classification_stops_within_one_text(app, monkeypatch):
+    """A generator handler: Gradio closes it at its next yield when the client leaves or presses Stop."""
+    from dlm.classify import GenerativeClassifier
+
+    done = []
+    real = GenerativeClassifier.classify
+    monkeypatch.setattr(GenerativeClassifier, "classify", lambda self, texts: done.append(texts) or real(self, texts))
+    run = classify_tab.classify(text="\n".join(f"the cat {i}" for i in range(20)), samples=4, progress=NoProgress())
+    next(run)  # the first text is classified; the client goes away
+    run.close()
+    assert len(done) == 1
+
+
+def test_stop_and_a_gone_client_end_a_running_classification(served, client, monkeypatch):
+    """Over the API: a job cancelled midway runs no further texts."""
+    import threading
+
+    from dlm.classify import GenerativeClassifier
+
+    done, first = [], threading.Event()
+    real = GenerativeClassifier.classify
+
+    def slow(self, texts):
+        done.append(texts)
+        first.set()
+        time.sleep(0.2)
+        return real(self, texts)
+
+    monkeypatch.setattr(GenerativeClassifier, "classify", slow)
+    job = client.submit(text="\n".join(f"the cat {i}" for i in range(100)), samples=4, api_name="/classify")
+    assert first.wait(60)
+    job.cancel()
+    time.sleep(2)
+    stopped_at = len(done)
+    time.sleep(1.5)
+    assert len(done) == stopped_at < 100
+
+
+def test_one_client_cannot_fill_the_queue(served, client, monkeypatch):
+    """MAX_QUEUED_PER_CLIENT requests of one address wait or run; its next gets a 429 with a message, while
+    another client (a different address behind the proxy) is still served."""
+    import threading
+
+    import httpx
+    from gradio_client import Client
+
+    from webapp.limits import pending_for
+    from webapp.settings import MAX_QUEUED_PER_CLIENT
+
+    gate = threading.Event()
+    real = generate_tab.start_generation
+
+    def held(lm, request):
+        gate.wait(60)
+        return real(lm, request)
+
+    monkeypatch.setattr(generate_tab, "start_generation", held)
+    try:
+        jobs = [client.submit(**GOOD, api_name="/generate") for _ in range(MAX_QUEUED_PER_CLIENT)]
+        deadline = time.time() + 30
+        while time.time() < deadline and pending_for(served._queue, "127.0.0.1") < MAX_QUEUED_PER_CLIENT:
+            time.sleep(0.1)  # until all of them have joined the queue (2 running, the rest waiting)
+        url = client.src.rstrip("/") + "/gradio_api/queue/join"
+        refused = httpx.post(url, json={"data": [], "fn_index": 0, "session_hash": "another-tab"})
+        assert refused.status_code == 429 and "requests waiting or running" in refused.json()["detail"]
+        other = Client(served.local_url, verbose=False, headers={"X-Forwarded-For": "10.9.8.7"})
+        other_job = other.submit(**GOOD, api_name="/generate")
+    finally:
+        gate.set()
+    assert all(job.result(timeout=120)[4].startswith("**Done**") for job in jobs)
+    assert other_job.result(timeout=120)[4].startswith("**Done**")
+
+
+def test_the_client_key_trusts_the_forwarded_address_only_from_a_proxy():
+    from webapp.limits import client_key
+
+    assert client_key({"x-forwarded-for": "203.0.113.9, 10.0.0.1"}, "10.0.0.1") == "203.0.113.9"  # behind Spaces
+    assert client_key({"x-forwarded-for": "203.0.113.9"}, "127.0.0.1") == "203.0.113.9"
+    assert client_key({"x-forwarded-for": "1.2.3.4"}, "8.8.8.8") == "8.8.8.8"  # a public peer cannot pick
+    assert client_key({}, "8.8.8.8") == "8.8.8.8"

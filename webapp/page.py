@@ -82,6 +82,11 @@ def build_demo() -> gr.Blocks:
 
 
 def launch_options() -> dict:
-    """What every launch passes: looks, the one folder files are served from, the upload cap."""
+    """What every launch passes: looks, the one folder files are served from, the upload cap, and the
+    per-client limit on queued requests (`webapp.limits.ClientQueueLimit`)."""
+    from starlette.middleware import Middleware
+
+    from webapp.limits import ClientQueueLimit
+
     return dict(theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, allowed_paths=[str(output_dir())],
-                max_file_size=f"{MAX_UPLOAD_MB}mb")
+                max_file_size=f"{MAX_UPLOAD_MB}mb", app_kwargs={"middleware": [Middleware(ClientQueueLimit)]})

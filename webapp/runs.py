@@ -12,6 +12,7 @@ from pathlib import Path
 import dlm
 from dlm.config import CACHES, REMASKING, SCHEDULES
 from dlm.race import filled_tokens
+from webapp.limits import check_generation_work
 from webapp.settings import (AR, CONTINUOUS, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS, MAX_SAMPLES, MAX_SEED,
                              MAX_STEPS)
 
@@ -209,7 +210,10 @@ def start_generation(lm: dlm.LanguageModel, request: GenerateRequest) -> tuple[d
         if overrides["steps"] > blanks:
             note = f"The template has {blanks} blank(s), so it runs {blanks} step(s) instead of {overrides['steps']}."
             overrides["steps"] = blanks
+        check_generation_work(blanks, overrides["steps"], overrides["num_samples"], overrides["cfg_scale"], lm.kind)
         return dlm.stream(lm, infill=request.text, seed=request.seed, **overrides), note
+    check_generation_work(overrides["length"], overrides["steps"], overrides["num_samples"], overrides["cfg_scale"],
+                          lm.kind)
     if lm.kind == "causal":
         for name in ("steps", "schedule", "remasking", "threshold", "block_length", "cache", "cfg_scale"):
             overrides.pop(name)  # diffusion-only settings; an AR model writes one token per step

@@ -26,12 +26,16 @@ MAX_LABEL_CHARS = 40  # characters of one class name
 MAX_CLASSIFY_SAMPLES = 64  # Monte-Carlo mask patterns per text: zero-shot, or the trained classifier's cap
 MAX_FRAME_MS = 2_000  # slowest animation frame
 MIN_FRAME_MS = 40  # fastest animation frame (browsers clamp faster GIF frames anyway)
+# work one request may ask for (the per-field limits above multiply to far more than a fair share):
+MAX_GENERATION_WORK = 256 * 256 * 2  # length x forward passes x samples (x 2 with guidance): 2 full-size samples
+MAX_CLASSIFY_PASSES = 200 * 2 * 32  # texts x labels x mask patterns: 200 reviews, 2 labels, 32 samples
 RACE_FRAMES = 150  # a side-by-side race GIF has at most about this many frames (it plays faster instead)
 
 
 # ---- serving ------------------------------------------------------------------------------------
 CONCURRENCY = 2  # model-bound requests running at once, all tabs together (2 CPU cores on a free Space)
 QUEUE_SIZE = 32  # requests waiting in the queue; more get "queue full"
+MAX_QUEUED_PER_CLIENT = 4  # requests one client (address) may have waiting or running; more get a 429
 MIN_UPDATE_SECONDS = 0.05  # at most ~20 streamed updates a second per request
 OUTPUT_TTL_SECONDS = 3_600  # rendered files are deleted after an hour
 DIFFUSION, AR, CLASSIFIER = "diffusion", "autoregressive", "classifier"  # what the app loads, by role

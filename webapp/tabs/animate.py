@@ -42,6 +42,9 @@ def render_race(traces: list[dlm.Trace], titles: list[str], folder: Path, mode: 
     return [gif, page]
 
 
+PENDING = (gr.skip(),) * 4  # an update that changes none of animate()'s outputs
+
+
 @gpu
 def animate(
     model: str = DIFFUSION,
@@ -87,9 +90,12 @@ def animate(
             trace = last_run["trace"]  # the run the Generate tab just streamed: same settings, same seed
         else:
             trace = start_generation(lm, request)[0].run()
+            yield PENDING  # between phases, never inside a timed run: Gradio drops the request here if its
+            # client has gone or pressed Stop (a generator handler stops at its next yield)
         title = f"{display_name(lm.source)} · {KIND_NAMES[lm.kind]}"
         with request_folder() as folder:  # removed again if anything below fails
             files = render_animation(trace, folder, frame_ms, colours, title)
+            yield PENDING  # an abandoned request stops here; the folder is removed on the way out
             race_gif, note = None, f"{len(trace.steps)} steps, {frame_ms} ms per frame."
             if trace.num_samples > 1:
                 note += f" Sample 1 of {trace.num_samples} is animated."
@@ -99,6 +105,7 @@ def animate(
                 other_request = GenerateRequest(other_role, False, request.text, request.seed, request.overrides,
                                                 request.chat)
                 other_trace = start_generation(used[other_role], other_request)[0].run()
+                yield PENDING
                 # a streamed run's clock also counts the pauses while its updates were sent: race a fresh one
                 mine = start_generation(lm, request)[0].run() if streamed else trace
                 pair = [other_trace, mine] if request.role == AR else [mine, other_trace]
@@ -111,7 +118,7 @@ def animate(
     except ValueError as error:
         raise ui_error(error) from None
     race_image = gr.Image(value=race_gif, visible=race_gif is not None)
-    return str(files[0]), [str(f) for f in files], race_image, note
+    yield str(files[0]), [str(f) for f in files], race_image, note
 
 
 def build(generate_inputs: list, last_run: gr.State, ready: bool) -> gr.Button:

@@ -18,11 +18,13 @@ from dlm.tables import guess_label_column, guess_text_column, read_table, select
 from webapp import models
 from webapp.components import File, Slider, classifier_or_error, model_or_error, ui_error, ui_warning
 from webapp.files import request_folder
+from webapp.limits import check_classify_work
 from webapp.models import TrainedClassifier, gpu
 from webapp.runs import as_int, check_text, display_name, in_range
 from webapp.settings import (CLASSIFIER, DEFAULT_LABEL_PROMPT, DEFAULT_LABELS, DIFFUSION, MAX_CLASSIFY_SAMPLES,
                              MAX_LABEL_CHARS, MAX_LABELS, MAX_ROWS, MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, TRAINED, ZERO_SHOT)
 
+OUTPUTS = 7  # what classify() updates: probabilities, explanation, table, CSV, summary, confusion matrix, state
 EMPTY_RESULTS = pd.DataFrame(columns=["#", "text", "prediction"])  # the table's headers before the first run
 
 
@@ -86,6 +88,15 @@ def make_classifier(mode: str, samples: int, trained: GenerativeClassifier | Dis
             return dataclasses.replace(trained, max_samples=samples, round_samples=min(trained.round_samples, samples))
         return trained  # discriminative: one forward pass per text, nothing to cap
     return ZeroShotClassifier(lm, labels, prompts, num_samples=samples)
+
+
+def passes_per_text(classifier, samples: int) -> tuple[int, int]:
+    """(labels scored, forward passes per label) for one text, at most: a discriminative head scores every
+    label in one pass; an exact (causal) likelihood takes one pass per label; an ELBO up to `samples`."""
+    if isinstance(classifier, DiscriminativeClassifier):
+        return 1, 1
+    exact = all(lm.kind == "causal" for lm in classifier.models)
+    return len(classifier.labels), 1 if exact else samples
 
 
 def results_frame(texts: list[str], predictions, truth: list[str] | None, short: bool) -> pd.DataFrame:
@@ -192,8 +203,6 @@ def classify(
                 texts = texts[:MAX_ROWS]
     except (ValueError, OSError) as error:
         raise ui_error(error) from None
-    for note in notes:
-        ui_warning(note)
     if mode == TRAINED:
         trained = classifier_or_error()
         classifier = make_classifier(TRAINED, samples, trained=trained.classifier)
@@ -202,9 +211,18 @@ def classify(
         lm = model_or_error(DIFFUSION)
         classifier = make_classifier(ZERO_SHOT, samples, lm=lm, labels=names, prompts=prompts)
     try:
+        check_classify_work(len(texts), *passes_per_text(classifier, samples))
+    except ValueError as error:
+        raise ui_error(error) from None
+    for note in notes:
+        ui_warning(note)
+    try:
         predictions = []
         for one in progress.tqdm(texts, desc="classifying"):  # one at a time, so the bar moves
             predictions += classifier.classify([one])
+            # a generator: Gradio drops it at its next yield once the client has gone or pressed Stop, so an
+            # abandoned request stops within one text instead of running on for minutes
+            yield (gr.skip(),) * OUTPUTS
     except ValueError as error:
         raise ui_error(error) from None
     truncated = sum(p.truncated for p in predictions)
@@ -238,7 +256,7 @@ def classify(
                                   columns=["true ↓ / predicted →"] + names)
             confusion = gr.Dataframe(value=matrix, visible=True)
     first = predictions[0]
-    return (
+    yield (
         {label: p for label, p in first.probabilities.items()},
         gr.HighlightedText(value=token_highlights(first), label=explain_label(1, first)),
         results_frame(texts, predictions, truth, short=True),
@@ -358,7 +376,9 @@ def build() -> gr.Radio:
                                       info="each text is scored after this prompt, once per label")
             samples = Slider(4, MAX_CLASSIFY_SAMPLES, value=32, step=4, label="Most mask samples per text",
                              info="the classifier stops earlier once the top class is clear")
-            button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+            with gr.Row():
+                button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+                stop = gr.Button("Stop", variant="stop", elem_id="classify-stop")
     summary = gr.Markdown("No texts classified yet: paste some or upload a file, then press **Classify**.",
                           elem_id="classify-summary")
     with gr.Row():
@@ -378,8 +398,10 @@ def build() -> gr.Radio:
     upload.clear(lambda: (gr.Dropdown(visible=False), gr.Dropdown(visible=False), ""), None,
                  [text_column, label_column, upload_info], api_visibility="private", queue=False)
     mode.change(switch_classifier, mode, [info, labels, label_prompt, samples], api_visibility="private", queue=False)
-    button.click(classify, inputs=[paste, upload, text_column, label_column, labels, label_prompt, samples, mode],
-                 outputs=[probabilities, explanation, results, results_csv, summary, confusion, predictions],
-                 api_name="classify", concurrency_id="model")
+    event = button.click(classify, inputs=[paste, upload, text_column, label_column, labels, label_prompt, samples,
+                                           mode],
+                         outputs=[probabilities, explanation, results, results_csv, summary, confusion, predictions],
+                         api_name="classify", concurrency_id="model")
+    stop.click(None, cancels=[event], api_visibility="private")
     results.select(explain_row, predictions, [probabilities, explanation], api_visibility="private")
     return mode, info
