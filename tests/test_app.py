@@ -1034,3 +1034,48 @@ def test_the_client_key_trusts_the_forwarded_address_only_from_a_proxy():
     assert client_key({"x-forwarded-for": "203.0.113.9"}, "127.0.0.1") == "203.0.113.9"
     assert client_key({"x-forwarded-for": "1.2.3.4"}, "8.8.8.8") == "8.8.8.8"  # a public peer cannot pick
     assert client_key({}, "8.8.8.8") == "8.8.8.8"
+
+
+# ---- disk: one copy of each file, expired and removed (issue 15, item 9) -----------------------------
+
+
+def test_a_served_file_is_stored_once(served):
+    """The app writes into Gradio's cache folder, so Gradio serves the file where it is, with no copy."""
+    import hashlib
+
+    from gradio.utils import get_upload_folder
+
+    from gradio_client import Client
+
+    # download_files=False: the client downloads nothing (its downloads would land in the same temp folder)
+    served_file = Client(served.local_url, verbose=False, download_files=False).predict(
+        text="the cat", length=8, steps=4, frame_ms=100, race_ar=False, api_name="/animate")[0]
+    gif = served_file["path"] if isinstance(served_file, dict) else served_file
+    digest = hashlib.sha256(Path(gif).read_bytes()).hexdigest()
+    copies = [p for p in Path(get_upload_folder()).rglob("*.gif")
+              if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == digest]
+    assert len(copies) == 1 and copies[0].is_relative_to(app_files.output_dir())
+
+
+def test_expired_outputs_are_swept_and_all_are_removed_at_shutdown(app):
+    import os
+
+    from gradio_client import Client
+
+    old = app_files.request_dir()
+    (old / "run.gif").write_bytes(b"GIF89a")
+    past = time.time() - app_files.OUTPUT_TTL_SECONDS - 5
+    os.utime(old, (past, past))
+    fresh = app_files.request_dir()
+    assert app_files.sweep() == 0 and not old.exists() and fresh.exists()  # the new request swept the old one
+
+    demo = app.build_demo()
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        Client(demo.local_url, verbose=False).predict(text="the cat", length=8, steps=4, frame_ms=100, race_ar=False,
+                                                      api_name="/animate")
+        assert any(app_files.output_dir().iterdir())
+    finally:
+        demo.close()
+    assert not app_files._root().exists()  # nothing the app wrote is left on disk
+    assert app_files.output_dir().is_dir()  # a later launch in this process writes again

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webapp import models
+from webapp import files, models
 from webapp.cards import model_overview
 from webapp.components import Blocks, ready_button
 from webapp.files import output_dir
@@ -82,11 +82,13 @@ def build_demo() -> gr.Blocks:
 
 
 def launch_options() -> dict:
-    """What every launch passes: looks, the one folder files are served from, the upload cap, and the
-    per-client limit on queued requests (`webapp.limits.ClientQueueLimit`)."""
+    """What every launch passes: looks, the one folder files are served from (swept while the server runs,
+    removed when it stops: `webapp.files.lifespan`), the upload cap, and the per-client limit on queued
+    requests (`webapp.limits.ClientQueueLimit`)."""
     from starlette.middleware import Middleware
 
     from webapp.limits import ClientQueueLimit
 
     return dict(theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, allowed_paths=[str(output_dir())],
-                max_file_size=f"{MAX_UPLOAD_MB}mb", app_kwargs={"middleware": [Middleware(ClientQueueLimit)]})
+                max_file_size=f"{MAX_UPLOAD_MB}mb",
+                app_kwargs={"middleware": [Middleware(ClientQueueLimit)], "lifespan": files.lifespan})
