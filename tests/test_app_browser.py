@@ -194,3 +194,57 @@ def test_user_text_never_becomes_markup(ui):
     ui.locator("#results").get_by_text("onerror").filter(visible=True).first.wait_for()  # shown, as text
     assert ui.evaluate("window.__xss") is None
     assert ui.locator("img[src='x']").count() == 0
+
+
+def payload(n: int) -> str:
+    """Markup that sets window.__xss<n> if it is ever rendered as HTML (an attribute break included)."""
+    return f"\"'><img src=x{n} onerror=window.__xss{n}=1><svg onload=window.__xss{n}=1>"
+
+
+def short_payload(n: int) -> str:
+    """The same within a class name's 40 characters."""
+    return f"<img src=x{n} onerror=window.__xss{n}=1>"
+
+
+def test_a_payload_in_every_field_and_label_stays_text(ui, tmp_path):
+    """Markup in the infilling template, the Compare prompt, a CSV's column names, its labels and texts, the
+    zero-shot labels and label prompt, and a file name: shown as text everywhere (tables, labels, confusion
+    matrix, canvases, toasts), never run."""
+    open_tab(ui, "Generate")
+    ui.get_by_label("Fill in the blanks").check()
+    ui.locator("#prompt").get_by_text("Template (write [MASK]").wait_for()
+    ui.locator("#prompt textarea").fill(f"{payload(1)} the [MASK] sat [MASK]")
+    ui.locator("#generate-button").click()
+    ui.wait_for_function("document.querySelector('#stats').innerText.includes('Done')")
+    ui.get_by_label("Continue a prompt").check()
+    ui.locator("#prompt").get_by_text("Prompt (may be empty)").wait_for()
+
+    open_tab(ui, "Compare")
+    ui.locator("#compare-prompt textarea").fill(payload(2))
+    ui.locator("#race-button").click()
+    ui.get_by_text("finished first").wait_for()
+
+    open_tab(ui, "Classify")
+    clear = ui.locator("#upload button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+    ui.get_by_label("Zero-shot").check()
+    ui.get_by_label("Labels (comma-separated)").fill(f"{short_payload(3)}, plain")
+    ui.get_by_label("Label prompt").fill(f"{payload(4)} {{label}}:")
+    path = tmp_path / f"{payload(5)[:12].replace('/', '_')}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([f"text {payload(6)}", "label", f"note {payload(7)}"])
+        writer.writerows([(f"the cat sat {payload(8)}", short_payload(3), "x"), ("once upon a time", "plain", "y"),
+                          ("it was the best of times", payload(9), "z")])  # a label that is no class: a warning toast
+    # (the toast may be gone before the summary arrives; the flags below cover what it showed)
+    ui.locator("#upload input[type=file]").set_input_files(str(path))
+    ui.get_by_text("3 rows; columns").wait_for()
+    ui.locator("#classify-button").click()
+    ui.locator("#classify-summary").get_by_text("text(s) classified").wait_for()
+    ui.locator("#results").get_by_text("onerror").filter(visible=True).first.wait_for()  # shown, as text
+    ui.get_by_text("true ↓ / predicted →").filter(visible=True).first.wait_for()  # the confusion matrix, headed
+    shot(ui, "7-payloads")                                                          # by the payload label
+    for n in range(1, 10):
+        assert ui.evaluate(f"window.__xss{n}") is None, f"payload {n} ran"
+    assert ui.locator("img[src^='x']").count() == 0 and ui.locator("svg[onload]").count() == 0

@@ -241,7 +241,8 @@ def build(start: dlm.SamplerConfig, ready: bool) -> gr.Button:
                 "behind on its own clock going next, so neither slows the other and each clock counts only "
                 "its own model's work.")
     with gr.Row():
-        text = gr.Textbox(label="Prompt", value=DEFAULT_PROMPT, scale=4, max_length=MAX_PROMPT_CHARS)
+        text = gr.Textbox(label="Prompt", value=DEFAULT_PROMPT, scale=4, max_length=MAX_PROMPT_CHARS,
+                          elem_id="compare-prompt")
         seed = Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", scale=1)
     with gr.Row():
         length = Slider(1, MAX_LENGTH, value=start.length, step=1, label="Length (tokens)")
