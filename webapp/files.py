@@ -82,13 +82,16 @@ def request_folder() -> Iterator[Path]:
 
 @asynccontextmanager
 async def lifespan(app):
-    """The server's lifespan (FastAPI): sweep expired request folders while it runs, remove them all when
-    it stops."""
+    """The server's lifespan (FastAPI): every SWEEP_SECONDS, sweep expired request folders and give freed
+    memory back (`webapp.memory`); remove every output when it stops."""
+
+    from webapp.memory import release_memory
 
     async def sweeping():
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
             sweep()
+            await asyncio.to_thread(release_memory)
 
     task = asyncio.create_task(sweeping())
     try:

@@ -9,8 +9,8 @@ from webapp import files, models
 from webapp.cards import model_overview
 from webapp.components import Blocks, ready_button
 from webapp.files import output_dir
-from webapp.settings import (AR, CONCURRENCY, DIFFUSION, MAX_UPLOAD_MB, OUTPUT_TTL_SECONDS, QUEUE_SIZE, START,
-                             TRAINED)
+from webapp.settings import (AR, CONCURRENCY, DIFFUSION, MAX_UPLOAD_MB, OUTPUT_TTL_SECONDS, QUEUE_SIZE,
+                             SESSIONS_KEPT, START, TRAINED)
 from webapp.tabs import animate, classify, compare, generate, learn
 
 
@@ -82,13 +82,13 @@ def build_demo() -> gr.Blocks:
 
 
 def launch_options() -> dict:
-    """What every launch passes: looks, the one folder files are served from (swept while the server runs,
-    removed when it stops: `webapp.files.lifespan`), the upload cap, and the per-client limit on queued
-    requests (`webapp.limits.ClientQueueLimit`)."""
+    """What every launch passes: looks, the number of sessions kept in memory, the one folder files are
+    served from (swept while the server runs, removed when it stops: `webapp.files.lifespan`), the upload
+    cap, and the per-client limit on queued requests (`webapp.limits.ClientQueueLimit`)."""
     from starlette.middleware import Middleware
 
     from webapp.limits import ClientQueueLimit
 
     return dict(theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, allowed_paths=[str(output_dir())],
-                max_file_size=f"{MAX_UPLOAD_MB}mb",
+                max_file_size=f"{MAX_UPLOAD_MB}mb", state_session_capacity=SESSIONS_KEPT,
                 app_kwargs={"middleware": [Middleware(ClientQueueLimit)], "lifespan": files.lifespan})

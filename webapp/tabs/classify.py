@@ -22,7 +22,8 @@ from webapp.limits import check_classify_work
 from webapp.models import TrainedClassifier, gpu
 from webapp.runs import as_int, check_text, display_name, in_range
 from webapp.settings import (CLASSIFIER, DEFAULT_LABEL_PROMPT, DEFAULT_LABELS, DIFFUSION, MAX_CLASSIFY_SAMPLES,
-                             MAX_LABEL_CHARS, MAX_LABELS, MAX_ROWS, MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, TRAINED, ZERO_SHOT)
+                             MAX_LABEL_CHARS, MAX_LABELS, MAX_ROWS, MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, STATE_TTL_SECONDS,
+                             TRAINED, ZERO_SHOT)
 
 OUTPUTS = 7  # what classify() updates: probabilities, explanation, table, CSV, summary, confusion matrix, state
 EMPTY_RESULTS = pd.DataFrame(columns=["#", "text", "prediction"])  # the table's headers before the first run
@@ -390,7 +391,7 @@ def build() -> gr.Radio:
     with gr.Row():
         confusion = gr.Dataframe(label="Confusion matrix", interactive=False, visible=False)
         results_csv = gr.File(label="Results as CSV", interactive=False, elem_id="results-csv")
-    predictions = gr.State(None)
+    predictions = gr.State(None, time_to_live=STATE_TTL_SECONDS)
     with gr.Accordion("How this works", open=False):
         gr.Markdown(CLASSIFY_HELP)
 

@@ -17,7 +17,8 @@ from webapp.models import gpu
 from webapp.runs import check_positions, joined_texts, parse_generate_request, run_stats, start_generation
 from dlm.generation import has_chat_template
 from webapp.settings import (AR, CONTINUOUS, DEFAULT_MESSAGE, DEFAULT_PROMPT, DEFAULT_TEMPLATE, DIFFUSION, MAX_LENGTH, MAX_PROMPT_CHARS,
-                             MAX_SAMPLES, MAX_SEED, MAX_STEPS, MIN_UPDATE_SECONDS, START)
+                             MAX_SAMPLES, MAX_SEED, MAX_STEPS, MIN_UPDATE_SECONDS, START,
+                             STATE_TTL_SECONDS)
 
 
 LEGEND = ("Colours: <span style='background:#d1d5db;padding:0 4px;border-radius:3px'>masked</span> "
@@ -194,7 +195,7 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
     gr.Markdown(LEGEND, elem_classes="stats")
     final_text = gr.Textbox(label="Text", lines=3, interactive=False, buttons=["copy"], elem_id="final-text",
                             placeholder="The finished text appears here, ready to copy.")
-    last_run = gr.State(None)
+    last_run = gr.State(None, time_to_live=STATE_TTL_SECONDS)
 
     inputs = [model_choice, mode, text, length, steps, schedule, temperature, top_k, top_p, remasking,
               threshold, block_length, kv_cache, guidance, seed, num_samples, allow_eos, colours]
