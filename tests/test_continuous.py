@@ -348,7 +348,7 @@ def test_the_app_generates_and_animates_with_a_continuous_model(continuous_dir, 
         settings = dict(model=DIFFUSION, text="the cat", length=8, steps=4, seed=0, guidance=0.5)
         *_, final = generate(**settings)
         assert final[-3].startswith("**Done** in 4 steps · NFE 8") and final[-2].startswith("the cat")
-        gif, files, race_image, note = animate(**settings, frame_ms=100, race_ar=True)
+        *_, (gif, files, race_image, note) = animate(**settings, frame_ms=100, race_ar=True)  # a generator
         assert [Path(f).suffix for f in files[:3]] == [".gif", ".mp4", ".html"] and race_image.visible
         assert "continuous diffusion" in Path(files[2]).read_text() and "4 steps" in note
     finally:
