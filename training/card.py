@@ -92,7 +92,8 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
         ("command", f"`{info.get('command')}`"),
         ("parameters", f"{info.get('parameters', 0):,}"),
         ("steps", info.get("steps")),
-        ("tokens seen", f"{info.get('tokens_seen', 0):,}"),
+        ("tokens seen", f"{info.get('tokens_seen_total') or info.get('tokens_seen', 0):,}"
+                        + (f" ({info['tokens_seen']:,} in this run)" if info.get('start_tokens') else "")),
         ("wall time", f"{info.get('wall_seconds', 0) / 60:.1f} min"),
         ("hardware", info.get("hardware")),
         ("note", info.get("note")),
@@ -121,7 +122,7 @@ def write_card(folder: str | Path, *, title: str, kind: str, info: dict, samples
         lines += [f"**seed {sample['seed']}, {prompt}, {sample['nfe']} forward passes**", "",
                   "> " + (sample["text"] or "(empty)").replace("\n", " "), ""]
     lines += ["## Limits", "",
-              f"A model of {info.get('parameters', 0) / 1e6:.1f}M parameters that has seen {info.get('tokens_seen', 0) / 1e6:.1f}M tokens: "
+              f"A model of {info.get('parameters', 0) / 1e6:.1f}M parameters that has seen {(info.get('tokens_seen_total') or info.get('tokens_seen', 0)) / 1e6:.1f}M tokens: "
               "expect locally plausible, globally incoherent text. It is a demo and a baseline, not an assistant."]
     path = folder / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -257,7 +257,8 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "repo_id": args.push_to_hub,
     }
     trainer.model.config.dlm = {**dlm_block, "training": {k: info[k] for k in
-                                ("command", "data", "steps", "tokens_seen", "perplexity", "block_size")
+                                ("command", "data", "steps", "tokens_seen", "tokens_seen_total", "perplexity",
+                                 "block_size")
                                 if info[k] is not None}}
     save_final(trainer, tokenizer, folder, args.save_dtype)
     info["settings"] = dlm_block.get("sampler", {})
