@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import dlm
 from dlm.generation import causal_canvas, has_chat_template, prompt_canvas
-from tests.conftest import TINY, _save, bpe_tokenizer
 
 # a template in the style of LLaDA's and SmolLM2's: it writes the BOS itself, then one block per turn
 TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
@@ -26,24 +24,22 @@ def _with_template(folder):
     return dlm.load(folder)
 
 
-@pytest.fixture(scope="module")
-def instruct_masked(tmp_path_factory):
-    from transformers import RobertaConfig, RobertaForMaskedLM
+def _copy(folder, tmp_path_factory, name):
+    import shutil
 
-    tok = bpe_tokenizer()
-    torch.manual_seed(0)
-    config = RobertaConfig(vocab_size=len(tok), max_position_embeddings=130, pad_token_id=tok.pad_token_id,
-                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, **TINY)
-    return _with_template(_save(RobertaForMaskedLM(config), tok, tmp_path_factory.mktemp("instruct-roberta")))
+    target = tmp_path_factory.mktemp(name) / "model"
+    shutil.copytree(folder, target)
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def instruct_masked(roberta_dir, tmp_path_factory):
+    return _with_template(_copy(roberta_dir, tmp_path_factory, "instruct-roberta"))
 
 
 @pytest.fixture(scope="module")
 def instruct_causal(gpt2_dir, tmp_path_factory):
-    import shutil
-
-    folder = tmp_path_factory.mktemp("instruct-gpt2") / "model"
-    shutil.copytree(gpt2_dir, folder)
-    return _with_template(str(folder))
+    return _with_template(_copy(gpt2_dir, tmp_path_factory, "instruct-gpt2"))
 
 
 def _expected(lm, message):
