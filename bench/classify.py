@@ -2,6 +2,8 @@
 
     python bench/classify.py --json bench/results/classify.json
     python bench/classify.py --classifier "diffusion per-class=runs/clf-per-class" --limit 200
+    python bench/classify.py --classifier diffusion=default-classifier --no-naive-bayes \
+        --scoring 128:128:inf:random 8:32:3:random 4:16:3:tiled    # the Monte-Carlo budget
 
 One row per classifier: test accuracy with a 95% Wilson interval, macro-F1, ECE (15 bins, with the
 temperature each classifier fitted on the validation split), forward passes per text, texts per
@@ -11,6 +13,11 @@ split (the project's split rule, shared/DATA.md). Naive Bayes (scikit-learn, wor
 alpha = 1) reads the whole text: it is the floor any shipped classifier should clear.
 Classifiers are folders written by `training.train_classifier` (or bundled names); missing ones are
 reported and skipped.
+
+--scoring runs a masked (diffusion) classifier once per Monte-Carlo budget, ROUND:MAX:MARGIN:MASKS:
+mask patterns per round, the cap per text, the stopping margin in standard errors (inf: always the
+cap) and the masks' design (tiled over positions, or random). Each row then also gives its agreement
+with the first budget's decisions, so `128:128:inf:random` first makes that row the reference.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from dlm.classify import CONFIG_FILE, _classifier_folder, load_classifier, report  # noqa: E402
+from dlm.classify.scoring import MASK_DESIGNS  # noqa: E402
 from dlm.cli import add_progress_option, note, progress_bar  # noqa: E402
 
 DEFAULTS = [
@@ -49,12 +57,28 @@ def labelled_rows(split: str, data: str | None) -> list[tuple[str, str]]:
         return [(row["text"], row["label"]) for row in csv.DictReader(f)]
 
 
+def parse_scoring(text: str) -> dict:
+    """ROUND:MAX:MARGIN:MASKS -> the GenerativeClassifier's scoring options."""
+    parts = text.split(":")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"{text!r}: give ROUND:MAX:MARGIN:MASKS, e.g. 4:16:3:tiled")
+    try:
+        options = {"round_samples": int(parts[0]), "max_samples": int(parts[1]), "margin": float(parts[2]),
+                   "masks": parts[3]}
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from error
+    if options["masks"] not in MASK_DESIGNS:
+        raise argparse.ArgumentTypeError(f"{text!r}: masks must be one of {MASK_DESIGNS}")
+    return options
+
+
 def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch: int,
-                     progress: bool | None = False) -> dict:
-    """progress: a bar on stderr, moved after every classify() call (None: only when stderr is a terminal)."""
+                     progress: bool | None = False, scoring: dict | None = None) -> dict:
+    """progress: a bar on stderr, moved after every classify() call (None: only when stderr is a terminal).
+    scoring: Monte-Carlo options for a masked classifier (`parse_scoring`)."""
     folder = _classifier_folder(source)
     spec = json.loads((folder / CONFIG_FILE).read_text())
-    options = {"explain": False} if spec["design"] == "discriminative" else {}  # generative explanations are free
+    options = {"explain": False} if spec["design"] == "discriminative" else dict(scoring or {})
     classifier = load_classifier(source, **options)
     texts, truth = [t for t, _ in rows], [y for _, y in rows]
     predictions = []
@@ -69,7 +93,8 @@ def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch:
     return {"classifier": name, "source": source, "design": spec["design"], "family": spec["family"], **metrics,
             "texts_per_second": len(texts) / seconds, "seconds": seconds, "parameters": parameters,
             "training_seconds": spec["training"]["wall_seconds"], "temperature": spec.get("temperature", 1.0),
-            "validation": spec.get("validation")}
+            "validation": spec.get("validation"), "scoring": scoring,
+            "predicted": [p.label for p in predictions]}
 
 
 def bench_naive_bayes(train: list[tuple[str, str]], rows: list[tuple[str, str]]) -> dict:
@@ -96,6 +121,11 @@ def bench_naive_bayes(train: list[tuple[str, str]], rows: list[tuple[str, str]])
             "parameters": int(model.feature_count_.size), "training_seconds": trained, "temperature": 1.0}
 
 
+def scoring_label(scoring: dict) -> str:
+    margin = "always the cap" if scoring["margin"] == float("inf") else f"stop at {scoring['margin']:g} SE"
+    return f"{scoring['masks']} masks, rounds of {scoring['round_samples']}, cap {scoring['max_samples']}, {margin}"
+
+
 def table(results: list[dict]) -> str:
     lines = ["| classifier | design | test accuracy (95% CI) | macro-F1 | ECE | forward passes / text | texts/s | parameters | training |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -115,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, help="only N texts of the split, drawn at random (seed 0)")
     parser.add_argument("--batch", type=int, default=64, help="texts per classify() call")
+    parser.add_argument("--scoring", nargs="+", type=parse_scoring, metavar="ROUND:MAX:MARGIN:MASKS",
+                        help="run each masked classifier once per Monte-Carlo budget (the first is the reference)")
     parser.add_argument("--no-naive-bayes", action="store_true")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", type=Path)
@@ -141,8 +173,17 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append({"classifier": name, "source": source, "reason": str(error)})
             note(f"skipping {name}: {error}")
             continue
-        results.append(bench_classifier(name, source, rows, args.batch, args.progress))
-        note(f"{name}: accuracy {results[-1]['accuracy']:.3f} in {results[-1]['seconds']:.0f} s")
+        spec = json.loads((_classifier_folder(source) / CONFIG_FILE).read_text())
+        budgets = args.scoring if args.scoring and spec["family"] == "masked" else [None]
+        reference = None
+        for scoring in budgets:
+            label = name if scoring is None else f"{name} [{scoring_label(scoring)}]"
+            results.append(bench_classifier(label, source, rows, args.batch, args.progress, scoring))
+            reference = reference or results[-1]["predicted"]
+            if scoring is not None:
+                results[-1]["agreement"] = sum(a == b for a, b in zip(results[-1]["predicted"], reference)) / len(rows)
+            note(f"{label}: accuracy {results[-1]['accuracy']:.3f}, {results[-1]['nfe_per_text']:.1f} passes/text "
+                 f"in {results[-1]['seconds']:.0f} s")
     if not args.no_naive_bayes:
         results.append(bench_naive_bayes(labelled_rows("train", args.data), rows))
     print(f"{len(rows)} {args.split} texts; {platform.processor() or platform.machine()}, "
@@ -151,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         names = {r["classifier"] for r in results}
         results = [r for r in json.loads(args.json.read_text())["results"] if r["classifier"] not in names] + results
     print(table(results))
+    agreements = [r for r in results if "agreement" in r]
+    if agreements:
+        print("\nagreement with the first budget's decisions: " +
+              "; ".join(f"{r['classifier']} {r['agreement']:.1%}" for r in agreements))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": "python bench/classify.py " + " ".join(argv or sys.argv[1:]),

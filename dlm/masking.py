@@ -51,3 +51,24 @@ def mask_by_count(
     draw = torch.rand(maskable.shape, generator=generator).masked_fill(~maskable.cpu(), 2.0)
     ranks = draw.argsort(dim=1).argsort(dim=1)  # rank of each position in a random order
     return ((ranks < counts.unsqueeze(1)) & maskable.cpu()).to(maskable.device)
+
+
+def tiled_masks(counts: torch.Tensor, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, length) bool: row j masks exactly counts[j] positions, the rows laid end to end on one random
+    circular order of the positions, so together they cover every position almost equally often.
+
+    Row j takes the counts[j] positions that follow row j - 1's on a uniformly random cyclic order that
+    starts at a random point. Any fixed stretch of a uniformly random order is a uniformly random
+    subset, so each row alone is distributed exactly as `mask_by_count` draws it (the ELBO estimate of
+    every row stays unbiased); jointly, each position is masked sum(counts) / length times, to within
+    one, instead of a binomial number of times. That stratifies the estimate over positions as
+    `stratified_counts` stratifies it over mask counts: a token the model finds hard is never left out
+    of, or piled into, a text's samples by chance.
+    """
+    order = torch.randperm(length, generator=generator)
+    start = int(torch.randint(length, (1,), generator=generator))
+    offsets = start + torch.cumsum(counts, 0) - counts  # where each row's run begins on the circle
+    steps = (offsets.unsqueeze(1) + torch.arange(length)) % length  # (n, length): a full turn from there
+    chosen = torch.arange(length) < counts.unsqueeze(1)  # the first counts[j] of that turn
+    masks = torch.zeros(len(counts), length, dtype=torch.bool)
+    return masks.scatter_(1, order[steps], chosen)

@@ -11,7 +11,7 @@ import torch
 import dlm
 from dlm.generation import encode, special_framing
 from dlm.likelihood import elbo_estimates
-from dlm.masking import mask_by_count, mask_by_rate, mask_rates, stratified_counts
+from dlm.masking import mask_by_count, mask_by_rate, mask_rates, stratified_counts, tiled_masks
 
 
 def test_uniform_logits_elbo_is_minus_L_log_V(uniform):
@@ -83,3 +83,26 @@ def test_masking_process():
     assert counts.min() >= 1 and counts.max() <= 5
     chosen = mask_by_count(maskable[:8], counts, g)
     assert torch.equal(chosen.sum(1), counts) and not chosen[:, :5].any()
+
+
+def test_tiled_masks_cover_positions_evenly_and_each_row_is_a_uniform_subset():
+    from scipy.stats import chisquare
+
+    g = torch.Generator().manual_seed(0)
+    for length, n in [(5, 8), (13, 4), (40, 16), (1, 3)]:
+        counts = stratified_counts(n, length, g)
+        masks = tiled_masks(counts, length, g)
+        assert torch.equal(masks.sum(1), counts)
+        coverage = masks.sum(0)
+        assert int(coverage.max() - coverage.min()) <= 1 and int(coverage.sum()) == int(counts.sum())
+    # each row alone: every subset of its size equally likely (what mask_by_count draws)
+    counts = torch.tensor([2, 3, 1, 4])
+    seen = [dict() for _ in counts]
+    for _ in range(6000):
+        for j, row in enumerate(tiled_masks(counts, 5, g)):
+            key = tuple(row.tolist())
+            seen[j][key] = seen[j].get(key, 0) + 1
+    for j, c in enumerate(counts.tolist()):
+        assert len(seen[j]) == math.comb(5, c)
+        if len(seen[j]) > 1:
+            assert chisquare(list(seen[j].values())).pvalue > 1e-3

@@ -54,6 +54,7 @@ class GenerativeClassifier:
     round_samples: int = 8  # mask patterns added per round (masked models), shared by all classes
     max_samples: int = 32  # at most this many per text
     margin: float = 3.0  # stop once the top class leads by this many standard errors
+    masks: str = "tiled"  # a round's mask patterns: tiled over the positions, or "random" (independent)
     batch_size: int = 64  # sequences per forward pass
     seed: int = 0  # the masks' randomness: the same text always gets the same scores
     null_prompt: str | None = None  # the unconditional prompt of a model trained with label dropout ("" = none)
@@ -120,7 +121,8 @@ class GenerativeClassifier:
         else:  # Monte-Carlo ELBO with common random numbers and adaptive stopping
             scores = score_masked(self.models, self._contexts, targets, priors=self.priors,
                                   round_samples=self.round_samples, max_samples=self.max_samples, margin=self.margin,
-                                  batch_size=self.batch_size, seed=self.seed, null_context=null_context)
+                                  batch_size=self.batch_size, seed=self.seed, null_context=null_context,
+                                  masks=self.masks)
         return [self._predict(targets[i], truncated[i], per_token, samples, exact=self.kind == "causal", marginal=null)
                 for i, (per_token, samples, null) in enumerate(scores)]
 

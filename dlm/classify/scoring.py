@@ -26,7 +26,7 @@ import torch
 
 from dlm.generation import special_framing
 from dlm.loading import LanguageModel
-from dlm.masking import mask_by_count, stratified_counts
+from dlm.masking import mask_by_count, stratified_counts, tiled_masks
 from dlm.shifted import canvas_logits
 
 # What one text's scoring gives: per class its per-token terms (L,) and its per-sample estimates of
@@ -47,13 +47,18 @@ def framing(tokenizer, kind: str) -> tuple[list[int], list[int]]:
 
 # ---- masked models: Monte-Carlo ELBO with common random numbers and adaptive stopping --------------------
 
+MASK_DESIGNS = ("tiled", "random")  # how a round's mask patterns share out the positions
+
 
 def score_masked(models: Sequence[LanguageModel], contexts: Sequence[list[int]], targets: list[list[int]], *,
                  priors: Sequence[float], round_samples: int, max_samples: int, margin: float, batch_size: int,
-                 seed: int, null_context: list[int] | None = None) -> list[TextScores]:
+                 seed: int, null_context: list[int] | None = None, masks: str = "tiled") -> list[TextScores]:
     """Per text: the mean per-token terms per class, the per-sample ELBOs per class, and (when
     `null_context` is given) the per-sample ELBOs under the null prompt, scored with the same masks
-    on `models[0]`. Masks come in rounds of `round_samples` until the text is `settled`."""
+    on `models[0]`. Masks come in rounds of `round_samples` until the text is `settled`; within a round
+    they are `tiled` over the positions (`dlm.masking.tiled_masks`) or drawn independently (`random`)."""
+    if masks not in MASK_DESIGNS:
+        raise ValueError(f"masks must be one of {MASK_DESIGNS}, got {masks!r}")
     num_classes = len(models)
     generators = [torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(repr(t).encode())) for t in targets]
     token_sums = [torch.zeros(num_classes, len(t), dtype=torch.float64) for t in targets]  # sum over samples
@@ -61,18 +66,19 @@ def score_masked(models: Sequence[LanguageModel], contexts: Sequence[list[int]],
     null_estimates: list[list[torch.Tensor]] = [[] for _ in targets]  # log p(x) under the null prompt
     active = list(range(len(targets)))
     while active:
-        masks = {}
+        drawn = {}
         for i in active:
             length = len(targets[i])
             counts = stratified_counts(round_samples, length, generators[i])
-            masks[i] = mask_by_count(torch.ones(round_samples, length, dtype=torch.bool), counts, generators[i])
+            drawn[i] = (tiled_masks(counts, length, generators[i]) if masks == "tiled" else
+                        mask_by_count(torch.ones(round_samples, length, dtype=torch.bool), counts, generators[i]))
         for c in range(num_classes):
-            terms = masked_terms(models[c], contexts[c], {i: targets[i] for i in active}, masks, batch_size)
+            terms = masked_terms(models[c], contexts[c], {i: targets[i] for i in active}, drawn, batch_size)
             for i, t in terms.items():  # (n, L)
                 token_sums[i][c] += t.sum(dim=0)
                 estimates[i][c].append(t.sum(dim=1))
         if null_context is not None:  # the same masks again, under the null prompt
-            terms = masked_terms(models[0], null_context, {i: targets[i] for i in active}, masks, batch_size)
+            terms = masked_terms(models[0], null_context, {i: targets[i] for i in active}, drawn, batch_size)
             for i, t in terms.items():
                 null_estimates[i].append(t.sum(dim=1))
         still = []
