@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 flops = count_flops(model, ids)
                 reference = runs["float32, sdpa"](ids)
                 for name, call in runs.items():
-                    seconds = median_seconds(lambda: call(ids), args.repeats, args.warmup)
+                    seconds = median_seconds(lambda call=call, ids=ids: call(ids), args.repeats, args.warmup)
                     delta = float((call(ids) - reference).abs().max())
                     rows.append({"threads": threads, "batch": batch, "variant": name, "ms": 1000 * seconds,
                                  "gflops_per_forward": flops / 1e9, "gflop_per_s": flops / seconds / 1e9,

@@ -17,7 +17,7 @@ def test_forward_bench_counts_the_matmuls_and_checks_each_variant(roberta_dir, t
     assert code == 0
     result = json.loads(out.read_text())
     rows = {(r["batch"], r["variant"]): r for r in result["rows"]}
-    assert set(v for _, v in rows) == {"float32, sdpa", "float32, eager attention", "bfloat16 autocast, sdpa"}
+    assert {v for _, v in rows} == {"float32, sdpa", "float32, eager attention", "bfloat16 autocast, sdpa"}
     from transformers import AutoModelForMaskedLM
 
     model = AutoModelForMaskedLM.from_pretrained(roberta_dir)
