@@ -568,6 +568,7 @@ def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, m
                     record("diffusion", 128, 8, None, 8, 0.3, 1000.0), record("diffusion", 128, None, 0.9, 70, 2.5, 60.0),
                     record("ar", 128, None, None, 128, 0.8, 110.0), {"family": "diffusion", "length": 128},
                     {**record("diffusion", 128, 32, None, 32, 0.3, 100.0), "block_length": 32, "cache": "dual"},
+                    {**record("diffusion", 128, 64, None, 64, 1.1, 90.0), "block_length": 32, "decoding": "fixed steps"},
                     record("continuous", 128, 64, None, 64, 0.9, 200.0)]}))
     chart = compare_tab.quality_chart()
     assert chart.lengths == [64, 128] and chart.length == 128  # 128 by default, no averaging across lengths
@@ -575,6 +576,8 @@ def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, m
     assert frame.loc["diffusion, 8 steps", "judge perplexity"] == 1000.0
     assert frame.loc["diffusion, threshold 0.9", "series"] == "diffusion, confidence threshold"
     assert frame.loc["diffusion, 32 steps, blocks of 32, dual cache", "series"] == "diffusion, semi-AR + KV cache"
+    # the model's recommended sampler uses blocks of its own: still the fixed-steps series
+    assert frame.loc["diffusion, 64 steps, blocks of 32", "series"] == "diffusion, fixed steps"
     assert frame.loc["continuous diffusion, 64 steps", "series"] == "continuous diffusion"
     assert frame.loc["autoregressive (m)", "NFE"] == 128 and frame.loc["autoregressive (m)", "wall time (s)"] == 0.8
     assert set(chart.frame[chart.frame["series"] == "human text (reference)"]["judge perplexity"]) == {45.0}

@@ -124,6 +124,10 @@ def _quality_row(record: dict) -> dict:
     elif record.get("family") == "continuous":
         steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
         series, setting = "continuous diffusion", f"continuous diffusion, {steps} steps"
+    elif record.get("decoding") == "fixed steps":  # the model's recommended sampler (its blocks included)
+        steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
+        blocks = f", blocks of {record['block_length']:g}" if _finite(record.get("block_length")) else ""
+        series, setting = "diffusion, fixed steps", f"diffusion, {steps} steps{blocks}"
     elif _finite(record.get("block_length")):
         steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
         cache = record.get("cache")
