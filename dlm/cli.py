@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--top-k", type=int)
     sampling.add_argument("--top-p", type=float)
     sampling.add_argument("--threshold", type=float, help="Fast-dLLM parallel decoding threshold")
+    sampling.add_argument("--factor", type=float, help="Fast-dLLM factor rule: commit the n most confident while "
+                                                         "(n + 1)(1 - confidence) < factor")
+    sampling.add_argument("--entropy-bound", type=float, help="EB-sampler: commit positions while their summed "
+                                                                "entropy minus the largest stays under this (nats)")
     sampling.add_argument("--block-length", type=int, help="semi-autoregressive block length")
     sampling.add_argument("--cache", choices=sorted(CACHES),
                           help="Fast-dLLM key/value cache, refreshed per block (approximate; default: exact)")
@@ -125,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict:
-    names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "threshold",
-             "block_length", "cache", "cfg_scale", "num_samples", "solver", "rounding", "clamp"]
+    names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "threshold", "factor",
+             "entropy_bound", "block_length", "cache", "cfg_scale", "num_samples", "solver", "rounding", "clamp"]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.no_eos:
         overrides["allow_eos"] = False

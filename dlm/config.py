@@ -46,6 +46,8 @@ class SamplerConfig:
     top_p: float = 1.0  # nucleus sampling: the smallest set holding this much probability (1 = off)
     remasking: str = "low_confidence"  # which masked positions a step commits: see REMASKING
     threshold: float | None = None  # Fast-dLLM: also commit every position with confidence >= this
+    factor: float | None = None  # Fast-dLLM's factor rule: also commit the n most confident while (n+1)(1-c_n) < this
+    entropy_bound: float | None = None  # EB-sampler: also commit, best first, while summed entropy - its max <= this (nats)
     block_length: int | None = None  # semi-autoregressive blocks of this many positions (LLaDA); None = one block
     cache: str | None = None  # Fast-dLLM key/value cache, refreshed when a block starts: see CACHES; None = exact
     cfg_scale: float = 0.0  # classifier-free guidance strength; 0 = off (unconditional branch masks the prompt)
@@ -64,6 +66,13 @@ class SamplerConfig:
             self.threshold is None or 0 < self.threshold <= 1,
             f"threshold must be in (0, 1] or None (off), got {self.threshold}",
         )
+        _check(self.factor is None or self.factor > 0, f"factor must be > 0 or None (off), got {self.factor}")
+        _check(
+            self.entropy_bound is None or self.entropy_bound >= 0,
+            f"entropy_bound must be >= 0 or None (off), got {self.entropy_bound}",
+        )
+        rules = [name for name in ("threshold", "factor", "entropy_bound") if getattr(self, name) is not None]
+        _check(len(rules) <= 1, f"choose one parallel-decoding rule, not {' and '.join(rules)}")
         _check(
             self.block_length is None or self.block_length >= 1,
             f"block_length must be >= 1 or None (one block), got {self.block_length}",

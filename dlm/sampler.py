@@ -3,7 +3,8 @@
 Each step runs the model once over the whole canvas, samples a guess for every position
 (greedy / temperature / top-k / top-p), scores the still-masked positions (random, confidence,
 margin or entropy) and commits the best of them; how many follows the schedule, or a confidence
-threshold (Fast-dLLM). Positions split into semi-autoregressive blocks are finished left to right
+threshold, Fast-dLLM's factor rule or an entropy bound (the EB-sampler), each of which may commit
+several positions per step when the model is sure of them. Positions split into semi-autoregressive blocks are finished left to right
 (LLaDA's `block_length`). Classifier-free guidance runs the conditional and the prompt-masked
 canvas in one batch: logits = uncond + (1 + s) * (cond - uncond), as in LLaDA. The logits come from
 `dlm.shifted.canvas_logits`, so a shifted model (Dream-style) needs nothing special here.
@@ -72,9 +73,14 @@ class MaskedGeneration(Generation):
                 if config.remasking == "random":
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi]
                 score, confidence_here = position_scores(probs, guess_here, config.remasking, order)
-                k = counts[i] if i < len(counts) else 0  # threshold decoding may finish the block early
+                k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
+                entropy = None
+                if config.entropy_bound is not None:
+                    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # (B, hi - lo) nats
                 commit = torch.zeros_like(masked)
-                commit[:, lo:hi] = choose_positions(score, confidence_here, masked_here, k, config.threshold)
+                commit[:, lo:hi] = choose_positions(score, confidence_here, masked_here, k, config.threshold,
+                                                    factor=config.factor, entropy=entropy,
+                                                    entropy_bound=config.entropy_bound)
                 guess[:, lo:hi] = guess_here
                 confidence[:, lo:hi] = confidence_here.float()
                 canvas = torch.where(commit, guess, canvas)
@@ -113,17 +119,42 @@ class MaskedGeneration(Generation):
 
 
 def choose_positions(
-    score: torch.Tensor, confidence: torch.Tensor, eligible: torch.Tensor, k: int, threshold: float | None
+    score: torch.Tensor,
+    confidence: torch.Tensor,
+    eligible: torch.Tensor,
+    k: int,
+    threshold: float | None,
+    *,
+    factor: float | None = None,
+    entropy: torch.Tensor | None = None,
+    entropy_bound: float | None = None,
 ) -> torch.Tensor:
-    """Which positions to commit: the k best-scored eligible ones per row, and with a threshold
-    also every eligible position whose confidence reaches it; never fewer than one while any remain.
+    """Which positions to commit: the k best-scored eligible ones per row, plus what a parallel rule adds;
+    never fewer than one while any remain.
 
-    score, confidence: (B, T) float; eligible: (B, T) bool. Returns (B, T) bool.
+    - threshold (Fast-dLLM): every eligible position whose confidence reaches it;
+    - factor (Fast-dLLM's factor rule): the n most confident, for the largest n such that
+      (m + 1)(1 - c_(m)) < factor for every m <= n, c_(m) the m-th highest confidence;
+    - entropy_bound (EB-sampler, Ben-Hamu et al. 2025): the longest run of positions in score order
+      whose summed entropy minus the largest entropy among them stays <= the bound (nats), so
+      positions are committed together only while the error they may add together stays bounded.
+
+    score, confidence, entropy: (B, T) float; eligible: (B, T) bool. Returns (B, T) bool.
     """
     b, t = score.shape
     remaining = eligible.sum(dim=1)  # (B,)
     if threshold is not None:
         above = eligible & (confidence >= threshold)
+    elif factor is not None:
+        above = _best_prefix(confidence, eligible, lambda ranked, n: (n + 1) * (1 - ranked) < factor)
+    elif entropy_bound is not None:
+        if entropy is None:
+            raise ValueError("an entropy bound needs the positions' entropies")
+        order = score.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
+        ranked = entropy.gather(1, order).masked_fill(~eligible.gather(1, order), 0.0)
+        spent = ranked.cumsum(1) - ranked.cummax(1).values  # all but the largest, over each prefix
+        keep = (spent <= entropy_bound).long().cumprod(1).bool() & eligible.gather(1, order)
+        above = torch.zeros_like(eligible).scatter_(1, order, keep)
     else:
         above = torch.zeros_like(eligible)
     want = torch.full_like(remaining, k)
@@ -133,6 +164,16 @@ def choose_positions(
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(t, device=score.device).expand(b, t))
     return eligible & ((ranks < want.unsqueeze(1)) | above)
+
+
+def _best_prefix(value: torch.Tensor, eligible: torch.Tensor, ok) -> torch.Tensor:
+    """(B, T) bool: per row, the eligible positions of highest `value` for as long as ok(ranked value,
+    rank n counted from 1) holds for each of them in turn."""
+    order = value.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
+    ranked = value.gather(1, order)
+    n = torch.arange(1, value.shape[1] + 1, device=value.device).expand_as(ranked)
+    keep = (ok(ranked, n) & eligible.gather(1, order)).long().cumprod(1).bool()
+    return torch.zeros_like(eligible).scatter_(1, order, keep)
 
 
 def block_masks(to_generate: torch.Tensor, block_length: int | None) -> list[torch.Tensor]:

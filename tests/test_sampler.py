@@ -66,6 +66,46 @@ def test_threshold_commits_at_least_one_per_step(roberta):
     check_run_invariants(trace, 10)
 
 
+@pytest.mark.parametrize("rule", [{"factor": 1.0}, {"factor": 1e-9}, {"factor": 1e9}, {"entropy_bound": 0.0},
+                                  {"entropy_bound": 2.0}, {"entropy_bound": 1e9}])
+@pytest.mark.parametrize("blocks", [None, 4])
+def test_parallel_rules_keep_the_invariants(roberta, rule, blocks):
+    trace = dlm.generate(roberta, "the cat", length=12, steps=12, block_length=blocks, temperature=0.9, seed=3,
+                         num_samples=2, **rule)
+    assert all(int(s.committed[r].sum()) >= 1 for s in trace.steps for r in range(2))
+    check_run_invariants(trace, 12)
+    assert trace.nfe == len(trace.steps) <= 12
+    if rule in ({"factor": 1e9}, {"entropy_bound": 1e9}):  # everything passes: one step per block
+        assert len(trace.steps) == (1 if blocks is None else 3)
+
+
+def test_factor_rule_commits_the_confident_prefix():
+    from dlm.sampler import choose_positions
+
+    confidence = torch.tensor([[0.99, 0.2, 0.95, 0.9, 0.5]])
+    eligible = torch.tensor([[True, True, True, False, True]])
+    # ranked eligible confidences 0.99, 0.95, 0.5, 0.2: (n+1)(1-c) = 0.02, 0.15, 2.0, 3.2
+    chosen = choose_positions(confidence, confidence, eligible, 1, None, factor=1.0)
+    assert chosen.tolist() == [[True, False, True, False, False]]
+    assert choose_positions(confidence, confidence, eligible, 1, None, factor=0.01).sum() == 1  # the floor
+    assert choose_positions(confidence, confidence, eligible, 1, None, factor=10.0).tolist() == [eligible[0].tolist()]
+
+
+def test_entropy_bound_commits_while_the_summed_entropy_is_bounded():
+    from dlm.sampler import choose_positions
+
+    score = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.3]])  # commit order: 0, 2, 3, 4, 1
+    entropy = torch.tensor([[0.1, 2.0, 0.3, 0.5, 1.0]])
+    eligible = torch.ones(1, 5, dtype=torch.bool)
+    # prefixes in that order: sum - max = 0, 0.1, 0.4, 0.9, 1.9
+    for bound, expected in [(0.0, 1), (0.1, 2), (0.45, 3), (1.0, 4), (5.0, 5)]:
+        chosen = choose_positions(score, score, eligible, 1, None, entropy=entropy, entropy_bound=bound)
+        assert int(chosen.sum()) == expected
+        assert chosen[0, [0, 2, 3, 4, 1][:expected]].all()
+    with pytest.raises(ValueError, match="entropies"):
+        choose_positions(score, score, eligible, 1, None, entropy_bound=1.0)
+
+
 def test_same_seed_same_text_any_batch_size(roberta):
     options = dict(length=16, steps=8, temperature=1.0, top_p=0.95, remasking="random", seed=1234)
     one = dlm.generate(roberta, "once upon", num_samples=1, **options)
@@ -171,6 +211,9 @@ def test_wordpiece_pieces_read_as_text(bert):
         ({"top_p": 0}, "top_p"),
         ({"top_k": -2}, "top_k"),
         ({"threshold": 1.5}, "threshold"),
+        ({"factor": 0}, "factor"),
+        ({"entropy_bound": -0.1}, "entropy_bound"),
+        ({"threshold": 0.9, "factor": 1.0}, "one parallel-decoding rule"),
         ({"steps": 0}, "steps"),
         ({"length": 0}, "length"),
         ({"block_length": 0}, "block_length"),

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--num-samples", type=int, default=5)
     for name, kind in (("length", int), ("steps", int), ("temperature", float), ("top_p", float), ("top_k", int),
-                       ("threshold", float), ("block_length", int)):
+                       ("threshold", float), ("factor", float), ("entropy_bound", float), ("block_length", int)):
         parser.add_argument("--" + name.replace("_", "-"), type=kind)
     parser.add_argument("--remasking", choices=sorted(REMASKING))
     parser.add_argument("--schedule", choices=sorted(SCHEDULES))
