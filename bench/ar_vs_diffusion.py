@@ -8,9 +8,13 @@ For every length L, both models continue the same prompts (bench/data/prompts.tx
 beginnings from the corpus's held-out splits), one prompt at a time, each with the seed of its prompt:
 
 - diffusion with steps L/16, L/8, L/4, L/2, L (the model's recommended sampler settings otherwise,
-  `lm.settings`), and threshold decoding (Fast-dLLM): steps L as an upper bound, every masked
-  position whose confidence reaches 0.7 / 0.8 / 0.9 / 0.95 committed at once, low-confidence
-  remasking otherwise;
+  `lm.settings`, its semi-autoregressive blocks included);
+- parallel decoding, steps L as an upper bound and low-confidence remasking, the model's sampling
+  temperature and nucleus: Fast-dLLM's threshold (every masked position whose confidence reaches
+  0.7 / 0.8 / 0.9 / 0.95 committed at once) and factor rule (the n most confident while
+  (n + 1)(1 - c_n) < 1 / 2), the EB-sampler's entropy bound (positions in confidence order while
+  their summed entropy minus the largest stays <= 0.1 / 0.5 / 2 nats); and Fast-dLLM's own
+  combination, threshold 0.9 / factor 1 / entropy bound 0.5 inside blocks of 32 with the dual cache;
 - diffusion decoded semi-autoregressively (SEMI_AR: blocks of 32 positions left to right, low-confidence
   remasking, temperature 1, no top-p) with steps L/8, L/4, L/2, without a cache and with the
   Fast-dLLM dual key/value cache (`dlm.cache`: a block's later steps feed only the block);
@@ -49,13 +53,13 @@ perplexity is at most 1.1 x AR's and whose mean unigram entropy is at least 0.95
 
 Prints markdown tables (also written beside the JSON as .md) and writes a JSON file ({"machine",
 "command", "judge", "human", "mauve", "qa", "goal", "records", ...}; each record has family, model,
-length, steps, threshold, block_length, cache, nfe, wall_seconds, first_step_seconds,
+length, steps, threshold, factor, entropy_bound, block_length, cache, nfe, wall_seconds, first_step_seconds,
 tokens_per_second, peak_memory_mb, judge_perplexity, entropy, entropy_ci95, entropy_per_sample,
 distinct_1/2/3, repetition, mauve (null where not measured, else mean, std, per_seed, seeds, n_p, n_q,
-num_buckets and its samples under outputs), and every continuation under outputs; threshold records
+num_buckets and its samples under outputs), and every continuation under outputs; parallel-rule records
 have steps null and max_steps L) and a PNG frontier plot (judge perplexity against wall time and NFE,
 entropy and MAUVE against wall time). --quick measures a subset (4 prompts, L = 64, steps L/16, L/4,
-L, threshold 0.9, semi-AR L/4 without and with the cache, 60 Q&A items, MAUVE on 8 prompts: a check
+L, threshold 0.9, factor 1, entropy bound 0.5, threshold 0.9 in blocks with the dual cache, semi-AR L/4 without and with the cache, 60 Q&A items, MAUVE on 8 prompts: a check
 that it runs, not a measurement) and writes *_quick.json / *_quick.png unless --json / --plot say
 otherwise.
 """
@@ -106,6 +110,11 @@ HERE = Path(__file__).resolve().parent
 FAMILIES = {"diffusion": "masked", "ar": "causal", "continuous": "continuous"}  # family: the model kind it needs
 STEP_DIVISORS = (16, 8, 4, 2, 1)  # diffusion steps = L / divisor
 THRESHOLDS = (0.7, 0.8, 0.9, 0.95)  # Fast-dLLM confidence thresholds
+FACTORS = (1.0, 2.0)  # Fast-dLLM's factor rule
+ENTROPY_BOUNDS = (0.1, 0.5, 2.0)  # the EB-sampler's bound (nats)
+# each rule again in Fast-dLLM's setting: blocks of 32, the dual cache
+BLOCKED_RULES = ({"threshold": 0.9}, {"factor": 1.0}, {"entropy_bound": 0.5})
+PARALLEL_RULES = ("threshold", "factor", "entropy_bound")
 # Semi-autoregressive decoding (LLaDA blocks, low-confidence remasking, plain temperature sampling),
 # without and with the Fast-dLLM dual key/value cache: steps L / divisor.
 SEMI_AR = {"block_length": 32, "remasking": "low_confidence", "temperature": 1.0, "top_p": 1.0}
@@ -119,9 +128,11 @@ MAUVE_SPLITS = ("validation", "test")  # held-out splits MAUVE's prompts and hum
 # mauve_prompts: held-out prompts (and so samples per side) for MAUVE; mauve_lengths None: GOAL_LENGTH if
 # measured, else the shortest length
 FULL = {"prompts": None, "lengths": [64, 128, 256], "divisors": STEP_DIVISORS, "thresholds": THRESHOLDS,
+        "factors": FACTORS, "entropy_bounds": ENTROPY_BOUNDS, "blocked_rules": BLOCKED_RULES,
         "semi_ar": SEMI_AR_DIVISORS, "continuous": CONTINUOUS_STEPS, "qa_items": None,
         "human_texts": 64, "mauve_prompts": 256}  # None: all of them
 QUICK = {"prompts": 4, "lengths": [64], "divisors": (16, 4, 1), "thresholds": (0.9,), "semi_ar": (4,),
+         "factors": (1.0,), "entropy_bounds": (0.5,), "blocked_rules": ({"threshold": 0.9},),
          "continuous": (16, 64),
          "qa_items": 60, "human_texts": 16, "mauve_prompts": 8}  # quick MAUVE only checks the path runs
 
@@ -229,24 +240,36 @@ def sweep_configs(
     thresholds=THRESHOLDS,
     semi_ar=SEMI_AR_DIVISORS,
     continuous_steps=CONTINUOUS_STEPS,
+    factors=FACTORS,
+    entropy_bounds=ENTROPY_BOUNDS,
+    blocked_rules=BLOCKED_RULES,
 ) -> list[SamplerConfig]:
-    """The settings a model is measured at, for one length: for a masked model a steps sweep and
-    threshold decoding (its recommended settings otherwise) and semi-AR decoding without and with the
-    dual cache (SEMI_AR); KV-cached decoding for a causal one; for a continuous one its recommended
-    solver at `continuous_steps` steps. Never EOS."""
-    base = lm.settings.replace(length=length, allow_eos=False, num_samples=1, block_length=None, cache=None)
+    """The settings a model is measured at, for one length: for a masked model a steps sweep at its
+    recommended settings (its blocks included), the parallel-decoding rules (without blocks, then in
+    blocks of 32 with the dual cache) and semi-AR decoding without and with the dual cache (SEMI_AR);
+    KV-cached decoding for a causal one; for a continuous one its recommended solver at
+    `continuous_steps` steps. Never EOS."""
+    off = dict.fromkeys(PARALLEL_RULES)
+    recommended = lm.settings.replace(length=length, allow_eos=False, num_samples=1, cache=None, **off)
+    base = recommended.replace(block_length=None)
     if lm.kind == "causal":
         return [base]
     if lm.kind == "continuous":
         return [base.replace(steps=s) for s in continuous_steps]
-    steps = sorted({max(1, length // d) for d in divisors})
-    configs = [base.replace(steps=s, threshold=None) for s in steps]
-    configs += [base.replace(steps=length, threshold=t, remasking="low_confidence") for t in thresholds]
+    own_block = recommended.block_length
+    own_blocks = -(-length // own_block) if own_block else 1
+    steps = sorted({max(own_blocks, length // d) for d in divisors})
+    configs = [recommended.replace(steps=s) for s in steps]
+    parallel = base.replace(steps=length, remasking="low_confidence")
+    configs += [parallel.replace(threshold=t) for t in thresholds]
+    configs += [parallel.replace(factor=f) for f in factors]
+    configs += [parallel.replace(entropy_bound=b) for b in entropy_bounds]
     block = min(SEMI_AR["block_length"], length)
     blocks = -(-length // block)
+    configs += [parallel.replace(block_length=block, cache="dual", **rule) for rule in blocked_rules]
     for cache in CACHES:
         for s in sorted({max(blocks, length // d) for d in semi_ar}):
-            configs.append(base.replace(steps=s, threshold=None, cache=cache, **{**SEMI_AR, "block_length": block}))
+            configs.append(base.replace(steps=s, cache=cache, **{**SEMI_AR, "block_length": block}))
     return configs
 
 
@@ -365,10 +388,22 @@ def decoding_of(lm: LanguageModel, config: SamplerConfig) -> str:
     if lm.kind == "continuous":
         options = continuous_options(lm)
         return f"{options.solver.upper()}, {options.rounding} rounding" + (", clamp" if options.clamp else "")
-    if config.block_length is not None:
+    rule = parallel_rule(config)
+    if rule is not None:
+        name, value = rule
+        blocks = f", b{config.block_length}" if config.block_length else ""
+        return f"{name.replace('_', ' ')} {value:g}{blocks}" + (f", {config.cache} cache" if config.cache else "")
+    semi_ar = {k: getattr(config, k) for k in SEMI_AR if k != "block_length"} == \
+        {k: v for k, v in SEMI_AR.items() if k != "block_length"}
+    if config.block_length is not None and (semi_ar or config.cache):
         return f"semi-AR b{config.block_length}, T {config.temperature:g}, " + (
             f"{config.cache} cache" if config.cache else "no cache")
-    return f"threshold {config.threshold}" if config.threshold is not None else "fixed steps"
+    return "fixed steps"
+
+
+def parallel_rule(config: SamplerConfig) -> tuple[str, float] | None:
+    """(name, value) of the parallel-decoding rule a config uses (its step count is then only a cap)."""
+    return next(((name, getattr(config, name)) for name in PARALLEL_RULES if getattr(config, name) is not None), None)
 
 
 def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0,
@@ -384,10 +419,12 @@ def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig
         "model": lm.source,
         "decoding": decoding_of(lm, config),
         "length": config.length,
-        # threshold decoding has no fixed step count: `steps` is None, `max_steps` its upper bound
-        "steps": config.steps if lm.kind != "causal" and config.threshold is None else None,
+        # parallel decoding has no fixed step count: `steps` is None, `max_steps` its upper bound
+        "steps": config.steps if lm.kind != "causal" and parallel_rule(config) is None else None,
         "max_steps": config.steps if lm.kind == "masked" else None,
         "threshold": config.threshold if lm.kind == "masked" else None,
+        "factor": config.factor if lm.kind == "masked" else None,
+        "entropy_bound": config.entropy_bound if lm.kind == "masked" else None,
         "remasking": config.remasking if lm.kind == "masked" else None,
         "block_length": config.block_length if lm.kind == "masked" else None,
         "cache": config.cache if lm.kind == "masked" else None,
@@ -488,7 +525,7 @@ def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skip
     lines = [_row(COLUMNS), _row(ALIGN)]
     for length in sorted({r["length"] for r in records} | {h["length"] for h in human}):
         for r in (r for r in records if r["length"] == length):
-            steps = f"≤ {r['max_steps']}" if r["threshold"] is not None else _fmt(r["steps"])
+            steps = f"≤ {r['max_steps']}" if _is_parallel(r) else _fmt(r["steps"])
             memory = f"{r['peak_memory_mb']:.0f} (+{r['peak_memory_increase_mb']:.0f})"
             lines.append(_row([r["family"], str(length), r["decoding"], steps, _fmt(r["nfe"], 1),
                                _fmt(r["wall_seconds"], 3), _fmt(r["first_step_seconds"], 3),
@@ -516,6 +553,16 @@ def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skip
     return "\n".join(lines)
 
 
+def _is_parallel(record: dict) -> bool:
+    return any(record.get(name) is not None for name in PARALLEL_RULES)
+
+
+def _rule_note(record: dict) -> str:
+    symbols = {"threshold": "τ", "factor": "f", "entropy_bound": "γ"}
+    name = next(n for n in PARALLEL_RULES if record.get(n) is not None)
+    return f"{symbols[name]}={record[name]:g}" + (" b" if record.get("block_length") else "")
+
+
 def _mauve_mean(record: dict) -> float | None:
     mauve = record.get("mauve")
     return mauve.get("mean") if mauve else None
@@ -537,13 +584,13 @@ def _plot_panel(ax, records: list[dict], human: list[dict], lengths: list[int], 
         colour = colours[length]
         rows = [r for r in records if r["length"] == length and y_of(r) is not None and math.isfinite(y_of(r))]
         series = [  # (records, marker, label, annotation, label offset)
-            ([r for r in rows if r["family"] == "diffusion" and r["threshold"] is None and r.get("block_length") is None],
+            ([r for r in rows if r["family"] == "diffusion" and r.get("decoding") == "fixed steps"],
              "o-", f"diffusion, L={length}, steps L/16..L", lambda r: str(r["steps"]), (4, 4)),
-            ([r for r in rows if r["threshold"] is not None], "^--", f"diffusion, L={length}, threshold",
-             lambda r: f"τ={r['threshold']}", (4, -10)),
+            ([r for r in rows if r["family"] == "diffusion" and _is_parallel(r)], "^", f"diffusion, L={length}, "
+             "parallel rules", _rule_note, (4, -10)),
         ]
         for cache, marker in ((None, "d-."), ("dual", "s-")):
-            series.append(([r for r in rows if r["family"] == "diffusion" and r.get("block_length") is not None
+            series.append(([r for r in rows if r["family"] == "diffusion" and str(r.get("decoding")).startswith("semi-AR")
                             and r.get("cache") == cache], marker, f"diffusion, L={length}, semi-AR, {cache or 'no'} cache",
                            lambda r: str(r["steps"]), (4, 4)))
         series.append(([r for r in rows if r["family"] == "continuous"], "P:",
@@ -575,7 +622,7 @@ def _plot_panel(ax, records: list[dict], human: list[dict], lengths: list[int], 
 def frontier_plot(records: list[dict], human: list[dict], path: Path, judge_name: str) -> None:
     """Quality against cost: judge perplexity against wall time and against NFE (top), unigram entropy
     and, where measured, MAUVE against wall time (bottom). One line per length for the diffusion steps
-    sweep (circles), threshold decoding (triangles), semi-AR (diamonds, squares with the cache) and
+    sweep (circles), parallel rules (triangles), semi-AR (diamonds, squares with the cache) and
     continuous diffusion (plus signs), a star for AR, a dotted line for human text."""
     import matplotlib
 
@@ -794,7 +841,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"no MAUVE for {family} at L={length}: its prompts {reason}", file=sys.stderr)
                 reference = None
             sweep += [(length, lm, config, reference)
-                      for config in sweep_configs(lm, length, divisors, thresholds, semi_ar, plan["continuous"])]
+                      for config in sweep_configs(lm, length, divisors, thresholds, semi_ar, plan["continuous"],
+                                                  plan["factors"], plan["entropy_bounds"], plan["blocked_rules"])]
     for length, lm, config, reference in progress_bar(sweep, desc="settings", unit="setting", show=args.progress):
         family = family_of(lm)
         record = measure_setting(lm, prompts, config, args.seed, progress=args.progress)

@@ -569,12 +569,15 @@ def test_quality_chart_shows_one_length_from_the_benchmark_json(app, tmp_path, m
                     record("ar", 128, None, None, 128, 0.8, 110.0), {"family": "diffusion", "length": 128},
                     {**record("diffusion", 128, 32, None, 32, 0.3, 100.0), "block_length": 32, "cache": "dual"},
                     {**record("diffusion", 128, 64, None, 64, 1.1, 90.0), "block_length": 32, "decoding": "fixed steps"},
+                    {**record("diffusion", 128, None, None, 40, 0.5, 95.0), "factor": 1.0, "block_length": 32,
+                     "cache": "dual", "decoding": "factor 1, b32, dual cache"},
                     record("continuous", 128, 64, None, 64, 0.9, 200.0)]}))
     chart = compare_tab.quality_chart()
     assert chart.lengths == [64, 128] and chart.length == 128  # 128 by default, no averaging across lengths
     frame = chart.frame.set_index("setting")
     assert frame.loc["diffusion, 8 steps", "judge perplexity"] == 1000.0
-    assert frame.loc["diffusion, threshold 0.9", "series"] == "diffusion, confidence threshold"
+    assert frame.loc["diffusion, threshold 0.9", "series"] == "diffusion, parallel decoding"
+    assert frame.loc["diffusion, factor 1, b32, dual cache", "series"] == "diffusion, parallel decoding"
     assert frame.loc["diffusion, 32 steps, blocks of 32, dual cache", "series"] == "diffusion, semi-AR + KV cache"
     # the model's recommended sampler uses blocks of its own: still the fixed-steps series
     assert frame.loc["diffusion, 64 steps, blocks of 32", "series"] == "diffusion, fixed steps"

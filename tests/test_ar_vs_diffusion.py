@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -220,16 +221,20 @@ def test_bench_quick_on_tiny_models(roberta_dir, gpt2_dir, tmp_path):
     result = json.loads(out.read_text())
     assert set(result) >= {"machine", "command", "judge", "human", "qa", "records"}
     records = result["records"]
-    # quick: diffusion steps 16/16, 16/4, 16/1, threshold 0.9, semi-AR 16/4 without and with the cache, and AR
+    # quick: diffusion steps 16/16, 16/4, 16/1, threshold 0.9, factor 1, entropy bound 0.5, threshold 0.9 in
+    # blocks with the dual cache, semi-AR 16/4 without and with the cache, and AR
     diffusion = [r for r in records if r["family"] == "diffusion"]
-    plain = [r for r in diffusion if r["threshold"] is None and r["block_length"] is None]
+    plain = [r for r in diffusion if r["decoding"] == "fixed steps"]
     assert sorted(r["steps"] for r in plain) == [1, 4, 16]
-    semi = [r for r in diffusion if r["block_length"] is not None]
+    semi = [r for r in diffusion if r["decoding"].startswith("semi-AR")]
     assert [(r["block_length"], r["steps"], r["cache"]) for r in semi] == [(16, 4, None), (16, 4, "dual")]
     assert all(r["nfe"] == 4 and r["remasking"] == "low_confidence" for r in semi)
-    threshold = [r for r in diffusion if r["threshold"] is not None]
-    assert [(r["threshold"], r["steps"], r["max_steps"]) for r in threshold] == [(0.9, None, 16)]
-    assert 1 <= threshold[0]["nfe"] <= 16
+    parallel = [r for r in diffusion if r["steps"] is None]
+    assert [(r["decoding"], r["max_steps"]) for r in parallel] == [
+        ("threshold 0.9", 16), ("factor 1", 16), ("entropy bound 0.5", 16), ("threshold 0.9, b16, dual cache", 16)]
+    assert [(r["threshold"], r["factor"], r["entropy_bound"]) for r in parallel] == [
+        (0.9, None, None), (None, 1.0, None), (None, None, 0.5), (0.9, None, None)]
+    assert all(1 <= r["nfe"] <= 16 for r in parallel)
     assert [r["family"] for r in records].count("ar") == 1
     for r in records:
         assert RECORD_FIELDS <= set(r), RECORD_FIELDS - set(r)
@@ -265,17 +270,29 @@ def test_bench_quick_on_tiny_models(roberta_dir, gpt2_dir, tmp_path):
 def test_bench_settings_and_lengths_that_do_not_fit(roberta, gpt2):
     bench = load_bench()
     configs = bench.sweep_configs(roberta, 64)
-    fixed = [c for c in configs if c.threshold is None and c.block_length is None]
+    labels = [bench.decoding_of(roberta, c) for c in configs]
+    fixed = [c for c, label in zip(configs, labels) if label == "fixed steps"]
     assert [c.steps for c in fixed] == [4, 8, 16, 32, 64]  # L/16 .. L
-    semi = [c for c in configs if c.block_length is not None]
+    assert all(c.remasking == roberta.settings.remasking and c.block_length == roberta.settings.block_length
+               for c in fixed)
+    semi = [c for c, label in zip(configs, labels) if label.startswith("semi-AR")]
     assert [(c.steps, c.cache) for c in semi] == [(8, None), (16, None), (32, None), (8, "dual"), (16, "dual"), (32, "dual")]
     assert all(c.block_length == 32 and c.remasking == "low_confidence" and c.top_p == 1.0 for c in semi)
-    assert all(c.remasking == roberta.settings.remasking for c in fixed)
-    threshold = [c for c in configs if c.threshold is not None]
-    assert [c.threshold for c in threshold] == [0.7, 0.8, 0.9, 0.95]
-    assert all(c.block_length is None and c.cache is None for c in threshold)
-    assert all(c.steps == 64 and c.remasking == "low_confidence" for c in threshold)
+    parallel = [c for c in configs if bench.parallel_rule(c) is not None]
+    assert [bench.parallel_rule(c) for c in parallel] == [
+        ("threshold", 0.7), ("threshold", 0.8), ("threshold", 0.9), ("threshold", 0.95), ("factor", 1.0),
+        ("factor", 2.0), ("entropy_bound", 0.1), ("entropy_bound", 0.5), ("entropy_bound", 2.0),
+        ("threshold", 0.9), ("factor", 1.0), ("entropy_bound", 0.5)]
+    assert all(c.steps == 64 and c.remasking == "low_confidence" for c in parallel)
+    assert all(c.block_length is None and c.cache is None for c in parallel[:9])
+    assert all(c.block_length == 32 and c.cache == "dual" for c in parallel[9:])
+    assert [bench.decoding_of(roberta, c) for c in parallel[8:10]] == ["entropy bound 2", "threshold 0.9, b32, dual cache"]
+    assert len(configs) == len(fixed) + len(semi) + len(parallel)
     assert all(c.length == 64 and not c.allow_eos for c in configs)  # exactly L tokens every run
+    # a model whose own recommendation has blocks keeps them in its steps sweep (never fewer steps than blocks)
+    blocked = SimpleNamespace(kind="masked", settings=roberta.settings.replace(block_length=32, remasking="entropy"))
+    fixed = [c for c in bench.sweep_configs(blocked, 128) if bench.decoding_of(blocked, c) == "fixed steps"]
+    assert [c.steps for c in fixed] == [8, 16, 32, 64, 128] and all(c.block_length == 32 for c in fixed)
     [ar] = bench.sweep_configs(gpt2, 64)
     assert ar.length == 64 and not ar.allow_eos
     assert bench.does_not_fit(gpt2, ["the cat sat"], 16) is None

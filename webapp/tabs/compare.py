@@ -54,8 +54,9 @@ def peak_memory_note(cuda: bool) -> str:
 
 
 QUALITY_FILES = (BENCH_RESULTS / "ar_vs_diffusion.json", BENCH_RESULTS / "ar_vs_diffusion_quick.json")  # first found
+PARALLEL_RULES = ("threshold", "factor", "entropy_bound")  # the benchmark's parallel-decoding rules
 QUALITY_LENGTH = 128  # the length the chart starts at (else the smallest measured)
-QUALITY_COLORS = {"diffusion, fixed steps": "#6366f1", "diffusion, confidence threshold": "#a855f7",
+QUALITY_COLORS = {"diffusion, fixed steps": "#6366f1", "diffusion, parallel decoding": "#a855f7",
                   "diffusion, semi-AR": "#14b8a6", "diffusion, semi-AR + KV cache": "#16a34a",
                   "continuous diffusion": "#0ea5e9",
                   AR: "#f97316", "human text (reference)": "#9ca3af"}
@@ -75,7 +76,7 @@ def quality_chart(length: int | None = None) -> QualityChart:
     """The chart's points at one `length` (default QUALITY_LENGTH, else the smallest); lengths are never averaged.
 
     Reads the first of QUALITY_FILES that exists: the full sweep, else the quick one. Each diffusion
-    setting (fixed steps, confidence threshold) is a point and AR is its own; human text, which has no
+    setting (fixed steps, a parallel-decoding rule, semi-AR) is a point and AR is its own; human text, which has no
     time or NFE, is a row of dots at its judge perplexity. A missing or malformed file: a note, no chart.
     """
     path = next((p for p in QUALITY_FILES if p.is_file()), None)
@@ -128,13 +129,15 @@ def _quality_row(record: dict) -> dict:
         steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
         blocks = f", blocks of {record['block_length']:g}" if _finite(record.get("block_length")) else ""
         series, setting = "diffusion, fixed steps", f"diffusion, {steps} steps{blocks}"
+    elif any(_finite(record.get(rule)) for rule in PARALLEL_RULES):  # threshold, factor or entropy bound
+        rule = next(r for r in PARALLEL_RULES if _finite(record.get(r)))
+        detail = str(record.get("decoding") or f"{rule.replace('_', ' ')} {record[rule]:g}")
+        series, setting = "diffusion, parallel decoding", f"diffusion, {detail}"
     elif _finite(record.get("block_length")):
         steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
         cache = record.get("cache")
         series = "diffusion, semi-AR + KV cache" if cache else "diffusion, semi-AR"
         setting = f"diffusion, {steps} steps, blocks of {record['block_length']:g}" + (f", {cache} cache" if cache else "")
-    elif _finite(record.get("threshold")):
-        series, setting = "diffusion, confidence threshold", f"diffusion, threshold {record['threshold']:g}"
     else:
         steps = f"{record['steps']:g}" if _finite(record.get("steps")) else "?"
         series, setting = "diffusion, fixed steps", f"diffusion, {steps} steps"
