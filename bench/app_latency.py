@@ -10,8 +10,10 @@ in production) and talks to it only through gradio_client, like a user's browser
 - launch to ready: from starting the process until the server answers HTTP;
 - first streamed step: from submitting /generate until the first update that shows a finished
   denoising step (the very first request, then the median of --repeats warm ones);
-- concurrency: --users clients submit /generate at the same moment; every request must succeed, and
-  the table gives the median and worst end-to-end latency.
+- concurrency: for each count in --users (default 1 2 4 8), that many clients submit /generate at the
+  same moment; every request must succeed, and the table gives the median and worst end-to-end
+  latency and the throughput, requests per minute = users x 60 / the time until the last one ended,
+  with its ratio to one user's: how the app's throughput scales with concurrent users on this machine.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="diffusion model (bundled name, folder or Hub id)")
     parser.add_argument("--ar-model", default="default-ar")
-    parser.add_argument("--users", type=int, default=8, help="concurrent gradio_client users")
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 2, 4, 8],
+                        help="concurrent gradio_client users, one burst per count")
     parser.add_argument("--repeats", type=int, default=5, help="warm first-step measurements")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the app to start")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         ready = time.perf_counter() - start
         client = Client(url, verbose=False)
-        with progress_bar(total=1 + args.repeats + args.users, desc="requests", unit="request",
+        with progress_bar(total=1 + args.repeats + sum(args.users), desc="requests", unit="request",
                           show=args.progress) as bar:  # moved between requests, outside what they time
             cold_first, cold_total = first_step_seconds(client, REQUEST)
             bar.update()
@@ -148,14 +151,27 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.repeats):
                 warm.append(first_step_seconds(client, {**REQUEST, "seed": i + 1}))
                 bar.update()
-            runs = concurrent_users(url, args.users, REQUEST, done=bar.update)
+            bursts = []
+            for users in args.users:
+                start_burst = time.perf_counter()
+                runs = concurrent_users(url, users, REQUEST, done=bar.update)
+                bursts.append((users, runs, time.perf_counter() - start_burst))
     finally:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-    latencies = [r["seconds"] for r in runs]
+    concurrency = []
+    for users, runs, seconds in bursts:
+        latencies = [r["seconds"] for r in runs]
+        concurrency.append({"users": users, "succeeded": sum(r["ok"] for r in runs),
+                            "latency_median_s": statistics.median(latencies), "latency_max_s": max(latencies),
+                            "requests_per_minute": 60 * users / max(latencies), "burst_seconds": seconds,
+                            "errors": [r["error"] for r in runs if not r["ok"]]})
+    single = next((c for c in concurrency if c["users"] == 1), concurrency[0])
+    for c in concurrency:
+        c["throughput_vs_one_user"] = c["requests_per_minute"] / single["requests_per_minute"]
     result = {
         "model": args.model,
         "ar_model": args.ar_model,
@@ -165,11 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         "generation_cold_s": cold_total,
         "first_step_warm_median_s": statistics.median(w[0] for w in warm),
         "generation_warm_median_s": statistics.median(w[1] for w in warm),
-        "users": args.users,
-        "succeeded": sum(r["ok"] for r in runs),
-        "latency_median_s": statistics.median(latencies),
-        "latency_max_s": max(latencies),
-        "errors": [r["error"] for r in runs if not r["ok"]],
+        "concurrency": concurrency,
+        "errors": [e for c in concurrency for e in c["errors"]],
         "cpu_cores": len(os.sched_getaffinity(0)),
         "load_average_1min_at_start": load,
         "torch_threads_per_request": os.environ.get("DLM_THREADS") or "cores // concurrency",
@@ -179,20 +192,23 @@ def main(argv: list[str] | None = None) -> int:
         ("first streamed step, first request", f"{cold_first:.2f} s (whole generation {cold_total:.2f} s)"),
         (f"first streamed step, warm (median of {args.repeats})",
          f"{result['first_step_warm_median_s']:.3f} s (whole generation {result['generation_warm_median_s']:.2f} s)"),
-        (f"{args.users} users at once: succeeded", f"{result['succeeded']}/{args.users}"),
-        (f"{args.users} users at once: latency", f"median {result['latency_median_s']:.2f} s, max {result['latency_max_s']:.2f} s"),
     ]
     print(f"app: --model {args.model} --ar-model {args.ar_model}; request {REQUEST}; "
           f"{result['cpu_cores']} CPU cores, load average {load:.1f} at start\n")
     print("| measure | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+    print("\n| users at once | succeeded | latency median s | latency max s | requests / min | throughput vs 1 user |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for c in concurrency:
+        print(f"| {c['users']} | {c['succeeded']}/{c['users']} | {c['latency_median_s']:.2f} | {c['latency_max_s']:.2f} | "
+              f"{c['requests_per_minute']:.1f} | {c['throughput_vs_one_user']:.2f}x |")
     for error in result["errors"]:
         print(f"error: {error}", file=sys.stderr)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
-    return 0 if result["succeeded"] == args.users else 1
+    return 0 if all(c["succeeded"] == c["users"] for c in concurrency) else 1
 
 
 if __name__ == "__main__":

@@ -3,9 +3,13 @@
     python bench/sampler.py                       # the bundled default model
     python bench/sampler.py --model runs/diffusion --repeats 5 --json bench/results/sampler.json
 
-For length 128, steps 8 / 32 / 128 and batch 1 / 8, prints milliseconds per step split into the
+For length 128, steps 8 / 32 / 128 and batch 1 / 4 / 8, prints milliseconds per step split into the
 model forward (timed by hooks on the model) and everything else (sampling, scoring, selection,
 recording the step): the engine's own overhead. Medians over --repeats runs, measured in one process.
+Throughput (generated tokens per second, all samples of the batch) is given twice: end to end, and
+as the forward alone would allow; each also as a multiple of batch 1's at the same steps, so how far
+batching pays, and whether the engine keeps up with the forward's own scaling, can be read off.
+--temperature 0 is greedy; --top-k / --top-p / --temperature override the model's recommendation.
 """
 
 from __future__ import annotations
@@ -60,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="default")
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--temperature", type=float, help="default: the model's recommendation")
     parser.add_argument("--top-p", type=float, help="default: the model's recommendation")
+    parser.add_argument("--top-k", type=int, help="default: the model's recommendation")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     add_progress_option(parser)
     args = parser.parse_args(argv)
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     if lm.kind != "masked":
         parser.error("the sampler benchmark needs a masked (diffusion) model")
     timer = ForwardTimer(lm.model)
-    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("top_k", args.top_k))
+                if v is not None}
     measure(lm, timer, args.length, args.steps[0], 1, seed=0, **sampling)  # warm-up
     rows = []
     with progress_bar(total=len(args.batch) * len(args.steps) * args.repeats, desc="timing", unit="run",
@@ -86,18 +92,31 @@ def main(argv: list[str] | None = None) -> int:
                     bar.update()
                 total = statistics.median(r["total_ms"] for r in runs)
                 forward = statistics.median(r["forward_ms"] for r in runs)
+                tokens = batch * args.length
                 rows.append({"length": args.length, "steps": steps, "batch": batch, "ms_per_step": total,
                              "forward_ms": forward, "other_ms": total - forward,
-                             "overhead_pct": 100 * (total - forward) / total})
+                             "overhead_pct": 100 * (total - forward) / total,
+                             "tokens_per_second": tokens / (steps * total / 1000),
+                             "forward_tokens_per_second": tokens / (steps * forward / 1000)})
+    for r in rows:  # batching's gain against batch 1 at the same steps, end to end and for the forward alone
+        one = next((o for o in rows if o["steps"] == r["steps"] and o["batch"] == 1), None)
+        r["throughput_vs_batch_1"] = r["tokens_per_second"] / one["tokens_per_second"] if one else None
+        r["forward_throughput_vs_batch_1"] = (r["forward_tokens_per_second"] / one["forward_tokens_per_second"]
+                                              if one else None)
     device = torch.cuda.get_device_name(0) if lm.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     settings = lm.settings.replace(**sampling)
     print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; temperature "
-          f"{settings.temperature}, top_p {settings.top_p}, remasking {settings.remasking}; medians of {args.repeats} runs\n")
-    print("| length | steps | batch | ms/step | forward ms | other ms | overhead |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          f"{settings.temperature}, top_k {settings.top_k}, top_p {settings.top_p}, remasking {settings.remasking}, "
+          f"blocks {settings.block_length}; medians of {args.repeats} runs\n")
+    print("| length | steps | batch | ms/step | forward ms | other ms | overhead | tokens/s | vs batch 1 | "
+          "forward-only tokens/s | vs batch 1 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratio = lambda x: "—" if x is None else f"{x:.2f}x"  # noqa: E731
     for r in rows:
         print(f"| {r['length']} | {r['steps']} | {r['batch']} | {r['ms_per_step']:.2f} | {r['forward_ms']:.2f} | "
-              f"{r['other_ms']:.2f} | {r['overhead_pct']:.1f}% |")
+              f"{r['other_ms']:.2f} | {r['overhead_pct']:.1f}% | {r['tokens_per_second']:.0f} | "
+              f"{ratio(r['throughput_vs_batch_1'])} | {r['forward_tokens_per_second']:.0f} | "
+              f"{ratio(r['forward_throughput_vs_batch_1'])} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": args.model, "device": device, "settings": settings.to_dict(), "rows": rows}, indent=2))

@@ -64,23 +64,36 @@ class MaskedGeneration(Generation):
                 forbid(logits, forbidden)
                 masked_here = masked[:, lo:hi]
                 guess_here = logits.argmax(dim=-1)  # (B, hi - lo)
-                if config.temperature > 0:  # sample only where a token may be committed now: the costly part
+                # Sampling is the costly part of a step, so it happens only where it can matter: where a token
+                # may be committed now, or, when the order of commitment does not depend on the sampled tokens
+                # (entropy, margin, random; no confidence rule), only at the positions committed. The same
+                # uniforms serve either way, so the text is the same; uncommitted guesses then show the argmax.
+                late = sampled_late(config)
+                if config.temperature > 0:
                     draw = row_uniforms(self.generators, num_positions, device)[:, lo:hi]  # full rows: batch-invariant
-                    picked = sample_tokens(logits[masked_here].unsqueeze(0), config, draw[masked_here].unsqueeze(0))
-                    guess_here[masked_here] = picked[0]
+                    if not late:
+                        picked = sample_tokens(logits[masked_here].unsqueeze(0), config, draw[masked_here].unsqueeze(0))
+                        guess_here[masked_here] = picked[0]
                 probs = torch.softmax(logits, dim=-1)  # the model's own belief, before temperature
                 order = None
                 if config.remasking == "random":
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi]
-                score, confidence_here = position_scores(probs, guess_here, config.remasking, order)
+                score, confidence_here = position_scores(probs, guess_here, config.remasking, order, masked_here)
                 k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
                 entropy = None
-                if config.entropy_bound is not None:
-                    entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)  # (B, hi - lo) nats
+                if config.entropy_bound is not None:  # only where a token may be committed
+                    entropy = torch.zeros(masked_here.shape, device=device)
+                    picked = probs[masked_here]
+                    entropy[masked_here] = -(picked * picked.clamp_min(1e-30).log()).sum(-1)  # nats
                 commit = torch.zeros_like(masked)
                 commit[:, lo:hi] = choose_positions(score, confidence_here, masked_here, k, config.threshold,
                                                     factor=config.factor, entropy=entropy,
                                                     entropy_bound=config.entropy_bound)
+                if late:
+                    chosen = commit[:, lo:hi]
+                    picked = sample_tokens(logits[chosen].unsqueeze(0), config, draw[chosen].unsqueeze(0))[0]
+                    guess_here[chosen] = picked
+                    confidence_here[chosen] = probs[chosen].gather(-1, picked.unsqueeze(-1)).squeeze(-1)
                 guess[:, lo:hi] = guess_here
                 confidence[:, lo:hi] = confidence_here.float()
                 canvas = torch.where(commit, guess, canvas)
@@ -116,6 +129,14 @@ class MaskedGeneration(Generation):
             cond, uncond = logits.chunk(2)
             return uncond + (1 + scale) * (cond - uncond)
         return logits
+
+
+def sampled_late(config: SamplerConfig) -> bool:
+    """True when which positions a step commits does not depend on the tokens sampled there, so only the
+    committed positions need sampling: the order comes from entropy, margin or random remasking, and no
+    threshold or factor rule reads the sampled tokens' confidence."""
+    return (config.temperature > 0 and config.remasking in ("entropy", "margin", "random")
+            and config.threshold is None and config.factor is None)
 
 
 def choose_positions(

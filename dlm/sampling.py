@@ -53,9 +53,10 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     inverse CDF in float64 (low-precision sampling distorts the tail, as LLaDA notes for Gumbel-max),
     over the kept tokens in vocabulary order: the token the full warped distribution would give.
 
-    Temperature is one division; top-k and top-p never sort the vocabulary: `support` finds the kept
-    tokens by partial selection (`torch.topk`), the same set as transformers' warpers
-    (`logits_warpers`), which still decide the rare rows whose cut-off splits a group of tied logits.
+    Temperature is one division; top-k and top-p never sort the vocabulary: `kept_tokens` finds the
+    kept set (partial selection for top-k, a threshold search for top-p), the same set as
+    transformers' warpers (`logits_warpers`), which still decide the rare rows whose cut-off splits a
+    group of tied logits.
     """
     if config.temperature == 0:
         return logits.argmax(dim=-1)
@@ -66,15 +67,8 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     u = uniforms.reshape(b * t, 1)
     if config.top_k <= 0 and config.top_p >= 1.0:
         return _inverse_cdf(scores, u).reshape(b, t)
-    tokens = torch.empty(b * t, dtype=torch.long, device=logits.device)
-    groups, tied = support(scores, config.top_k, config.top_p)
-    for rows, index, size in groups:
-        kept = index[:, : int(size.max())]  # (R, K) the most likely tokens, descending
-        in_nucleus = torch.arange(kept.shape[1], device=kept.device) < size.unsqueeze(1)
-        order = kept.masked_fill(~in_nucleus, v).argsort(dim=-1)  # the nucleus in vocabulary order, first
-        ids = kept.gather(1, order)
-        cand = scores[rows].gather(1, ids).masked_fill_(~in_nucleus.gather(1, order), float("-inf"))
-        tokens[rows] = ids.gather(1, _inverse_cdf(cand, u[rows]).unsqueeze(1)).squeeze(1)
+    kept, tied = kept_tokens(scores, config.top_k, config.top_p)
+    tokens = _inverse_cdf(scores.masked_fill(~kept, float("-inf")), u)
     if tied.numel():  # the cut-off splits tied logits: transformers' own warpers pick which stay
         warped = logits_warpers(config)(None, logits.reshape(b * t, v)[tied].float())
         tokens[tied] = _inverse_cdf(warped, u[tied])
@@ -88,88 +82,132 @@ def _inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, target).clamp_(max=scores.shape[-1] - 1).squeeze(1)
 
 
-def support(
-    scores: torch.Tensor, top_k: int, top_p: float, start: int = 64
-) -> tuple[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], torch.Tensor]:
-    """The tokens that top-k then top-p keep, found by partial selection instead of a full sort.
+def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept (N, V) bool, tied (M,) rows): the tokens transformers' TopKLogitsWarper then
+    TopPLogitsWarper keep, found without sorting the vocabulary.
 
-    scores: (N, V) float32, after temperature. The rule of transformers' TopKLogitsWarper (keep every
-    score >= the k-th largest) then TopPLogitsWarper (drop the tokens whose ascending cumulative
-    probability is <= 1 - top_p, keeping at least one). Equivalently the nucleus is the n most
-    likely tokens, n the number of ranks whose strictly more likely tokens hold < top_p, at least 1.
-    Without top-k, `torch.topk` starts at `start` tokens and doubles only for the rows whose
-    candidates still fall short of the nucleus, so usually one small selection does.
-
-    Returns (groups, tied). Each group is (rows (R,), index (R, K), size (R,)): row rows[i] keeps
-    index[i, :size[i]], its most likely tokens in descending order. tied (M,) are the rows whose
-    cut-off falls inside a group of equal scores: which of them stay is the order of transformers'
-    sort to decide, so they are left to its warpers.
+    scores: (N, V) float32, after temperature. The warpers' rule: keep every score >= the k-th largest
+    (top-k), then drop the tokens whose ascending cumulative probability is <= 1 - top_p, keeping at
+    least one (top-p). Equivalently, in descending order a token stays while the mass of the tokens
+    ranked before it is < top_p. Top-k is one `torch.topk(k + 1)`, top-p after it a cumulative sum
+    over those k; top-p alone is `nucleus`. tied: the rows whose cut-off falls inside a group of equal
+    scores, where which of them stay is the order of transformers' sort to decide: their mask is not
+    to be used, the caller leaves them to the warpers.
     """
     n_rows, v = scores.shape
-    device = scores.device
-    rows = torch.arange(n_rows, device=device)
-    tied, groups = [], []
-    if 0 < top_k < v:
-        vals, idx = scores.topk(top_k + 1, dim=-1)  # one beyond, to see a tie across the cut
-        split = vals[:, top_k] == vals[:, top_k - 1]
-        tied.append(rows[split])
-        rows, vals, idx = rows[~split], vals[~split, :top_k], idx[~split, :top_k]
+    rows = torch.arange(n_rows, device=scores.device)
+    if top_k <= 0 or top_k >= v:
         if top_p >= 1.0:
-            return [(rows, idx, torch.full_like(rows, top_k))], torch.cat(tied)
-        log_z = torch.logsumexp(vals.double(), dim=-1, keepdim=True)  # top-k renormalises over its k
-        candidates = [(rows, vals, idx, log_z)]
-    else:
-        if top_p >= 1.0:  # nothing is removed (the warper also drops probabilities that underflow to 0)
-            return [(rows, torch.arange(v, device=device).expand(n_rows, v), torch.full_like(rows, v))], rows[:0]
-        top = scores.amax(dim=-1, keepdim=True)  # (N, 1) log normaliser: one pass, no sort, float64 sum
-        log_z = top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
-        candidates = None
-    k = min(start, v)
-    while rows.numel():
-        if candidates is None:
-            vals, idx = scores[rows].topk(k, dim=-1)
-            lz = log_z[rows]
-        else:
-            (rows, vals, idx, lz), = candidates
-            k = vals.shape[1]
-        probs = torch.exp(vals.double() - lz)  # (R, k) descending
-        above = probs.cumsum(-1) - probs  # mass of the strictly more likely ranks
-        size = (above < top_p).sum(-1).clamp_(min=1)  # (R,) the nucleus size, if it fits in k
-        done = (size < k) | (k == v) | (candidates is not None)  # size < k: rank `size` shows a tie
+            return torch.ones_like(scores, dtype=torch.bool), rows[:0]
+        return nucleus(scores, top_p)
+    vals, idx = scores.topk(top_k + 1, dim=-1)  # one beyond, to see a tie across the cut
+    split = vals[:, top_k] == vals[:, top_k - 1]
+    vals, idx = vals[:, :top_k], idx[:, :top_k]
+    size = torch.full((n_rows,), top_k, device=scores.device)
+    if top_p < 1.0:  # top-p over the k kept, renormalised
+        probs = torch.softmax(vals.double(), dim=-1)  # (N, k) descending
+        before = probs.cumsum(-1) - probs  # the mass ranked before each
+        size = (before < top_p).sum(-1).clamp_(min=1)
         last = vals.gather(1, (size - 1).unsqueeze(1)).squeeze(1)
-        after = vals.gather(1, size.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
-        split = done & (size < k) & (after == last)
-        tied.append(rows[split])
-        ok = done & ~split
-        groups.append((rows[ok], idx[ok], size[ok]))
-        rows, k = rows[~done], min(2 * k, v)
-        if candidates is not None:
+        after = vals.gather(1, size.clamp(max=top_k - 1).unsqueeze(1)).squeeze(1)
+        split |= (size < top_k) & (after == last)
+    in_nucleus = torch.arange(top_k, device=scores.device) < size.unsqueeze(1)
+    kept = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, in_nucleus)
+    return kept, rows[split]
+
+
+def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """`kept_tokens` for top-p alone, by a threshold search instead of a sort.
+
+    With A(x) the probability of the tokens scoring above x, every token scoring above any x with
+    A(x) < top_p stays (the mass ranked before it is below A(x)), and every token scoring at or below
+    any x with A(x) >= top_p goes. The search keeps such a pair lo < hi per row and narrows it
+    `buckets`-fold per float64 pass over the vocabulary (a histogram of the probability mass between
+    them), so two or three passes leave at most `undecided` tokens in between. Only those are ranked
+    (`torch.topk`), and each stays while A(hi) plus the mass ranked before it within them is < top_p:
+    exactly the warper's rule. The nucleus itself, which a weak model can make thousands of tokens
+    wide, is never sorted. The pair is checked exactly at the end; a row where rounding in the
+    histogram broke it is searched again over its whole range (correct, only slower).
+    """
+    n_rows, v = scores.shape
+    top = scores.amax(dim=-1, keepdim=True)  # (N, 1)
+    log_z = top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
+    wide = scores.double()
+    probs = torch.exp(wide - log_z)  # (N, V); forbidden (-inf) tokens are 0
+    floor = scores.masked_fill(~torch.isfinite(scores), float("inf")).amin(dim=-1, keepdim=True).double() - 1.0
+    lo, hi = floor, top.double()  # A(floor) = 1 >= top_p > 0 = A(top)
+    slots = buckets + 2  # 0: at or below lo; 1..buckets: between, low to high; buckets + 1: above hi
+    offsets = torch.arange(n_rows, device=scores.device).unsqueeze(1) * slots
+    for _ in range(8):
+        scale = (buckets / (hi - lo)).float()
+        position = ((scores - lo.float()) * scale).ceil_().clamp_(0, buckets + 1).long().add_(offsets).flatten()
+        mass = torch.bincount(position, weights=probs.flatten(), minlength=n_rows * slots).view(n_rows, slots)
+        count = torch.bincount(position, minlength=n_rows * slots).view(n_rows, slots)
+        above = mass.flip(-1).cumsum(-1).flip(-1)[:, 1:]  # (N, buckets + 1): A at boundary j = mass in slots > j
+        j = ((above >= top_p).sum(-1, keepdim=True) - 1).clamp_(0, buckets - 1)  # the bucket holding the cut
+        step = (hi - lo) / buckets
+        left = count.gather(1, j + 1)  # tokens in that bucket
+        lo, hi = lo + j * step, lo + (j + 1) * step
+        if int(left.max()) <= undecided:
             break
-    return [g for g in groups if g[0].numel()], torch.cat(tied)
+    mass_above_hi = torch.where(wide > hi, probs, 0.0).sum(-1, keepdim=True)
+    broken = (mass_above_hi >= top_p) | (torch.where(wide > lo, probs, 0.0).sum(-1, keepdim=True) < top_p)
+    if bool(broken.any()):  # rounding moved a bucket edge across a token: this row gets the whole range
+        lo, hi = torch.where(broken, floor, lo), torch.where(broken, top.double(), hi)
+        mass_above_hi = torch.where(wide > hi, probs, 0.0).sum(-1, keepdim=True)
+    between = (wide > lo) & (wide <= hi)
+    width = int(between.sum(-1).max())
+    vals, idx = wide.masked_fill(~between, float("-inf")).topk(width, dim=-1)  # undecided, descending
+    valid = torch.isfinite(vals)
+    p = torch.exp(vals - log_z).masked_fill_(~valid, 0.0)
+    before = mass_above_hi + p.cumsum(-1) - p  # the mass ranked before each undecided token
+    stays = (before < top_p) & valid
+    size = stays.sum(-1)  # (N,) undecided tokens that stay; >= 1 when none scores above hi
+    last = vals.gather(1, (size - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    after = vals.gather(1, size.clamp(max=width - 1).unsqueeze(1)).squeeze(1)
+    split = (size > 0) & (size < valid.sum(-1)) & (after == last)
+    kept = (wide > hi) | torch.zeros_like(between).scatter_(1, idx, stays)
+    return kept, torch.arange(n_rows, device=scores.device)[split]
 
 
 def position_scores(
-    probs: torch.Tensor, tokens: torch.Tensor, remasking: str, uniforms: torch.Tensor | None
+    probs: torch.Tensor,
+    tokens: torch.Tensor,
+    remasking: str,
+    uniforms: torch.Tensor | None,
+    where: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """How much each position deserves to be committed now (higher first), and its confidence.
 
-    probs: (B, T, V) the model's distribution; tokens: (B, T) the sampled guesses.
-    Returns (score, confidence), both (B, T); confidence is the probability of the guess.
+    probs: (B, T, V) the model's distribution; tokens: (B, T) the sampled guesses; where: (B, T) bool,
+    the positions that may be committed (None: all). Returns (score, confidence), both (B, T);
+    confidence is the probability of the guess, everywhere; the score is computed only `where`
+    (-inf elsewhere), so a vocabulary-wide score (margin, entropy) costs only the positions that can
+    use it.
     """
     confidence = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
     if remasking == "low_confidence":
         score = confidence
-    elif remasking == "margin":
-        top2 = probs.topk(2, dim=-1).values  # (B, T, 2)
-        score = top2[..., 0] - top2[..., 1]
-    elif remasking == "entropy":
-        score = (probs * probs.clamp_min(1e-30).log()).sum(-1)  # negative entropy
+    elif remasking in ("margin", "entropy"):
+        picked = probs if where is None else probs[where]  # (..., V)
+        if remasking == "margin":
+            top2 = picked.topk(2, dim=-1).values
+            value = top2[..., 0] - top2[..., 1]
+        else:
+            value = (picked * picked.clamp_min(1e-30).log()).sum(-1)  # negative entropy
+        if where is None:
+            score = value
+        else:
+            score = torch.full(confidence.shape, float("-inf"), dtype=value.dtype, device=value.device)
+            score[where] = value
     elif remasking == "random":
         if uniforms is None:
             raise ValueError("random remasking needs uniforms")
         score = uniforms.to(probs.dtype)
     else:
         raise ValueError(f"unknown remasking {remasking!r}; choose from {sorted(REMASKING)}")
+    if where is not None:
+        score = score.masked_fill(~where, float("-inf"))
     return score, confidence
 
 

@@ -256,3 +256,27 @@ def test_schedules_sum_to_n():
 def test_config_replace_and_round_trip():
     config = SamplerConfig().replace(steps=8, remasking="margin")
     assert SamplerConfig.from_dict({**config.to_dict(), "unknown_future_key": 1}) == config
+
+
+@pytest.mark.parametrize("remasking", ["entropy", "margin", "random"])
+def test_sampling_only_committed_positions_writes_the_same_text(roberta, monkeypatch, remasking):
+    """When the commit order does not read the sampled tokens, only the committed positions are sampled,
+    with the very uniforms a full sampling pass would use: the same text, step for step."""
+    import dlm.sampler as sampler
+
+    options = dict(length=16, steps=8, remasking=remasking, temperature=0.9, top_p=0.9, seed=7, num_samples=2,
+                   block_length=8)
+    assert sampler.sampled_late(roberta.settings.replace(**{k: v for k, v in options.items() if k != "seed"}))
+    late = dlm.generate(roberta, "the cat", **options)
+    drawn = []
+    real_sample = sampler.sample_tokens
+    monkeypatch.setattr(sampler, "sample_tokens", lambda logits, *a: drawn.append(logits.shape[1]) or real_sample(logits, *a))
+    dlm.generate(roberta, "the cat", **options)
+    assert max(drawn) <= 2 * 2  # a step commits 2 per row here, and only those are sampled
+    monkeypatch.setattr(sampler, "sampled_late", lambda config: False)
+    early = dlm.generate(roberta, "the cat", **options)
+    assert torch.equal(late.final, early.final)
+    for a, b in zip(late.steps, early.steps):
+        assert torch.equal(a.canvas, b.canvas) and torch.equal(a.committed, b.committed)
+    assert not sampler.sampled_late(roberta.settings.replace(remasking="low_confidence", temperature=0.9))
+    assert not sampler.sampled_late(roberta.settings.replace(remasking="entropy", temperature=0.9, threshold=0.9))

@@ -8,18 +8,14 @@ from scipy.stats import chisquare
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from dlm.config import SamplerConfig
-from dlm.sampling import logits_warpers, sample_tokens, support
+from dlm.sampling import kept_tokens, logits_warpers, nucleus, sample_tokens
 
 BOUNDARY = 1e-6  # float32 rounding in transformers' cumulative sum: a cut closer than this may go either way
 
 
 def kept_mask(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, V) the tokens `support` keeps, and (N,) the rows it leaves to transformers (tied cut-off)."""
-    groups, tied = support(scores, top_k, top_p, start=4)  # a small start exercises the doubling
-    mask = torch.zeros(scores.shape, dtype=torch.bool)
-    for rows, index, size in groups:
-        in_nucleus = torch.arange(index.shape[1]) < size.unsqueeze(1)
-        mask[rows.unsqueeze(1).expand_as(index)[in_nucleus], index[in_nucleus]] = True
+    """(N, V) the tokens `kept_tokens` keeps, and (N,) the rows it leaves to transformers (tied cut-off)."""
+    mask, tied = kept_tokens(scores, top_k, top_p)
     left = torch.zeros(scores.shape[0], dtype=torch.bool)
     left[tied] = True
     return mask, left
@@ -111,3 +107,19 @@ def test_fixed_uniforms_same_tokens_and_same_as_full_warpers(options):
     full = torch.searchsorted(cdf, u.reshape(-1, 1) * cdf[:, -1:]).clamp_(max=499).reshape(2, 64)
     assert (first == full).float().mean() > 0.99  # equal up to float64 rounding at a CDF boundary
     assert torch.equal(sample_tokens(logits, SamplerConfig(temperature=0.0), u), logits.argmax(-1))
+
+
+@pytest.mark.parametrize("undecided", [1, 8, 64])
+def test_the_threshold_search_finds_wide_nuclei_exactly(undecided):
+    """A flat distribution over 4,096 tokens (a weak model's): nuclei of thousands, searched down to
+    `undecided` tokens or fewer before any ranking, equal to transformers' kept set."""
+    gen = torch.Generator().manual_seed(undecided)
+    scores = torch.randn(24, 4096, generator=gen) * 0.7
+    scores[3, :100] = float("-inf")
+    for top_p in (0.5, 0.9, 0.95, 0.999):
+        mine, tied = nucleus(scores, top_p, undecided=undecided)
+        ref, near = reference(scores, 0, top_p)
+        rows = ~near
+        assert tied.numel() == 0
+        assert torch.equal(mine[rows], ref[rows])
+        assert int(mine[rows].sum(-1).min()) > 100  # wide indeed
