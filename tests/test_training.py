@@ -210,6 +210,15 @@ def test_resume_after_kill(corpus, tmp_path):
     steps = [h["step"] for h in history if "loss" in h]
     assert steps[0] == 1 and steps[-1] == saved + 10, "the log continues the killed run"
     assert json.loads((out / "dlm_run.json").read_text())["steps"] == saved + 10
+    # the killed session's time is not lost: the ledger has both sessions, and the run's wall time sums them
+    sessions = json.loads((out / "dlm_time.json").read_text())["sessions"]
+    # (the kill may land between a checkpoint and the ledger's update after it: one checkpoint behind at most)
+    assert len(sessions) == 2 and sessions[0]["start_step"] == 0 and sessions[0]["end_step"] >= saved - 10
+    assert sessions[1]["start_step"] == saved and sessions[1]["end_step"] == saved + 10
+    assert all(s["seconds"] > 0 for s in sessions)
+    run = json.loads((out / "dlm_run.json").read_text())
+    assert run["wall_seconds"] == pytest.approx(sum(s["seconds"] for s in sessions))
+    assert [s["steps"] for s in run["sessions"]] == [sessions[0]["end_step"], 10]
 
 
 # ---- bad input -----------------------------------------------------------------------------------

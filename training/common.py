@@ -8,9 +8,11 @@ import platform
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from training.data import DataError, load_texts, pack
 
@@ -121,6 +123,49 @@ def prior_tokens(init: str | None) -> int:
     return int(record.get("tokens_seen_total", record.get("tokens_seen", 0)))
 
 
+TIME_FILE = "dlm_time.json"  # the wall-time ledger of a run's sessions (`TimeLedger`)
+
+
+class TimeLedger(TrainerCallback):
+    """Keeps the wall time of every training session of a run in `folder / TIME_FILE`, rewritten at
+    every log and checkpoint: a session that is interrupted (a killed process, a session limit) still
+    counts up to its last log, and a resumed run adds a session instead of forgetting earlier ones."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / TIME_FILE
+        self.start = 0.0
+        self.entry: dict | None = None
+        self.earlier: list[dict] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+        self.earlier = read_time_ledger(self.path.parent)
+        self.entry = {"start_step": state.global_step, "end_step": state.global_step, "seconds": 0.0,
+                      "hardware": hardware()}
+        self._write(state)
+
+    def on_log(self, args, state, control, **kwargs):
+        self._write(state)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._write(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._write(state)
+
+    def _write(self, state) -> None:
+        if self.entry is None or not state.is_world_process_zero:
+            return
+        self.entry.update(end_step=state.global_step, seconds=time.perf_counter() - self.start)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"sessions": [*self.earlier, self.entry]}, indent=2))
+
+
+def read_time_ledger(folder: str | Path) -> list[dict]:
+    """The sessions `TimeLedger` recorded for the run in `folder` (oldest first; [] when none)."""
+    return _read_json(Path(folder) / TIME_FILE).get("sessions", [])
+
+
 def record_start(args, module: str) -> None:
     """Write the run record's first facts (command, starting checkpoint, tokens it had seen) before training,
     so that a run still in progress can be read (bench/learning_curve.py). Earlier sessions are kept."""
@@ -224,13 +269,18 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
 
     folder = Path(args.output_dir)
     first_step = int(str(resume_from).rsplit("-", 1)[-1]) if resume_from else 0
+    trainer.add_callback(TimeLedger(folder))
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
     state = trainer.state
     tokens_per_step = args.batch_size * args.block_size * args.grad_accum * trainer.args.world_size
     runtime = result.metrics["train_runtime"]
-    history = _read_json(folder / RUN_FILE).get("sessions", [])
-    history.append({"steps": state.global_step - first_step, "seconds": runtime, "hardware": hardware()})
+    # every session, interrupted ones included (the ledger); runs from before it kept completed ones only
+    history = [{"steps": s["end_step"] - s["start_step"], "seconds": s["seconds"], "hardware": s["hardware"]}
+               for s in read_time_ledger(folder)]
+    if not history:
+        history = _read_json(folder / RUN_FILE).get("sessions", [])
+        history.append({"steps": state.global_step - first_step, "seconds": runtime, "hardware": hardware()})
     base = getattr(args, "init", None) or getattr(args, "init_from_ar", None)  # the checkpoint the run started from
     info = {
         "command": command_line(module),

@@ -279,7 +279,9 @@ def run(args) -> Path:
         results[key] = train_one(args, start, tokenizer, kind, labels, spec, train, validation, target, steps)
     seconds = time.perf_counter() - started
     spec["training"].setdefault("sessions", []).append({"seconds": seconds, "hardware": common.hardware()})
-    spec["training"]["wall_seconds"] = sum(s["seconds"] for s in spec["training"]["sessions"])
+    # the models' own ledgers count sessions that were interrupted before this file was written
+    trained = sum(r.get("seconds", 0) for r in results.values())
+    spec["training"]["wall_seconds"] = max(sum(s["seconds"] for s in spec["training"]["sessions"]), trained)
     if (Path(init) / CONFIG_FILE).is_file():  # continued from a classifier: its training counts too
         earlier = json.loads((Path(init) / CONFIG_FILE).read_text())["training"]
         spec["training"]["continued_from"] = earlier
@@ -345,6 +347,7 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
                                           prefix_fraction=0.0, seed=1234)
         trainer = DiffusionTrainer(model=model, args=training_args, data_collator=collator, train_dataset=train,
                                    eval_dataset=validation, processing_class=tokenizer, eval_collator=eval_collator)
+    trainer.add_callback(common.TimeLedger(target))
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
     common.save_final(trainer, tokenizer, target, args.save_dtype)
@@ -352,7 +355,9 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
         import shutil
 
         shutil.rmtree(checkpoint)
-    info = {"steps": trainer.state.global_step, "pieces": len(train), "seconds": result.metrics["train_runtime"],
+    sessions = common.read_time_ledger(target)  # every session of this model, interrupted ones included
+    seconds = sum(s["seconds"] for s in sessions) if sessions else result.metrics["train_runtime"]
+    info = {"steps": trainer.state.global_step, "pieces": len(train), "seconds": seconds,
             "eval_loss": metrics.get("eval_loss"), "parameters": sum(p.numel() for p in model.parameters())}
     if "eval_label_accuracy" in metrics:  # conditional design: the one-sample Bayes decision on held-out pieces
         info["eval_label_accuracy"] = metrics["eval_label_accuracy"]
