@@ -135,14 +135,15 @@ def one_request(sessions: Sessions, kind: str, n: int, timeout: float) -> dict:
             job = client.submit(text="Once upon a time", length=48, steps=24, seed=n, api_name="/generate")
             result = job.result(timeout=timeout)
             assert result[4].startswith("**Done**"), result[4]
-        elif kind == "animate":
-            client.predict(text="The old man", length=32, steps=16, seed=n, frame_ms=100, race_ar=n % 2 == 0,
-                           api_name="/animate")
+        elif kind == "animate":  # every request waits at most `timeout`: one still running then is a hang
+            client.submit(text="The old man", length=32, steps=16, seed=n, frame_ms=100, race_ar=n % 2 == 0,
+                          api_name="/animate").result(timeout=timeout)
         elif kind == "classify":
-            client.predict(text="A gripping, beautifully acted film.\nDull, slow and far too long.", samples=8,
-                           api_name="/classify")
+            client.submit(text="A gripping, beautifully acted film.\nDull, slow and far too long.", samples=8,
+                          api_name="/classify").result(timeout=timeout)
         elif kind == "compare":
-            client.predict(text="It was a dark night", length=32, steps=16, seed=n, api_name="/compare")
+            client.submit(text="It was a dark night", length=32, steps=16, seed=n,
+                          api_name="/compare").result(timeout=timeout)
         elif kind == "cancel":
             job = client.submit(text="Call me", length=128, steps=128, seed=n, api_name="/generate")
             time.sleep(random.uniform(0.2, 1.5))
@@ -152,7 +153,7 @@ def one_request(sessions: Sessions, kind: str, n: int, timeout: float) -> dict:
         else:  # malformed
             bad = [dict(seed="x"), dict(length=8, steps=64), dict(model="no-such-model")][n % 3]
             args = dict(text="the cat", length=16, steps=8) | bad
-            client.predict(**args, api_name="/generate")
+            client.submit(**args, api_name="/generate").result(timeout=timeout)
             return {"kind": kind, "outcome": "failure: accepted bad input", "seconds": time.perf_counter() - start}
     except TimeoutError:
         return {"kind": kind, "outcome": "hang", "seconds": time.perf_counter() - start}
