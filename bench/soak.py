@@ -69,8 +69,19 @@ def free_port() -> int:
 def launch(port: int, temp_dir: Path, threads: int) -> subprocess.Popen:
     env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "DLM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the app's log goes to a file beside (not inside) its temp folder: a pipe nobody reads fills up (64 KB)
+    # and then blocks the server's event loop at its next write, the harness hanging the app
+    log_path = temp_dir.with_name(temp_dir.name + ".log")
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=log, text=True)
+    process.log_path = log_path
+    return process
+
+
+def app_log(process: subprocess.Popen) -> str:
+    """What the app wrote to its log so far."""
+    return Path(process.log_path).read_text(errors="replace")
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> None:
@@ -79,7 +90,7 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> Non
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the app exited: {process.stderr.read()[-2000:]}")
+            raise SystemExit(f"the app exited: {app_log(process)[-2000:]}")
         try:
             if httpx.get(url + "/gradio_api/info", timeout=5).status_code == 200:
                 return
