@@ -84,7 +84,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dlm  # noqa: E402
 from dlm.cli import add_progress_option, progress_bar  # noqa: E402
 from dlm.cli import note as progress_note  # noqa: E402  (a line on stderr that leaves the bars whole)
-from dlm.config import SamplerConfig  # noqa: E402
+from dlm.config import PARALLEL_RULES, SamplerConfig  # noqa: E402
 from dlm.generation import encode, special_framing  # noqa: E402
 from dlm.loading import LanguageModel, bundled_models  # noqa: E402
 from dlm.qa import ANSWER_TOKENS, QAResult, family_of, load_qa, run_qa  # noqa: E402
@@ -114,7 +114,6 @@ FACTORS = (1.0, 2.0)  # Fast-dLLM's factor rule
 ENTROPY_BOUNDS = (0.1, 0.5, 2.0)  # the EB-sampler's bound (nats)
 # each rule again in Fast-dLLM's setting: blocks of 32, the dual cache
 BLOCKED_RULES = ({"threshold": 0.9}, {"factor": 1.0}, {"entropy_bound": 0.5})
-PARALLEL_RULES = ("threshold", "factor", "entropy_bound")
 # Semi-autoregressive decoding (LLaDA blocks, low-confidence remasking, plain temperature sampling),
 # without and with the Fast-dLLM dual key/value cache: steps L / divisor.
 SEMI_AR = {"block_length": 32, "remasking": "low_confidence", "temperature": 1.0, "top_p": 1.0}

@@ -31,6 +31,9 @@ CACHES = {
     "dual": "the current block only; keys and values on both sides are reused (Fast-dLLM's DualCache)",
 }
 
+# Rules that may commit several positions in one step (at most one at a time): SamplerConfig fields.
+PARALLEL_RULES = ("threshold", "factor", "entropy_bound")
+
 SETTINGS_KEY = "dlm"  # key in config.json holding the diffusion settings written by training/
 
 
@@ -71,7 +74,7 @@ class SamplerConfig:
             self.entropy_bound is None or self.entropy_bound >= 0,
             f"entropy_bound must be >= 0 or None (off), got {self.entropy_bound}",
         )
-        rules = [name for name in ("threshold", "factor", "entropy_bound") if getattr(self, name) is not None]
+        rules = [name for name in PARALLEL_RULES if getattr(self, name) is not None]
         _check(len(rules) <= 1, f"choose one parallel-decoding rule, not {' and '.join(rules)}")
         _check(
             self.block_length is None or self.block_length >= 1,

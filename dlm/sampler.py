@@ -2,12 +2,13 @@
 
 Each step runs the model once over the whole canvas, samples a guess for every position
 (greedy / temperature / top-k / top-p), scores the still-masked positions (random, confidence,
-margin or entropy) and commits the best of them; how many follows the schedule, or a confidence
-threshold, Fast-dLLM's factor rule or an entropy bound (the EB-sampler), each of which may commit
-several positions per step when the model is sure of them. Positions split into semi-autoregressive blocks are finished left to right
-(LLaDA's `block_length`). Classifier-free guidance runs the conditional and the prompt-masked
-canvas in one batch: logits = uncond + (1 + s) * (cond - uncond), as in LLaDA. The logits come from
-`dlm.shifted.canvas_logits`, so a shifted model (Dream-style) needs nothing special here.
+margin or entropy) and commits the best of them; how many follows the schedule, or a parallel rule
+(a confidence threshold, Fast-dLLM's factor rule or the EB-sampler's entropy bound) that may commit
+several positions per step when the model is sure of them. Positions split into semi-autoregressive
+blocks are finished left to right (LLaDA's `block_length`). Classifier-free guidance runs the
+conditional and the prompt-masked canvas in one batch: logits = uncond + (1 + s) * (cond - uncond),
+as in LLaDA. The logits come from `dlm.shifted.canvas_logits`, so a shifted model (Dream-style)
+needs nothing special here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dlm.cache import KVCache
 from dlm.config import SamplerConfig
 from dlm.generation import Generation, check_fits, forbidden_ids, infill_canvas, prompt_canvas
 from dlm.loading import LanguageModel
-from dlm.sampling import forbid, position_scores, row_uniforms, sample_tokens
+from dlm.sampling import entropy, forbid, position_scores, row_uniforms, sample_tokens
 from dlm.schedules import num_transfer_tokens
 from dlm.shifted import canvas_logits
 from dlm.trace import Step
@@ -80,14 +81,13 @@ class MaskedGeneration(Generation):
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi]
                 score, confidence_here = position_scores(probs, guess_here, config.remasking, order, masked_here)
                 k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
-                entropy = None
+                spread = None
                 if config.entropy_bound is not None:  # only where a token may be committed
-                    entropy = torch.zeros(masked_here.shape, device=device)
-                    picked = probs[masked_here]
-                    entropy[masked_here] = -(picked * picked.clamp_min(1e-30).log()).sum(-1)  # nats
+                    spread = torch.zeros(masked_here.shape, device=device)
+                    spread[masked_here] = entropy(probs[masked_here])
                 commit = torch.zeros_like(masked)
                 commit[:, lo:hi] = choose_positions(score, confidence_here, masked_here, k, config.threshold,
-                                                    factor=config.factor, entropy=entropy,
+                                                    factor=config.factor, entropy=spread,
                                                     entropy_bound=config.entropy_bound)
                 if late:
                     chosen = commit[:, lo:hi]
@@ -136,7 +136,7 @@ def sampled_late(config: SamplerConfig) -> bool:
     committed positions need sampling: the order comes from entropy, margin or random remasking, and no
     threshold or factor rule reads the sampled tokens' confidence."""
     return (config.temperature > 0 and config.remasking in ("entropy", "margin", "random")
-            and config.threshold is None and config.factor is None)
+            and config.threshold is None and config.factor is None)  # an entropy bound reads no sample
 
 
 def choose_positions(
@@ -166,16 +166,19 @@ def choose_positions(
     remaining = eligible.sum(dim=1)  # (B,)
     if threshold is not None:
         above = eligible & (confidence >= threshold)
-    elif factor is not None:
-        above = _best_prefix(confidence, eligible, lambda ranked, n: (n + 1) * (1 - ranked) < factor)
-    elif entropy_bound is not None:
+    elif factor is not None:  # in confidence order: (n + 1)(1 - c_(n)) < factor
+        def passes(order):
+            n = torch.arange(1, t + 1, device=score.device)
+            return (n + 1) * (1 - confidence.gather(1, order)) < factor
+        above = _longest_prefix(confidence, eligible, passes)
+    elif entropy_bound is not None:  # in score order: summed entropy minus its largest <= the bound
         if entropy is None:
             raise ValueError("an entropy bound needs the positions' entropies")
-        order = score.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
-        ranked = entropy.gather(1, order).masked_fill(~eligible.gather(1, order), 0.0)
-        spent = ranked.cumsum(1) - ranked.cummax(1).values  # all but the largest, over each prefix
-        keep = (spent <= entropy_bound).long().cumprod(1).bool() & eligible.gather(1, order)
-        above = torch.zeros_like(eligible).scatter_(1, order, keep)
+
+        def passes(order):
+            ranked = entropy.gather(1, order).masked_fill(~eligible.gather(1, order), 0.0)
+            return ranked.cumsum(1) - ranked.cummax(1).values <= entropy_bound
+        above = _longest_prefix(score, eligible, passes)
     else:
         above = torch.zeros_like(eligible)
     want = torch.full_like(remaining, k)
@@ -187,13 +190,11 @@ def choose_positions(
     return eligible & ((ranks < want.unsqueeze(1)) | above)
 
 
-def _best_prefix(value: torch.Tensor, eligible: torch.Tensor, ok) -> torch.Tensor:
-    """(B, T) bool: per row, the eligible positions of highest `value` for as long as ok(ranked value,
-    rank n counted from 1) holds for each of them in turn."""
-    order = value.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
-    ranked = value.gather(1, order)
-    n = torch.arange(1, value.shape[1] + 1, device=value.device).expand_as(ranked)
-    keep = (ok(ranked, n) & eligible.gather(1, order)).long().cumprod(1).bool()
+def _longest_prefix(key: torch.Tensor, eligible: torch.Tensor, passes) -> torch.Tensor:
+    """(B, T) bool: per row, the eligible positions in descending `key` order for as long as each passes;
+    passes(order) gets the (B, T) ranking and says, rank by rank, whether that prefix may be committed."""
+    order = key.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
+    keep = (passes(order) & eligible.gather(1, order)).long().cumprod(1).bool()
     return torch.zeros_like(eligible).scatter_(1, order, keep)
 
 

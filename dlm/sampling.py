@@ -129,7 +129,7 @@ def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: in
     wide, is never sorted. The pair is checked exactly at the end; a row where rounding in the
     histogram broke it is searched again over its whole range (correct, only slower).
     """
-    n_rows, v = scores.shape
+    n_rows = scores.shape[0]
     top = scores.amax(dim=-1, keepdim=True)  # (N, 1)
     log_z = top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
     wide = scores.double()
@@ -194,7 +194,7 @@ def position_scores(
             top2 = picked.topk(2, dim=-1).values
             value = top2[..., 0] - top2[..., 1]
         else:
-            value = (picked * picked.clamp_min(1e-30).log()).sum(-1)  # negative entropy
+            value = -entropy(picked)
         if where is None:
             score = value
         else:
@@ -209,6 +209,11 @@ def position_scores(
     if where is not None:
         score = score.masked_fill(~where, float("-inf"))
     return score, confidence
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """The entropy (nats) of each distribution along the last axis."""
+    return -(probs * probs.clamp_min(1e-30).log()).sum(-1)
 
 
 def forbid(logits: torch.Tensor, token_ids: list[int]) -> torch.Tensor:

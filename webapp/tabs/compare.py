@@ -14,6 +14,7 @@ import gradio as gr
 import pandas as pd
 
 import dlm
+from dlm.config import PARALLEL_RULES
 from dlm.race import Lane, race
 from dlm.render import COLOR_MAP, highlight
 from webapp.components import Number, Slider, canvas_box, model_or_error, ui_error, waiting_button
@@ -54,7 +55,6 @@ def peak_memory_note(cuda: bool) -> str:
 
 
 QUALITY_FILES = (BENCH_RESULTS / "ar_vs_diffusion.json", BENCH_RESULTS / "ar_vs_diffusion_quick.json")  # first found
-PARALLEL_RULES = ("threshold", "factor", "entropy_bound")  # the benchmark's parallel-decoding rules
 QUALITY_LENGTH = 128  # the length the chart starts at (else the smallest measured)
 QUALITY_COLORS = {"diffusion, fixed steps": "#6366f1", "diffusion, parallel decoding": "#a855f7",
                   "diffusion, semi-AR": "#14b8a6", "diffusion, semi-AR + KV cache": "#16a34a",
