@@ -19,7 +19,7 @@ import threading
 
 from webapp import models
 from webapp.models import Models, configure
-from webapp.page import build_demo, launch_options
+from webapp.page import build_demo, launch_options, serve
 from webapp.settings import AR, CLASSIFIER, CONTINUOUS, DIFFUSION, ENV
 
 demo = build_demo()  # for the bundled models or the DLM_* environment; main() rebuilds it for other flags
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_warm_up:
         threading.Thread(target=registry.warm_up, name="warm-up", daemon=True).start()
     if on_space:
-        demo.launch(**launch_options())  # the Space decides host and port
+        serve(demo, **launch_options())  # the Space decides host and port
     else:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
+        serve(demo, server_name=args.host, server_port=args.port, share=args.share, **launch_options())
     return 0
 
 

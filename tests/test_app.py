@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -1061,6 +1062,54 @@ def test_a_served_file_is_stored_once(served):
     copies = [p for p in Path(get_upload_folder()).rglob("*.gif")
               if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == digest]
     assert len(copies) == 1 and copies[0].is_relative_to(app_files.output_dir())
+
+
+def test_leftovers_of_ended_processes_are_removed_and_running_apps_kept():
+    import os
+    import subprocess
+    import sys
+
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    parent = app_files.output_dir().parent
+    dead = parent / f"dlm-app-{gone}-0123abcd"
+    running = parent / f"dlm-app-{os.getppid()}-0123abcd"  # another app, still running
+    for folder in (dead, running):
+        (folder / "0123456789ab").mkdir(parents=True)
+        (folder / "0123456789ab" / "run.gif").write_bytes(b"GIF89a")
+    try:
+        assert app_files.remove_leftovers() >= 1
+        assert not dead.exists() and running.exists() and app_files.output_dir().is_dir()
+    finally:
+        shutil.rmtree(running, ignore_errors=True)
+        shutil.rmtree(dead, ignore_errors=True)
+
+
+def test_memory_is_given_back_when_the_queue_goes_idle(app, monkeypatch):
+    """After a request the server gives freed heap pages back within seconds of going idle, not only at
+    the minute's sweep (which this test never reaches)."""
+    from gradio_client import Client
+
+    import webapp.memory
+
+    calls = []
+    real = webapp.memory.release_memory
+    monkeypatch.setattr(webapp.memory, "release_memory", lambda: calls.append(time.monotonic()) or real())
+    demo = app.build_demo()
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.launch_options())
+    try:
+        client = Client(demo.local_url, verbose=False)
+        time.sleep(2 * app_files.IDLE_CHECK_SECONDS)
+        assert calls == []  # nothing ran yet: nothing to give back
+        job = client.submit(text="the cat", length=32, steps=32, api_name="/generate")
+        while not job.done():
+            time.sleep(0.05)
+        finished = time.monotonic()
+        time.sleep(3 * app_files.IDLE_CHECK_SECONDS)
+        assert calls and calls[0] >= finished - app_files.IDLE_CHECK_SECONDS, calls
+        assert len(calls) == 1  # once per busy spell, not at every idle check
+    finally:
+        demo.close()
 
 
 def test_expired_outputs_are_swept_and_all_are_removed_at_shutdown(app):

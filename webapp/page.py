@@ -3,6 +3,9 @@ and the page-load event that fills in what depends on the loaded models."""
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import gradio as gr
 
 from webapp import files, models
@@ -10,7 +13,7 @@ from webapp.cards import model_overview
 from webapp.components import Blocks, ready_button
 from webapp.files import output_dir
 from webapp.settings import (AR, CONCURRENCY, DIFFUSION, MAX_UPLOAD_MB, OUTPUT_TTL_SECONDS, QUEUE_SIZE,
-                             SESSIONS_KEPT, START, TRAINED)
+                             SESSIONS_KEPT, SHUTDOWN_GRACE_SECONDS, START, TRAINED)
 from webapp.tabs import animate, classify, compare, generate, learn
 
 
@@ -92,3 +95,27 @@ def launch_options() -> dict:
     return dict(theme=gr.themes.Soft(primary_hue="indigo"), css=CSS, allowed_paths=[str(output_dir())],
                 max_file_size=f"{MAX_UPLOAD_MB}mb", state_session_capacity=SESSIONS_KEPT,
                 app_kwargs={"middleware": [Middleware(ClientQueueLimit)], "lifespan": files.lifespan})
+
+
+def serve(demo: gr.Blocks, **options) -> None:
+    """Launch and serve until SIGINT (Ctrl+C) or SIGTERM (how a Space or a container is stopped; Python's
+    default for it would end the process without any clean-up). The app's files are removed the moment
+    shutdown begins (`webapp.files.close`); the server then gives running requests and connected clients
+    SHUTDOWN_GRACE_SECONDS before it cancels them, so clients that stay connected cannot hold it open."""
+    demo.launch(prevent_thread_lock=True, **options)
+    demo.server.config.timeout_graceful_shutdown = SHUTDOWN_GRACE_SECONDS  # read by uvicorn when it shuts down
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while demo.is_running and not stop.wait(0.5):
+            pass
+    finally:
+        print("Shutting down: removing the app's files, closing the server.", flush=True)
+        files.close()
+        demo.close()
+        from gradio.tunneling import CURRENT_TUNNELS
+
+        for tunnel in CURRENT_TUNNELS:  # --share
+            tunnel.kill()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

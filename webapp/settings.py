@@ -38,6 +38,7 @@ QUEUE_SIZE = 32  # requests waiting in the queue; more get "queue full"
 MAX_QUEUED_PER_CLIENT = 4  # requests one client (address) may have waiting or running; more get a 429
 MIN_UPDATE_SECONDS = 0.05  # at most ~20 streamed updates a second per request
 OUTPUT_TTL_SECONDS = 3_600  # rendered files are deleted after an hour
+SHUTDOWN_GRACE_SECONDS = 3  # at shutdown, running requests and open connections get this long, then are cancelled
 SESSIONS_KEPT = 100  # client sessions whose state (the last run, the last predictions) stays in memory; Gradio
 # evicts the oldest beyond this (its default, 10,000 sessions of ~1 MB each, let a busy Space grow without bound)
 STATE_TTL_SECONDS = 600  # a session's last run / predictions are dropped this long after they were written
