@@ -62,40 +62,51 @@ class MaskedGeneration(Generation):
                 else:
                     logits = self._logits(canvas, prompt, cache, (lo, hi))  # (B, hi - lo, V)
                 nfe += 2 if config.cfg_scale > 0 else 1
-                forbid(logits, forbidden)
-                masked_here = masked[:, lo:hi]
-                guess_here = logits.argmax(dim=-1)  # (B, hi - lo)
-                # Sampling is the costly part of a step, so it happens only where it can matter: where a token
-                # may be committed now, or, when the order of commitment does not depend on the sampled tokens
-                # (entropy, margin, random; no confidence rule), only at the positions committed. The same
-                # uniforms serve either way, so the text is the same; uncommitted guesses then show the argmax.
+                # Everything after the forward works on rows: the positions of the window still masked
+                # (the only ones whose guess is shown or can be committed; a committed position keeps the
+                # token and confidence it was committed with), and of those the block's (`eligible`, the
+                # candidates now). Sampling is the costly part, so it happens only where it can matter:
+                # at every candidate when a rule reads the sampled tokens' confidence, else (entropy,
+                # margin or random order) only at the positions committed. The same uniforms serve either
+                # way, so the text is the same; uncommitted guesses then show the argmax.
+                masked_here = masked[:, lo:hi]  # (B, W) the candidates
+                open_here = canvas[:, lo:hi] == mask_id  # (B, W) every mask in the window, this block's and later
+                rows = forbid(logits[open_here], forbidden)  # (N, V)
+                eligible = masked_here[open_here]  # (N,) the rows that are candidates
+                guess_rows = rows.argmax(dim=-1)  # (N,)
+                probs = torch.softmax(rows, dim=-1)  # the model's own belief, before temperature
                 late = sampled_late(config)
                 if config.temperature > 0:
                     draw = row_uniforms(self.generators, num_positions, device)[:, lo:hi]  # full rows: batch-invariant
                     if not late:
-                        picked = sample_tokens(logits[masked_here].unsqueeze(0), config, draw[masked_here].unsqueeze(0))
-                        guess_here[masked_here] = picked[0]
-                probs = torch.softmax(logits, dim=-1)  # the model's own belief, before temperature
+                        picked = sample_tokens(rows[eligible].unsqueeze(0), config, draw[masked_here].unsqueeze(0))
+                        guess_rows[eligible] = picked[0]
                 order = None
                 if config.remasking == "random":
-                    order = row_uniforms(self.generators, num_positions, device)[:, lo:hi]
-                score, confidence_here = position_scores(probs, guess_here, config.remasking, order, masked_here)
+                    order = row_uniforms(self.generators, num_positions, device)[:, lo:hi][masked_here]
+                candidates = probs[eligible]
+                value, _ = position_scores(candidates, guess_rows[eligible], config.remasking, order)
+                confidence_rows = probs.gather(-1, guess_rows.unsqueeze(-1)).squeeze(-1)  # (N,)
+                score = torch.full(masked_here.shape, float("-inf"), device=device)
+                score[masked_here] = value.float()
+                confidence_here = torch.zeros(masked_here.shape, device=device)
+                confidence_here[open_here] = confidence_rows
                 k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
                 spread = None
                 if config.entropy_bound is not None:  # only where a token may be committed
                     spread = torch.zeros(masked_here.shape, device=device)
-                    spread[masked_here] = entropy(probs[masked_here])
+                    spread[masked_here] = -value if config.remasking == "entropy" else entropy(candidates)
                 commit = torch.zeros_like(masked)
                 commit[:, lo:hi] = choose_positions(score, confidence_here, masked_here, k, config.threshold,
                                                     factor=config.factor, entropy=spread,
                                                     entropy_bound=config.entropy_bound)
                 if late:
-                    chosen = commit[:, lo:hi]
-                    picked = sample_tokens(logits[chosen].unsqueeze(0), config, draw[chosen].unsqueeze(0))[0]
-                    guess_here[chosen] = picked
-                    confidence_here[chosen] = probs[chosen].gather(-1, picked.unsqueeze(-1)).squeeze(-1)
-                guess[:, lo:hi] = guess_here
-                confidence[:, lo:hi] = confidence_here.float()
+                    chosen = commit[:, lo:hi][open_here]  # (N,)
+                    picked = sample_tokens(rows[chosen].unsqueeze(0), config, draw[commit[:, lo:hi]].unsqueeze(0))[0]
+                    guess_rows[chosen] = picked
+                    confidence_rows[chosen] = probs[chosen].gather(-1, picked.unsqueeze(-1)).squeeze(-1)
+                guess[:, lo:hi][open_here] = guess_rows
+                confidence[:, lo:hi][open_here] = confidence_rows.float()
                 canvas = torch.where(commit, guess, canvas)
                 yield Step(
                     index=index,

@@ -18,6 +18,8 @@ from transformers.generation.logits_process import (
 
 from dlm.config import REMASKING, SamplerConfig
 
+SORT_ROWS = 4  # top-p alone sorts up to this many rows; more go to the sort-free threshold search
+
 
 def row_generators(generator: torch.Generator | None, seed: int | None, num_rows: int) -> list[torch.Generator]:
     """One CPU generator per row. Row b's seed is the b-th draw from the base generator (or `seed`)."""
@@ -90,7 +92,8 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.T
     (top-k), then drop the tokens whose ascending cumulative probability is <= 1 - top_p, keeping at
     least one (top-p). Equivalently, in descending order a token stays while the mass of the tokens
     ranked before it is < top_p. Top-k is one `torch.topk(k + 1)`, top-p after it a cumulative sum
-    over those k; top-p alone is `nucleus`. tied: the rows whose cut-off falls inside a group of equal
+    over those k; top-p alone is one sort for up to SORT_ROWS rows (the positions committed in a step),
+    else `nucleus`, which never sorts the vocabulary. tied: the rows whose cut-off falls inside a group of equal
     scores, where which of them stay is the order of transformers' sort to decide: their mask is not
     to be used, the caller leaves them to the warpers.
     """
@@ -99,19 +102,25 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.T
     if top_k <= 0 or top_k >= v:
         if top_p >= 1.0:
             return torch.ones_like(scores, dtype=torch.bool), rows[:0]
-        return nucleus(scores, top_p)
-    vals, idx = scores.topk(top_k + 1, dim=-1)  # one beyond, to see a tie across the cut
-    split = vals[:, top_k] == vals[:, top_k - 1]
-    vals, idx = vals[:, :top_k], idx[:, :top_k]
-    size = torch.full((n_rows,), top_k, device=scores.device)
+        if n_rows > SORT_ROWS:
+            return nucleus(scores, top_p)
+        k = v  # a few rows (the positions committed this step): one sort is cheaper than the search
+        vals, idx = scores.sort(dim=-1, descending=True)
+        split = torch.zeros(n_rows, dtype=torch.bool, device=scores.device)
+    else:
+        k = top_k
+        vals, idx = scores.topk(top_k + 1, dim=-1)  # one beyond, to see a tie across the cut
+        split = vals[:, top_k] == vals[:, top_k - 1]
+        vals, idx = vals[:, :top_k], idx[:, :top_k]
+    size = torch.full((n_rows,), k, device=scores.device)
     if top_p < 1.0:  # top-p over the k kept, renormalised
         probs = torch.softmax(vals.double(), dim=-1)  # (N, k) descending
         before = probs.cumsum(-1) - probs  # the mass ranked before each
         size = (before < top_p).sum(-1).clamp_(min=1)
         last = vals.gather(1, (size - 1).unsqueeze(1)).squeeze(1)
-        after = vals.gather(1, size.clamp(max=top_k - 1).unsqueeze(1)).squeeze(1)
-        split |= (size < top_k) & (after == last)
-    in_nucleus = torch.arange(top_k, device=scores.device) < size.unsqueeze(1)
+        after = vals.gather(1, size.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
+        split |= (size < k) & (after == last)
+    in_nucleus = torch.arange(k, device=scores.device) < size.unsqueeze(1)
     kept = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, in_nucleus)
     return kept, rows[split]
 
@@ -174,46 +183,35 @@ def position_scores(
     probs: torch.Tensor,
     tokens: torch.Tensor,
     remasking: str,
-    uniforms: torch.Tensor | None,
-    where: torch.Tensor | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """How much each position deserves to be committed now (higher first), and its confidence.
+    """How much each candidate position deserves to be committed now (higher first), and its confidence.
 
-    probs: (B, T, V) the model's distribution; tokens: (B, T) the sampled guesses; where: (B, T) bool,
-    the positions that may be committed (None: all). Returns (score, confidence), both (B, T);
-    confidence is the probability of the guess, everywhere; the score is computed only `where`
-    (-inf elsewhere), so a vocabulary-wide score (margin, entropy) costs only the positions that can
-    use it.
+    probs: (..., V) the model's distribution at the candidates (only those: a vocabulary-wide score,
+    margin or entropy, costs one pass per candidate); tokens: (...) the guesses there; uniforms: (...),
+    random remasking's order. Returns (score, confidence), both (...); confidence is the probability
+    of the guess.
     """
-    confidence = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    confidence = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     if remasking == "low_confidence":
         score = confidence
-    elif remasking in ("margin", "entropy"):
-        picked = probs if where is None else probs[where]  # (..., V)
-        if remasking == "margin":
-            top2 = picked.topk(2, dim=-1).values
-            value = top2[..., 0] - top2[..., 1]
-        else:
-            value = -entropy(picked)
-        if where is None:
-            score = value
-        else:
-            score = torch.full(confidence.shape, float("-inf"), dtype=value.dtype, device=value.device)
-            score[where] = value
+    elif remasking == "margin":
+        top2 = probs.topk(2, dim=-1).values
+        score = top2[..., 0] - top2[..., 1]
+    elif remasking == "entropy":
+        score = -entropy(probs)
     elif remasking == "random":
         if uniforms is None:
             raise ValueError("random remasking needs uniforms")
         score = uniforms.to(probs.dtype)
     else:
         raise ValueError(f"unknown remasking {remasking!r}; choose from {sorted(REMASKING)}")
-    if where is not None:
-        score = score.masked_fill(~where, float("-inf"))
     return score, confidence
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """The entropy (nats) of each distribution along the last axis."""
-    return -(probs * probs.clamp_min(1e-30).log()).sum(-1)
+    return torch.special.entr(probs).sum(-1)  # -p log p, 0 at p = 0, in one pass
 
 
 def forbid(logits: torch.Tensor, token_ids: list[int]) -> torch.Tensor:

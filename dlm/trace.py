@@ -25,8 +25,9 @@ class Step:
 
     index: int  # 0-based step number
     canvas: torch.Tensor  # (B, T) long: token ids after this step; still-masked positions hold mask_id
-    guess: torch.Tensor  # (B, T) long: the model's full guess x0 for every position (-1 where none)
-    confidence: torch.Tensor  # (B, T) float: probability the model gave its guess (0 where none)
+    guess: torch.Tensor  # (B, T) long: the model's latest guess x0 at each masked position; at a committed
+    # one, the token committed (-1 where the model never guessed: the prompt)
+    confidence: torch.Tensor  # (B, T) float: probability the model gave that guess (0 where none)
     committed: torch.Tensor  # (B, T) bool: positions revealed in this step
     nfe: int  # forward passes (model evaluations per sample) so far
     elapsed: float  # seconds since sampling started
