@@ -103,8 +103,8 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 300) -> Non
 class Sessions:
     """Client sessions, a fresh one per request or at most `cap` reused round-robin."""
 
-    def __init__(self, url: str, cap: int | None):
-        self.url, self.cap = url, cap
+    def __init__(self, url: str, cap: int | None, http_timeout: float = 60):
+        self.url, self.cap, self.http_timeout = url, cap, http_timeout
         self.pool: list = []
         self.lock = threading.Lock()
         self.counter = itertools.count()
@@ -117,7 +117,8 @@ class Sessions:
         with self.lock:
             if self.cap and len(self.pool) >= self.cap:
                 return self.pool[n % self.cap]
-        client = Client(self.url, verbose=False, headers={"X-Forwarded-For": address}, download_files=False)
+        client = Client(self.url, verbose=False, headers={"X-Forwarded-For": address}, download_files=False,
+                        httpx_kwargs={"timeout": self.http_timeout})
         with self.lock:
             self.opened += 1
             if self.cap and len(self.pool) < self.cap:
@@ -140,8 +141,10 @@ def classify_error(error: BaseException) -> str:
 def one_request(sessions: Sessions, kind: str, n: int, timeout: float) -> dict:
     address = f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
     start = time.perf_counter()
+    connect = None
     try:
         client = sessions.get(address)
+        connect = time.perf_counter() - start  # opening a session (Gradio's config and API info); ~0 when reused
         if kind == "generate":
             job = client.submit(text="Once upon a time", length=48, steps=24, seed=n, api_name="/generate")
             result = job.result(timeout=timeout)
@@ -160,24 +163,24 @@ def one_request(sessions: Sessions, kind: str, n: int, timeout: float) -> dict:
             time.sleep(random.uniform(0.2, 1.5))
             job.cancel()
             outcome = "cancelled"
-            return {"kind": kind, "outcome": outcome, "seconds": time.perf_counter() - start}
+            return {"kind": kind, "outcome": outcome, "seconds": time.perf_counter() - start, "connect_s": connect}
         else:  # malformed
             bad = [dict(seed="x"), dict(length=8, steps=64), dict(model="no-such-model")][n % 3]
             args = dict(text="the cat", length=16, steps=8) | bad
             client.submit(**args, api_name="/generate").result(timeout=timeout)
-            return {"kind": kind, "outcome": "failure: accepted bad input", "seconds": time.perf_counter() - start}
+            return {"kind": kind, "outcome": "failure: accepted bad input", "seconds": time.perf_counter() - start, "connect_s": connect}
     except TimeoutError:
-        return {"kind": kind, "outcome": "hang", "seconds": time.perf_counter() - start}
+        return {"kind": kind, "outcome": "hang", "seconds": time.perf_counter() - start, "connect_s": connect}
     except Exception as error:  # noqa: BLE001 - every outcome is counted
         outcome = classify_error(error)
         if kind == "malformed" and outcome == "refused: named bad input":
             outcome = "refused: named bad input"
-        return {"kind": kind, "outcome": outcome, "seconds": time.perf_counter() - start, "error": str(error)[:200]}
-    return {"kind": kind, "outcome": "ok", "seconds": time.perf_counter() - start}
+        return {"kind": kind, "outcome": outcome, "seconds": time.perf_counter() - start, "connect_s": connect, "error": str(error)[:200]}
+    return {"kind": kind, "outcome": "ok", "seconds": time.perf_counter() - start, "connect_s": connect}
 
 
 def soak(clients: int, requests: int, sessions_cap: int | None, timeout: float, settle: float, threads: int,
-         seed: int = 0) -> dict:
+         seed: int = 0, http_timeout: float = 60) -> dict:
     random.seed(seed)
     temp_dir = Path(tempfile.mkdtemp(prefix="dlm-soak-"))
     port = free_port()
@@ -188,7 +191,7 @@ def soak(clients: int, requests: int, sessions_cap: int | None, timeout: float, 
         wait_ready(url, process)
         t0 = time.perf_counter()
         # warm-up: one of each kind, so the models are loaded and the first-use costs are paid
-        warm = Sessions(url, None)
+        warm = Sessions(url, None, http_timeout)
         for i, kind in enumerate(("generate", "animate", "classify", "compare")):
             one_request(warm, kind, 10_000 + i, timeout)
         baseline = rss_mb(process.pid)
@@ -202,7 +205,7 @@ def soak(clients: int, requests: int, sessions_cap: int | None, timeout: float, 
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        sessions = Sessions(url, sessions_cap)
+        sessions = Sessions(url, sessions_cap, http_timeout)
         kinds = random.choices(KINDS, WEIGHTS, k=requests)
         with ThreadPoolExecutor(clients) as pool:
             results = list(pool.map(lambda nk: one_request(sessions, nk[1], nk[0], timeout), enumerate(kinds)))
@@ -227,10 +230,13 @@ def soak(clients: int, requests: int, sessions_cap: int | None, timeout: float, 
         if done:
             latency[kind] = {"n": len(done), "p50": statistics.median(done),
                              "p95": done[min(len(done) - 1, int(0.95 * len(done)))]}
+    opened = sorted(r["connect_s"] for r in results if r.get("connect_s") and r["connect_s"] > 0.005)
+    connect = ({"n": len(opened), "p50": statistics.median(opened), "p95": opened[min(len(opened) - 1, int(0.95 * len(opened)))]}
+               if opened else None)  # opening a new session: Gradio's config and API info
     peak = max((mb for _, mb in samples), default=float("nan"))
     return {
         "clients": clients, "requests": requests, "sessions": sessions.opened, "timeout_s": timeout,
-        "outcomes": outcomes, "latency_s": latency,
+        "http_timeout_s": http_timeout, "outcomes": outcomes, "latency_s": latency, "new_session_s": connect,
         "rss_mb": {"after_warm_up": baseline, "peak": peak, "end": end, "end_over_warm_up": end / baseline},
         "files": {"after_warm_up": files_warm[0], "end": files_end[0], "end_bytes": files_end[1],
                   "after_shutdown": files_after[0]},
@@ -247,6 +253,10 @@ def print_table(report: dict) -> None:
     print("\n| kind | completed | p50 (s) | p95 (s) |\n|---|---:|---:|---:|")
     for kind, row in report["latency_s"].items():
         print(f"| {kind} | {row['n']} | {row['p50']:.2f} | {row['p95']:.2f} |")
+    if report.get("new_session_s"):
+        c = report["new_session_s"]
+        print(f"\nopening a session (config and API info; HTTP timeout {report['http_timeout_s']:g} s): "
+              f"p50 {c['p50']:.2f} s, p95 {c['p95']:.2f} s over {c['n']} sessions")
     rss, files = report["rss_mb"], report["files"]
     print(f"\nRSS: {rss['after_warm_up']:.0f} MB after warm-up, peak {rss['peak']:.0f} MB, {rss['end']:.0f} MB at the end "
           f"({rss['end_over_warm_up']:.2f}x)")
@@ -279,12 +289,16 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--sessions", type=int, help="reuse at most this many client sessions (default: one per request)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds after which a request counts as a hang")
+    parser.add_argument("--http-timeout", type=float, default=60,
+                        help="seconds a client waits for one HTTP answer (opening its session, joining the queue), as a "
+                             "browser waits for the page; gradio_client's own default is 5")
     parser.add_argument("--settle", type=float, default=5, help="idle seconds before the final RSS")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per request in the app (DLM_THREADS)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
-    report = soak(args.clients, args.requests, args.sessions, args.timeout, args.settle, args.threads)
+    report = soak(args.clients, args.requests, args.sessions, args.timeout, args.settle, args.threads,
+                  http_timeout=args.http_timeout)
     print_table(report)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """Giving memory back. A request allocates and frees tens of megabytes of tensors (logits, canvases,
 rendered frames); glibc keeps freed heap pages for reuse, per thread arena, so the server's resident
 memory ratchets up with every new worker thread and burst of requests although nothing is retained.
-`release_memory` returns the free pages to the system; the server's lifespan calls it every minute
-(`webapp.files.lifespan`)."""
+`release_memory` returns the free pages to the system; the server's lifespan calls it every minute and
+whenever the queue goes idle after work (`webapp.files.lifespan`)."""
 
 from __future__ import annotations
 
