@@ -31,9 +31,19 @@ def reference(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Ten
     return kept, near
 
 
+@pytest.fixture(params=["search", "sort"])
+def top_p_path(request, monkeypatch):
+    """Top-p alone takes the threshold search for many rows and one sort for a few (SORT_ROWS): run a
+    test through each."""
+    import dlm.sampling
+
+    monkeypatch.setattr(dlm.sampling, "SORT_ROWS", 0 if request.param == "search" else 10**9)
+    return request.param
+
+
 @pytest.mark.parametrize("top_k", [0, 3, 40])
 @pytest.mark.parametrize("kind", ["normal", "ties"])
-def test_nucleus_equals_transformers(top_k, kind):
+def test_nucleus_equals_transformers(top_k, kind, top_p_path):
     gen = torch.Generator().manual_seed(1 + top_k)
     tops = [1e-9, 1e-3, 0.05, 0.3, 0.5, 0.9, 0.95, 0.999, 1.0] + torch.rand(20, generator=gen).tolist()
     checked = left_total = 0
@@ -76,7 +86,7 @@ def expected_probs(logits: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
 @pytest.mark.parametrize(
     "options", [dict(top_p=0.8), dict(top_p=0.5, temperature=0.7), dict(top_k=6, top_p=0.9), dict(top_k=5), dict()]
 )
-def test_distribution_matches_transformers(options):
+def test_distribution_matches_transformers(options, top_p_path):
     """20,000 draws at one position against transformers' warped probabilities: chi-squared, p > 0.001."""
     config = SamplerConfig(**{"temperature": 1.0, **options})
     logits = torch.randn(12, generator=torch.Generator().manual_seed(3)) * 1.5
