@@ -64,6 +64,7 @@ class Generation:
         self._pieces: dict[int, str] = {}  # display text per token id, filled lazily
         self._pieces_steps = 0  # steps whose ids are already in _pieces
         self._started = False
+        self._cuda = lm.device.type == "cuda"
 
     def __iter__(self) -> Iterator[Step]:
         if self._started:
@@ -85,7 +86,7 @@ class Generation:
         raise NotImplementedError
 
     def _elapsed(self) -> float:
-        if self.lm.device.type == "cuda":
+        if self._cuda:
             torch.cuda.synchronize()  # count the GPU work, not just its launch
         return time.perf_counter() - self._t0
 

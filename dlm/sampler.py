@@ -21,7 +21,7 @@ from dlm.cache import KVCache
 from dlm.config import SamplerConfig
 from dlm.generation import Generation, check_fits, forbidden_ids, infill_canvas, prompt_canvas
 from dlm.loading import LanguageModel
-from dlm.sampling import entropy, forbid, position_scores, row_uniforms, sample_tokens
+from dlm.sampling import argmax, entropy, forbid, position_scores, row_uniforms, sample_tokens
 from dlm.schedules import num_transfer_tokens
 from dlm.shifted import canvas_logits
 from dlm.trace import Step
@@ -38,7 +38,7 @@ class MaskedGeneration(Generation):
         to_generate = ~self.canvas.fixed  # (T,)
         blocks = block_masks(to_generate, config.block_length)
         budget = allocate_steps([int(b.sum()) for b in blocks], config.steps)
-        forbidden = forbidden_ids(lm, config.allow_eos)
+        forbidden = torch.tensor(forbidden_ids(lm, config.allow_eos), dtype=torch.long, device=device)
         prompt = (self.canvas.fixed & ~self.canvas.hidden).to(device)  # masked in the unconditional branch
         cache = KVCache(lm.model) if config.cache else None
         guess = torch.full_like(canvas, -1)  # (B, T): the model's latest guess everywhere
@@ -71,21 +71,23 @@ class MaskedGeneration(Generation):
                 # way, so the text is the same; uncommitted guesses then show the argmax.
                 masked_here = masked[:, lo:hi]  # (B, W) the candidates
                 open_here = canvas[:, lo:hi] == mask_id  # (B, W) every mask in the window, this block's and later
-                rows = forbid(logits[open_here], forbidden)  # (N, V)
-                eligible = masked_here[open_here]  # (N,) the rows that are candidates
-                guess_rows = rows.max(dim=-1).indices  # (N,) the argmax (first of ties); max is faster on CPU
+                open_flat = open_here.flatten().nonzero().flatten()  # (N,) their flat positions, ascending
+                rows = forbid(logits.reshape(-1, logits.shape[-1]).index_select(0, open_flat), forbidden)  # (N, V)
+                eligible = masked_here.flatten().index_select(0, open_flat).nonzero().flatten()  # (M,) candidate rows
+                guess_rows = argmax(rows)  # (N,)
                 probs = torch.softmax(rows, dim=-1)  # the model's own belief, before temperature
                 late = sampled_late(config)
                 if config.temperature > 0:
                     draw = row_uniforms(self.generators, num_positions, device)[:, lo:hi]  # full rows: batch-invariant
                     if not late:
-                        picked = sample_tokens(rows[eligible].unsqueeze(0), config, draw[masked_here].unsqueeze(0))
+                        picked = sample_tokens(rows.index_select(0, eligible).unsqueeze(0), config,
+                                               draw[masked_here].unsqueeze(0))
                         guess_rows[eligible] = picked[0]
                 order = None
                 if config.remasking == "random":
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi][masked_here]
-                candidates = probs[eligible]
-                value, _ = position_scores(candidates, guess_rows[eligible], config.remasking, order)
+                candidates = probs.index_select(0, eligible)
+                value, _ = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking, order)
                 confidence_rows = probs.gather(-1, guess_rows.unsqueeze(-1)).squeeze(-1)  # (N,)
                 score = torch.full(masked_here.shape, float("-inf"), device=device)
                 score[masked_here] = value.float()
@@ -101,10 +103,11 @@ class MaskedGeneration(Generation):
                                                     factor=config.factor, entropy=spread,
                                                     entropy_bound=config.entropy_bound)
                 if late:
-                    chosen = commit[:, lo:hi][open_here]  # (N,)
-                    picked = sample_tokens(rows[chosen].unsqueeze(0), config, draw[commit[:, lo:hi]].unsqueeze(0))[0]
+                    chosen = commit[:, lo:hi][open_here].nonzero().flatten()  # (C,) rows committed now
+                    picked = sample_tokens(rows.index_select(0, chosen).unsqueeze(0), config,
+                                           draw[commit[:, lo:hi]].unsqueeze(0))[0]
                     guess_rows[chosen] = picked
-                    confidence_rows[chosen] = probs[chosen].gather(-1, picked.unsqueeze(-1)).squeeze(-1)
+                    confidence_rows[chosen] = probs.index_select(0, chosen).gather(-1, picked.unsqueeze(-1)).squeeze(-1)
                 guess[:, lo:hi][open_here] = guess_rows
                 confidence[:, lo:hi][open_here] = confidence_rows.float()
                 canvas = torch.where(commit, guess, canvas)

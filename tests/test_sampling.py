@@ -31,13 +31,13 @@ def reference(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Ten
     return kept, near
 
 
-@pytest.fixture(params=["search", "sort"])
+@pytest.fixture(params=["search", "topk"])
 def top_p_path(request, monkeypatch):
-    """Top-p alone takes the threshold search for many rows and one sort for a few (SORT_ROWS): run a
-    test through each."""
+    """Top-p alone takes the threshold search for many rows and a growing top-k for a few (TOPK_ROWS):
+    run a test through each."""
     import dlm.sampling
 
-    monkeypatch.setattr(dlm.sampling, "SORT_ROWS", 0 if request.param == "search" else 10**9)
+    monkeypatch.setattr(dlm.sampling, "TOPK_ROWS", 0 if request.param == "search" else 10**9)
     return request.param
 
 
@@ -133,3 +133,17 @@ def test_the_threshold_search_finds_wide_nuclei_exactly(undecided):
         assert tied.numel() == 0
         assert torch.equal(mine[rows], ref[rows])
         assert int(mine[rows].sum(-1).min()) > 100  # wide indeed
+
+
+def test_the_growing_top_k_covers_wide_nuclei():
+    """A step's few committed rows, one peaked, one flat over 4,096 tokens (a nucleus of thousands: the
+    top-k grows 256 -> 1,024 -> 4,096): the kept set equals transformers'."""
+    gen = torch.Generator().manual_seed(7)
+    scores = torch.stack([torch.randn(4096, generator=gen) * 4, torch.randn(4096, generator=gen) * 0.3])
+    scores[1, :50] = float("-inf")
+    for top_p in (0.3, 0.9, 0.95, 0.999):
+        mine, left = kept_mask(scores, 0, top_p)
+        ref, near = reference(scores, 0, top_p)
+        rows = ~left & ~near  # (a cut within float32 rounding of transformers' cumsum may go either way)
+        assert rows[1] and torch.equal(mine[rows], ref[rows]), top_p
+    assert int(kept_mask(scores, 0, 0.95)[0][1].sum()) > 1024  # the flat row's nucleus needed the full vocabulary
