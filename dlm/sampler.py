@@ -87,7 +87,7 @@ class MaskedGeneration(Generation):
                 if config.remasking == "random":
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi][masked_here]
                 candidates = probs.index_select(0, eligible)
-                value, _ = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking, order)
+                value = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking, order)
                 confidence_rows = probs.gather(-1, guess_rows.unsqueeze(-1)).squeeze(-1)  # (N,)
                 score = torch.full(masked_here.shape, float("-inf"), device=device)
                 score[masked_here] = value.float()

@@ -122,14 +122,19 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.T
     return kept, rows[split]
 
 
+def _log_partition(scores: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, 1) float64 log of the sum of exp(scores) over the vocabulary; `top` is the rows' maximum."""
+    top = scores.amax(dim=-1, keepdim=True) if top is None else top
+    return top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
+
+
 def _nucleus_by_topk(scores: torch.Tensor, top_p: float, first: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """`kept_tokens` for top-p alone over a few rows (the positions committed in a step): `torch.topk`
     with a k that grows (x4) until the row's nucleus ends inside the top k, on float64 probabilities
     normalised over the whole vocabulary. A peaked row needs one small top-k; only the rows whose
     nucleus is wider go on to a larger k."""
     n_rows, v = scores.shape
-    top = scores.amax(dim=-1, keepdim=True)
-    log_z = top.double() + (scores - top).exp().sum(-1, keepdim=True, dtype=torch.float64).log()
+    log_z = _log_partition(scores)
     kept = torch.zeros_like(scores, dtype=torch.bool)
     split = torch.zeros(n_rows, dtype=torch.bool, device=scores.device)
     pending = torch.arange(n_rows, device=scores.device)
@@ -167,7 +172,7 @@ def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: in
     """
     n_rows = scores.shape[0]
     top = scores.amax(dim=-1, keepdim=True)  # (N, 1)
-    log_z = top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
+    log_z = _log_partition(scores, top)
     wide = scores.double()
     probs = torch.exp(wide - log_z)  # (N, V); forbidden (-inf) tokens are 0
     floor = scores.masked_fill(~torch.isfinite(scores), float("inf")).amin(dim=-1, keepdim=True).double() - 1.0
@@ -211,17 +216,15 @@ def position_scores(
     tokens: torch.Tensor,
     remasking: str,
     uniforms: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """How much each candidate position deserves to be committed now (higher first), and its confidence.
+) -> torch.Tensor:
+    """How much each candidate position deserves to be committed now (higher first).
 
     probs: (..., V) the model's distribution at the candidates (only those: a vocabulary-wide score,
-    margin or entropy, costs one pass per candidate); tokens: (...) the guesses there; uniforms: (...),
-    random remasking's order. Returns (score, confidence), both (...); confidence is the probability
-    of the guess.
+    margin or entropy, costs one pass per candidate); tokens: (...) the guesses there (low_confidence
+    scores their probability); uniforms: (...), random remasking's order. Returns (...).
     """
-    confidence = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     if remasking == "low_confidence":
-        score = confidence
+        score = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     elif remasking == "margin":
         top2 = probs.topk(2, dim=-1).values
         score = top2[..., 0] - top2[..., 1]
@@ -233,7 +236,7 @@ def position_scores(
         score = uniforms.to(probs.dtype)
     else:
         raise ValueError(f"unknown remasking {remasking!r}; choose from {sorted(REMASKING)}")
-    return score, confidence
+    return score
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
