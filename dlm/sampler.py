@@ -177,6 +177,9 @@ def choose_positions(
     score, confidence, entropy: (B, T) float; eligible: (B, T) bool. Returns (B, T) bool.
     """
     b, t = score.shape
+    order = score.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
+    if threshold is None and factor is None and entropy_bound is None:  # the schedule's k (>= 1) best
+        return eligible & torch.zeros_like(eligible).scatter_(1, order[:, : max(k, 1)], True)
     remaining = eligible.sum(dim=1)  # (B,)
     if threshold is not None:
         above = eligible & (confidence >= threshold)
@@ -185,7 +188,7 @@ def choose_positions(
             n = torch.arange(1, t + 1, device=score.device)
             return (n + 1) * (1 - confidence.gather(1, order)) < factor
         above = _longest_prefix(confidence, eligible, passes)
-    elif entropy_bound is not None:  # in score order: summed entropy minus its largest <= the bound
+    else:  # an entropy bound, in score order: summed entropy minus its largest <= the bound
         if entropy is None:
             raise ValueError("an entropy bound needs the positions' entropies")
 
@@ -193,12 +196,9 @@ def choose_positions(
             ranked = entropy.gather(1, order).masked_fill(~eligible.gather(1, order), 0.0)
             return ranked.cumsum(1) - ranked.cummax(1).values <= entropy_bound
         above = _longest_prefix(score, eligible, passes)
-    else:
-        above = torch.zeros_like(eligible)
     want = torch.full_like(remaining, k)
     want = torch.where(above.any(dim=1), want, want.clamp(min=1))  # at least one per step
     want = torch.minimum(want, remaining)
-    order = score.masked_fill(~eligible, float("-inf")).argsort(dim=1, descending=True, stable=True)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(t, device=score.device).expand(b, t))
     return eligible & ((ranks < want.unsqueeze(1)) | above)

@@ -8,6 +8,9 @@ Sampling is by inverse CDF (one uniform per position), which also keeps the rand
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from transformers.generation.logits_process import (
     LogitsProcessorList,
@@ -18,7 +21,7 @@ from transformers.generation.logits_process import (
 
 from dlm.config import REMASKING, SamplerConfig
 
-TOPK_ROWS = 8  # top-p alone over up to this many rows: a growing top-k; more rows: the threshold search
+FEW_ROWS = 8  # up to this many rows on the CPU (a step's committed positions): top-k / top-p in NumPy
 
 
 def row_generators(generator: torch.Generator | None, seed: int | None, num_rows: int) -> list[torch.Generator]:
@@ -58,7 +61,9 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     Temperature is one division; top-k and top-p never sort the vocabulary: `kept_tokens` finds the
     kept set (partial selection for top-k, a threshold search for top-p), the same set as
     transformers' warpers (`logits_warpers`), which still decide the rare rows whose cut-off splits a
-    group of tied logits.
+    group of tied logits. Up to FEW_ROWS rows on the CPU (a step's committed positions, an AR step)
+    are drawn row by row in NumPy (`_kept_row`, `_draw_row`): a dozen array calls per row, where the
+    torch path's twenty-odd tensor operations cost more than the arithmetic at this size.
     """
     if config.temperature == 0:
         return argmax(logits)
@@ -67,14 +72,26 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     if config.temperature != 1.0:
         scores = scores / config.temperature  # as TemperatureLogitsWarper, in float32
     u = uniforms.reshape(b * t, 1)
-    if config.top_k <= 0 and config.top_p >= 1.0:
+    if _few_rows(scores):
+        x, draws = scores.numpy(), u.cpu().numpy()[:, 0]
+        tokens, split = np.empty(b * t, dtype=np.int64), np.zeros(b * t, dtype=bool)
+        for r in range(b * t):
+            kept, split[r] = _kept_row(x[r], config.top_k, config.top_p)
+            tokens[r] = _draw_row(x[r], kept, draws[r])
+        tokens, tied = torch.from_numpy(tokens), torch.from_numpy(split.nonzero()[0])
+    elif config.top_k <= 0 and config.top_p >= 1.0:
         return _inverse_cdf(scores, u).reshape(b, t)
-    kept, tied = kept_tokens(scores, config.top_k, config.top_p)
-    tokens = _inverse_cdf(scores.masked_fill(~kept, float("-inf")), u)
+    else:
+        kept, tied = kept_tokens(scores, config.top_k, config.top_p)
+        tokens = _inverse_cdf(scores.masked_fill(~kept, float("-inf")), u)
     if tied.numel():  # the cut-off splits tied logits: transformers' own warpers pick which stay
         warped = logits_warpers(config)(None, logits.reshape(b * t, v)[tied].float())
         tokens[tied] = _inverse_cdf(warped, u[tied])
     return tokens.reshape(b, t)
+
+
+def _few_rows(scores: torch.Tensor) -> bool:
+    return scores.device.type == "cpu" and scores.shape[0] <= FEW_ROWS and not scores.requires_grad
 
 
 def _inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -82,6 +99,52 @@ def _inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     cdf = torch.softmax(scores.double(), dim=-1).cumsum(dim=-1)
     target = u * cdf[:, -1:]  # scale by the total to absorb rounding
     return torch.searchsorted(cdf, target).clamp_(max=scores.shape[-1] - 1).squeeze(1)
+
+
+def _draw_row(x: np.ndarray, kept: np.ndarray, u: float) -> int:
+    """`_inverse_cdf` in NumPy for one row x (V,) float32 restricted to the token ids `kept` (ascending):
+    the token of the float64 CDF, in vocabulary order, that u in (0, 1] falls on."""
+    wide = x[kept].astype(np.float64)
+    cdf = np.exp(wide - wide.max()).cumsum()
+    j = int(np.searchsorted(cdf, u * cdf[-1]))
+    return int(kept[min(j, len(kept) - 1)])
+
+
+def _kept_row(x: np.ndarray, top_k: int, top_p: float, prefix: int = 256) -> tuple[np.ndarray, bool]:
+    """`kept_tokens` in NumPy for one row x (V,) float32: (the kept token ids, ascending; whether the cut-off
+    splits tied scores). One sort of the row's values (not of indices: NumPy's SIMD sort takes a few
+    microseconds for 4,096 float32), the cut found on them (top-k: the k-th value; top-p: float64
+    probabilities, over the k kept after top-k, else over the whole vocabulary and then taken for the
+    first `prefix` ranks, the rest only for a wider nucleus), and the kept tokens are those scoring at or
+    above the cut."""
+    v = x.shape[0]
+    if top_p >= 1.0 and not 0 < top_k < v:
+        return np.arange(v), False
+    ranked = np.sort(x)[::-1]  # descending values
+    if 0 < top_k < v:
+        ranked = ranked[: top_k + 1]  # one beyond, to see a tie across the cut
+        tied = bool(ranked[top_k] == ranked[top_k - 1])  # transformers keeps such ties, renormalising over them
+        size = top_k
+        if top_p < 1.0:  # top-p over the k kept, renormalised
+            p = np.exp(ranked[:top_k].astype(np.float64) - ranked[0])
+            size = _in_nucleus(p / p.sum(), top_p)
+    else:
+        tied = False
+        log_z = float(ranked[0]) + math.log(np.exp(x - ranked[0]).sum(dtype=np.float64))
+        head = np.exp(ranked[:prefix].astype(np.float64) - log_z)
+        size = _in_nucleus(head, top_p)
+        if size == head.shape[0] < v:  # a wider nucleus: the ranks beyond the prefix too
+            size += _in_nucleus(np.exp(ranked[prefix:].astype(np.float64) - log_z), top_p, head.sum())
+    size = max(size, 1)
+    cut = ranked[size - 1]
+    tied = tied or bool(size < ranked.shape[0] and ranked[size] == cut)
+    return np.flatnonzero(x >= cut), tied
+
+
+def _in_nucleus(p: np.ndarray, top_p: float, before: float = 0.0) -> int:
+    """How many of the probabilities p (descending, with `before` of mass ranked above them) top-p keeps:
+    each while the mass ranked before it is < top_p."""
+    return int(np.count_nonzero(p.cumsum() - p + before < top_p))
 
 
 def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,19 +155,24 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.T
     (top-k), then drop the tokens whose ascending cumulative probability is <= 1 - top_p, keeping at
     least one (top-p). Equivalently, in descending order a token stays while the mass of the tokens
     ranked before it is < top_p. Top-k is one `torch.topk(k + 1)`, top-p after it a cumulative sum
-    over those k; top-p alone is a growing top-k for up to TOPK_ROWS rows (the positions committed in
-    a step: `_nucleus_by_topk`), else `nucleus`; neither sorts the vocabulary. tied: the rows whose
-    cut-off falls inside a group of equal scores, where which of them stay is the order of
-    transformers' sort to decide: their mask is not to be used, the caller leaves them to the warpers.
+    over those k; top-p alone is `nucleus`; up to FEW_ROWS rows on the CPU go row by row through
+    NumPy (`_kept_row`: a sort of values only); none sorts the vocabulary's indices. tied: the rows whose cut-off falls inside a group of
+    equal scores, where which of them stay is the order of transformers' sort to decide: their mask
+    is not to be used, the caller leaves them to the warpers.
     """
     n_rows, v = scores.shape
     rows = torch.arange(n_rows, device=scores.device)
+    if _few_rows(scores):
+        kept = torch.zeros_like(scores, dtype=torch.bool)
+        split = torch.zeros(n_rows, dtype=torch.bool)
+        for r, x in enumerate(scores.numpy()):
+            ids, split[r] = _kept_row(x, top_k, top_p)
+            kept[r, torch.from_numpy(ids)] = True
+        return kept, rows[split]
     if top_k <= 0 or top_k >= v:
         if top_p >= 1.0:
             return torch.ones_like(scores, dtype=torch.bool), rows[:0]
-        if n_rows > TOPK_ROWS:
-            return nucleus(scores, top_p)
-        return _nucleus_by_topk(scores, top_p)
+        return nucleus(scores, top_p)
     k = top_k
     vals, idx = scores.topk(top_k + 1, dim=-1)  # one beyond, to see a tie across the cut
     split = vals[:, top_k] == vals[:, top_k - 1]
@@ -126,35 +194,6 @@ def _log_partition(scores: torch.Tensor, top: torch.Tensor | None = None) -> tor
     """(N, 1) float64 log of the sum of exp(scores) over the vocabulary; `top` is the rows' maximum."""
     top = scores.amax(dim=-1, keepdim=True) if top is None else top
     return top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
-
-
-def _nucleus_by_topk(scores: torch.Tensor, top_p: float, first: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """`kept_tokens` for top-p alone over a few rows (the positions committed in a step): `torch.topk`
-    with a k that grows (x4) until the row's nucleus ends inside the top k, on float64 probabilities
-    normalised over the whole vocabulary. A peaked row needs one small top-k; only the rows whose
-    nucleus is wider go on to a larger k."""
-    n_rows, v = scores.shape
-    log_z = _log_partition(scores)
-    kept = torch.zeros_like(scores, dtype=torch.bool)
-    split = torch.zeros(n_rows, dtype=torch.bool, device=scores.device)
-    pending = torch.arange(n_rows, device=scores.device)
-    k = min(first, v)
-    while pending.numel():
-        vals, idx = scores.index_select(0, pending).topk(k, dim=-1)  # descending
-        p = torch.exp(vals.double() - log_z.index_select(0, pending))
-        before = p.cumsum(-1) - p  # the mass ranked before each
-        size = (before < top_p).sum(-1).clamp_(min=1)
-        done = (size < k) | (k == v)  # the cut lies inside the top k: the tokens beyond it all go
-        if bool(done.any()):
-            rows, vals, idx, size = pending[done], vals[done], idx[done], size[done]
-            last = vals.gather(1, (size - 1).unsqueeze(1)).squeeze(1)
-            after = vals.gather(1, size.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
-            split[rows] = (size < k) & (after == last)  # the cut splits tied scores: transformers' sort decides
-            in_nucleus = torch.arange(k, device=scores.device) < size.unsqueeze(1)
-            kept[rows] = torch.zeros(len(rows), v, dtype=torch.bool, device=scores.device).scatter_(1, idx, in_nucleus)
-        pending = pending[~done]
-        k = min(4 * k, v)
-    return kept, torch.arange(n_rows, device=scores.device)[split]
 
 
 def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

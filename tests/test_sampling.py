@@ -31,13 +31,13 @@ def reference(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Ten
     return kept, near
 
 
-@pytest.fixture(params=["search", "topk"])
+@pytest.fixture(params=["torch", "numpy"])
 def top_p_path(request, monkeypatch):
-    """Top-p alone takes the threshold search for many rows and a growing top-k for a few (TOPK_ROWS):
-    run a test through each."""
+    """Many rows take the torch path (top-p alone: the threshold search), up to FEW_ROWS on the CPU go
+    through NumPy (a sort of the values, the cut found on them): run a test through each."""
     import dlm.sampling
 
-    monkeypatch.setattr(dlm.sampling, "TOPK_ROWS", 0 if request.param == "search" else 10**9)
+    monkeypatch.setattr(dlm.sampling, "FEW_ROWS", 0 if request.param == "torch" else 10**9)
     return request.param
 
 
@@ -69,7 +69,7 @@ def test_nucleus_equals_transformers(top_k, kind, top_p_path):
         assert checked > 0.1 * len(tops) * 3 * 16  # a top-k cut splits integer ties often
 
 
-def test_tied_rows_follow_transformers():
+def test_tied_rows_follow_transformers(top_p_path):
     """Rows whose cut-off splits tied logits are drawn exactly as the full warpers would draw them."""
     logits = torch.zeros(1, 50, 10)  # all tied: top-p 0.45 keeps 5 of 10, chosen by transformers' sort
     config = SamplerConfig(temperature=1.0, top_p=0.45)
@@ -103,7 +103,7 @@ def test_distribution_matches_transformers(options, top_p_path):
 
 
 @pytest.mark.parametrize("options", [dict(top_p=0.9), dict(top_k=20, top_p=0.9), dict(top_k=20), dict()])
-def test_fixed_uniforms_same_tokens_and_same_as_full_warpers(options):
+def test_fixed_uniforms_same_tokens_and_same_as_full_warpers(options, top_p_path):
     """Same uniforms give the same tokens, run to run, and (distinct logits) the very tokens of the
     full sort: the nucleus is drawn in vocabulary order as the whole distribution was."""
     config = SamplerConfig(**{"temperature": 0.8, **options})
@@ -135,9 +135,9 @@ def test_the_threshold_search_finds_wide_nuclei_exactly(undecided):
         assert int(mine[rows].sum(-1).min()) > 100  # wide indeed
 
 
-def test_the_growing_top_k_covers_wide_nuclei():
-    """A step's few committed rows, one peaked, one flat over 4,096 tokens (a nucleus of thousands: the
-    top-k grows 256 -> 1,024 -> 4,096): the kept set equals transformers'."""
+def test_few_rows_find_wide_nuclei():
+    """A step's few committed rows (the NumPy path), one peaked, one flat over 4,096 tokens (a nucleus of
+    thousands): the kept set equals transformers'."""
     gen = torch.Generator().manual_seed(7)
     scores = torch.stack([torch.randn(4096, generator=gen) * 4, torch.randn(4096, generator=gen) * 0.3])
     scores[1, :50] = float("-inf")
