@@ -33,11 +33,13 @@ def reference(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Ten
 
 @pytest.fixture(params=["torch", "numpy"])
 def top_p_path(request, monkeypatch):
-    """Many rows take the torch path (top-p alone: the threshold search), up to FEW_ROWS on the CPU go
-    through NumPy (a sort of the values, the cut found on them): run a test through each."""
+    """On the CPU top-k / top-p go row by row through NumPy (a sort of the values, the cut found on
+    them); on an accelerator through torch (top-p alone: the threshold search). Run a test through
+    each, the torch path here on the CPU."""
     import dlm.sampling
 
-    monkeypatch.setattr(dlm.sampling, "FEW_ROWS", 0 if request.param == "torch" else 10**9)
+    if request.param == "torch":
+        monkeypatch.setattr(dlm.sampling, "_by_row", lambda scores: False)
     return request.param
 
 
@@ -135,8 +137,8 @@ def test_the_threshold_search_finds_wide_nuclei_exactly(undecided):
         assert int(mine[rows].sum(-1).min()) > 100  # wide indeed
 
 
-def test_few_rows_find_wide_nuclei():
-    """A step's few committed rows (the NumPy path), one peaked, one flat over 4,096 tokens (a nucleus of
+def test_rows_one_by_one_find_wide_nuclei():
+    """Rows one by one (the CPU's NumPy path), one peaked, one flat over 4,096 tokens (a nucleus of
     thousands): the kept set equals transformers'."""
     gen = torch.Generator().manual_seed(7)
     scores = torch.stack([torch.randn(4096, generator=gen) * 4, torch.randn(4096, generator=gen) * 0.3])
