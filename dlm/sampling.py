@@ -144,7 +144,7 @@ def _kept_row(x: np.ndarray, top_k: int, top_p: float, prefix: int = 256) -> tup
 def _in_nucleus(p: np.ndarray, top_p: float, before: float = 0.0) -> int:
     """How many of the probabilities p (descending, with `before` of mass ranked above them) top-p keeps:
     each while the mass ranked before it is < top_p."""
-    return int(np.count_nonzero(p.cumsum() - p + before < top_p))
+    return int(np.count_nonzero(p.cumsum() - p < top_p - before))
 
 
 def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,12 +190,6 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.T
     return kept, rows[split]
 
 
-def _log_partition(scores: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, 1) float64 log of the sum of exp(scores) over the vocabulary; `top` is the rows' maximum."""
-    top = scores.amax(dim=-1, keepdim=True) if top is None else top
-    return top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
-
-
 def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """`kept_tokens` for top-p alone, by a threshold search instead of a sort.
 
@@ -211,7 +205,7 @@ def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: in
     """
     n_rows = scores.shape[0]
     top = scores.amax(dim=-1, keepdim=True)  # (N, 1)
-    log_z = _log_partition(scores, top)
+    log_z = top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
     wide = scores.double()
     probs = torch.exp(wide - log_z)  # (N, V); forbidden (-inf) tokens are 0
     floor = scores.masked_fill(~torch.isfinite(scores), float("inf")).amin(dim=-1, keepdim=True).double() - 1.0
