@@ -9,7 +9,8 @@ recording the step): the engine's own overhead. Medians over --repeats runs, mea
 Throughput (generated tokens per second, all samples of the batch) is given twice: end to end, and
 as the forward alone would allow; each also as a multiple of batch 1's at the same steps, so how far
 batching pays, and whether the engine keeps up with the forward's own scaling, can be read off.
---temperature 0 is greedy; --top-k / --top-p / --temperature override the model's recommendation.
+--temperature 0 is greedy; --top-k / --top-p / --temperature, --remasking, --block-length, --cache and the
+parallel rules (--threshold, --factor, --entropy-bound) override the model's recommendation.
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, help="default: the model's recommendation")
     parser.add_argument("--top-p", type=float, help="default: the model's recommendation")
     parser.add_argument("--top-k", type=int, help="default: the model's recommendation")
+    parser.add_argument("--remasking", help="default: the model's recommendation")
+    parser.add_argument("--block-length", type=int, help="default: the model's recommendation; 0 = one block")
+    parser.add_argument("--cache", choices=["none", "prefix", "dual"], help="default: the model's recommendation")
+    parser.add_argument("--threshold", type=float, help="Fast-dLLM's confidence threshold (default: off)")
+    parser.add_argument("--factor", type=float, help="Fast-dLLM's factor rule (default: off)")
+    parser.add_argument("--entropy-bound", type=float, help="the EB-sampler's entropy bound (default: off)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     add_progress_option(parser)
     args = parser.parse_args(argv)
@@ -77,8 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     if lm.kind != "masked":
         parser.error("the sampler benchmark needs a masked (diffusion) model")
     timer = ForwardTimer(lm.model)
-    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("top_k", args.top_k))
-                if v is not None}
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("top_k", args.top_k),
+                                  ("remasking", args.remasking), ("threshold", args.threshold), ("factor", args.factor),
+                                  ("entropy_bound", args.entropy_bound)) if v is not None}
+    if args.block_length is not None:
+        sampling["block_length"] = args.block_length or None
+    if args.cache is not None:
+        sampling["cache"] = None if args.cache == "none" else args.cache
     measure(lm, timer, args.length, args.steps[0], 1, seed=0, **sampling)  # warm-up
     rows = []
     with progress_bar(total=len(args.batch) * len(args.steps) * args.repeats, desc="timing", unit="run",
@@ -107,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = lm.settings.replace(**sampling)
     print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; temperature "
           f"{settings.temperature}, top_k {settings.top_k}, top_p {settings.top_p}, remasking {settings.remasking}, "
-          f"blocks {settings.block_length}; medians of {args.repeats} runs\n")
+          f"blocks {settings.block_length}, cache {settings.cache}, threshold {settings.threshold}, factor "
+          f"{settings.factor}, entropy bound {settings.entropy_bound}; medians of {args.repeats} runs\n")
     print("| length | steps | batch | ms/step | forward ms | other ms | overhead | tokens/s | vs batch 1 | "
           "forward-only tokens/s | vs batch 1 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
