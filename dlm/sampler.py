@@ -77,23 +77,27 @@ class MaskedGeneration(Generation):
                 guess_rows = argmax(rows)  # (N,)
                 probs = torch.softmax(rows, dim=-1)  # the model's own belief, before temperature
                 late = sampled_late(config)
+                k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
                 if config.temperature > 0:
                     draw = row_uniforms(self.generators, num_positions, device)[:, lo:hi]  # full rows: batch-invariant
-                    if not late:
-                        picked = sample_tokens(rows.index_select(0, eligible).unsqueeze(0), config,
-                                               draw[masked_here].unsqueeze(0))
-                        guess_rows[eligible] = picked[0]
                 order = None
                 if config.remasking == "random":
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi][masked_here]
                 candidates = probs.index_select(0, eligible)
+                unsampled = None  # (M,) candidates left unsampled: they can be neither committed nor ranked
+                if config.temperature > 0 and not late:
+                    unsampled = sample_candidates(rows, probs, guess_rows, eligible,
+                                                  open_flat.index_select(0, eligible) // (hi - lo),
+                                                  draw[masked_here], config, k, order)
                 value = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking, order)
                 confidence_rows = probs.gather(-1, guess_rows.unsqueeze(-1)).squeeze(-1)  # (N,)
                 score = torch.full(masked_here.shape, float("-inf"), device=device)
-                score[masked_here] = value.float()
                 confidence_here = torch.zeros(masked_here.shape, device=device)
                 confidence_here[open_here] = confidence_rows
-                k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
+                if unsampled is not None and bool(unsampled.any()):  # shown with the argmax, never chosen
+                    value = value.masked_fill(unsampled, float("-inf"))
+                    confidence_here.view(-1)[open_flat.index_select(0, eligible[unsampled])] = 0.0
+                score[masked_here] = value.float()
                 spread = None
                 if config.entropy_bound is not None:  # only where a token may be committed
                     spread = torch.zeros(masked_here.shape, device=device)
@@ -143,6 +147,80 @@ class MaskedGeneration(Generation):
             cond, uncond = logits.chunk(2)
             return uncond + (1 + scale) * (cond - uncond)
         return logits
+
+
+def sample_candidates(
+    rows: torch.Tensor,
+    probs: torch.Tensor,
+    guess_rows: torch.Tensor,
+    eligible: torch.Tensor,
+    sample_of: torch.Tensor,
+    uniforms: torch.Tensor,
+    config: SamplerConfig,
+    k: int,
+    order: torch.Tensor | None = None,
+    chunk: int = 8,
+) -> torch.Tensor:
+    """Sample the candidates whose sampled token a step's choice reads, writing the tokens into
+    `guess_rows`; returns (M,) bool, the candidates left unsampled.
+
+    The choice reads a sampled token only through its probability c <= p_max (the row's top
+    probability): in low-confidence order (the score is c) and in the threshold and factor rules. So a
+    candidate needs its sample only where it could change the choice: where c could reach the threshold
+    (p_max >= threshold; for the factor rule p_max > 1 - factor / 2, below which no rank passes), or rank
+    among the k best. In entropy, margin or random order the k best are known without a sample; in
+    low-confidence order candidates are sampled in descending p_max, `chunk` at a time, until the k-th
+    best score sampled exceeds every p_max left. The committed positions and tokens are those of
+    sampling every candidate (the same uniforms); the caller shows an unsampled candidate's argmax and
+    keeps it out of the choice. The entropy bound reads the whole order: every candidate is sampled.
+
+    rows, probs: (N, V) the window's masked rows; guess_rows: (N,) their argmax; eligible: (M,) the
+    candidate rows; sample_of: (M,) which sample each belongs to; uniforms: (M,) their draws.
+    """
+    m = eligible.numel()
+    top = probs.index_select(0, eligible).gather(-1, guess_rows.index_select(0, eligible).unsqueeze(-1))
+    top, group = top.flatten().tolist(), sample_of.tolist()
+    if config.threshold is not None:
+        todo = [j for j in range(m) if top[j] >= config.threshold]
+    elif config.factor is not None:
+        todo = [j for j in range(m) if top[j] > 1 - config.factor / 2]
+    elif config.entropy_bound is not None:
+        todo = list(range(m))
+    else:
+        todo = []
+    want = max(k, 1)  # at least what the schedule takes; more only samples more
+    ranked = config.remasking != "low_confidence"  # the order needs no sample
+    value = (position_scores(probs.index_select(0, eligible), guess_rows.index_select(0, eligible),
+                             config.remasking, order).tolist() if ranked else top)
+    queues: dict[int, list[int]] = {}  # per sample: its candidates in the order in which they may rank
+    for j in sorted(range(m), key=lambda j: -value[j]):  # stable: ties in position order, as choose_positions
+        queues.setdefault(group[j], []).append(j)
+    for b, queue in queues.items():
+        todo += queue[:want]
+        queues[b] = queue[want:]
+    left, score = [True] * m, [0.0] * m
+    while todo:
+        todo = sorted(j for j in set(todo) if left[j])
+        if todo:
+            picked = torch.tensor(todo, device=eligible.device)
+            chosen = eligible.index_select(0, picked)
+            tokens = sample_tokens(rows.index_select(0, chosen).unsqueeze(0), config,
+                                   uniforms.index_select(0, picked).unsqueeze(0))[0]
+            guess_rows[chosen] = tokens
+            chances = probs.index_select(0, chosen).gather(-1, tokens.unsqueeze(-1)).flatten().tolist()
+            for j, c in zip(todo, chances):
+                left[j], score[j] = False, c
+        todo = []
+        if ranked:
+            break
+        for b, queue in queues.items():  # low-confidence order: on while a row left could still rank
+            while queue and not left[queue[0]]:
+                queue.pop(0)
+            mine = sorted((score[j] for j in range(m) if group[j] == b and not left[j]), reverse=True)
+            if queue and (len(mine) < want or mine[want - 1] <= top[queue[0]]):
+                todo += queue[:chunk]
+                queues[b] = queue[chunk:]
+    return torch.tensor(left, dtype=torch.bool, device=eligible.device)
 
 
 def sampled_late(config: SamplerConfig) -> bool:

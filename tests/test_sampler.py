@@ -274,9 +274,74 @@ def test_sampling_only_committed_positions_writes_the_same_text(roberta, monkeyp
     dlm.generate(roberta, "the cat", **options)
     assert max(drawn) <= 2 * 2  # a step commits 2 per row here, and only those are sampled
     monkeypatch.setattr(sampler, "sampled_late", lambda config: False)
+    monkeypatch.setattr(sampler, "sample_candidates", sample_every_candidate)
     early = dlm.generate(roberta, "the cat", **options)
     assert torch.equal(late.final, early.final)
     for a, b in zip(late.steps, early.steps):
         assert torch.equal(a.canvas, b.canvas) and torch.equal(a.committed, b.committed)
     assert not sampler.sampled_late(roberta.settings.replace(remasking="low_confidence", temperature=0.9))
     assert not sampler.sampled_late(roberta.settings.replace(remasking="entropy", temperature=0.9, threshold=0.9))
+
+
+def sample_every_candidate(rows, probs, guess_rows, eligible, sample_of, uniforms, config, k, order=None):
+    """The reference for `dlm.sampler.sample_candidates`: a sample at every candidate."""
+    from dlm.sampling import sample_tokens
+
+    guess_rows[eligible] = sample_tokens(rows.index_select(0, eligible).unsqueeze(0), config, uniforms.unsqueeze(0))[0]
+    return torch.zeros(eligible.numel(), dtype=torch.bool)
+
+
+@pytest.mark.parametrize("rule", [{}, dict(threshold=0.2), dict(threshold=0.9), dict(factor=1.0), dict(factor=3.0),
+                                  dict(entropy_bound=0.5), dict(threshold=0.5, block_length=8)])
+@pytest.mark.parametrize("remasking", ["low_confidence", "margin"])
+def test_candidates_are_sampled_only_where_the_choice_reads_them(roberta, monkeypatch, rule, remasking):
+    """Low-confidence order and the threshold / factor rules read the sampled token's probability; a
+    candidate is sampled only where that could change the choice. The text, the positions committed at
+    each step and their confidences are those of sampling every candidate with the same uniforms."""
+    import dlm.sampler as sampler
+
+    options = dict(length=24, steps=24, remasking=remasking, temperature=1.0, seed=11, num_samples=3, **rule)
+    drawn, candidates = [], []
+    real_sample, real_candidates = sampler.sample_tokens, sampler.sample_candidates
+    monkeypatch.setattr(sampler, "sample_tokens", lambda logits, *a: drawn.append(logits.shape[1]) or real_sample(logits, *a))
+    monkeypatch.setattr(sampler, "sample_candidates",
+                        lambda rows, probs, guess, eligible, *a: candidates.append(eligible.numel())
+                        or real_candidates(rows, probs, guess, eligible, *a))
+    lazy = dlm.generate(roberta, "the cat", **options)
+    drawn, candidates = list(drawn), list(candidates)  # the lazy run's
+    monkeypatch.setattr(sampler, "sample_candidates", sample_every_candidate)
+    full = dlm.generate(roberta, "the cat", **options)
+    assert torch.equal(lazy.final, full.final) and len(lazy.steps) == len(full.steps)
+    for a, b in zip(lazy.steps, full.steps):
+        assert torch.equal(a.canvas, b.canvas) and torch.equal(a.committed, b.committed)
+        assert torch.allclose(a.confidence[a.committed], b.confidence[b.committed])
+    if remasking == "margin" and "threshold" not in rule and "factor" not in rule:
+        assert not candidates  # nothing reads a sample: only the committed positions are sampled (test above)
+        return
+    assert len(candidates) == len(lazy.steps) and sum(drawn) <= sum(candidates)
+    if "entropy_bound" in rule or rule.get("factor", 0) >= 2:  # every candidate can matter
+        assert sum(drawn) == sum(candidates)
+    elif remasking == "margin" and rule.get("threshold") == 0.9:  # the order needs no sample: the k best and
+        assert sum(drawn) < 0.2 * sum(candidates)  # the few sure enough to reach 0.9 are all it samples
+
+
+@pytest.mark.parametrize("rule", [dict(threshold=0.05), dict(factor=1.98)])
+@pytest.mark.parametrize("remasking", ["low_confidence", "margin", "entropy"])
+def test_sure_candidates_are_always_sampled(monkeypatch, rule, remasking):
+    """On the bundled model (rarely sure: low thresholds, so that the rules fire), the candidates that
+    could pass are sampled whatever their rank, so the text, the commits and their
+    confidences are those of sampling every candidate."""
+    import dlm.sampler as sampler
+
+    lm = dlm.load("default")
+    options = dict(length=32, steps=32, remasking=remasking, temperature=0.8, top_p=0.95, seed=2, num_samples=2,
+                   block_length=None, **rule)
+    lazy = dlm.generate(lm, "It was a dark and stormy", **options)
+    monkeypatch.setattr(sampler, "sample_candidates", sample_every_candidate)
+    full = dlm.generate(lm, "It was a dark and stormy", **options)
+    assert torch.equal(lazy.final, full.final)
+    for a, b in zip(lazy.steps, full.steps):
+        assert torch.equal(a.committed, b.committed)
+        assert torch.allclose(a.confidence[a.committed], b.confidence[b.committed])
+    if "threshold" in rule:  # the rule fired: a step committed more than one position in a row
+        assert any(int(s.committed.sum(-1).max()) > 1 for s in full.steps)
