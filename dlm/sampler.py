@@ -84,12 +84,16 @@ class MaskedGeneration(Generation):
                 if config.remasking == "random":
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi][masked_here]
                 candidates = probs.index_select(0, eligible)
+                value = None  # (M,) the candidates' scores; low-confidence order reads the sampled tokens
+                if config.remasking != "low_confidence":
+                    value = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking, order)
                 unsampled = None  # (M,) candidates left unsampled: they can be neither committed nor ranked
                 if config.temperature > 0 and not late:
                     unsampled = sample_candidates(rows, probs, guess_rows, eligible,
                                                   open_flat.index_select(0, eligible) // (hi - lo),
-                                                  draw[masked_here], config, k, order)
-                value = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking, order)
+                                                  draw[masked_here], config, k, value)
+                if value is None:
+                    value = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking)
                 confidence_rows = probs.gather(-1, guess_rows.unsqueeze(-1)).squeeze(-1)  # (N,)
                 score = torch.full(masked_here.shape, float("-inf"), device=device)
                 confidence_here = torch.zeros(masked_here.shape, device=device)
@@ -158,7 +162,7 @@ def sample_candidates(
     uniforms: torch.Tensor,
     config: SamplerConfig,
     k: int,
-    order: torch.Tensor | None = None,
+    value: torch.Tensor | None = None,
     chunk: int = 8,
 ) -> torch.Tensor:
     """Sample the candidates whose sampled token a step's choice reads, writing the tokens into
@@ -175,7 +179,8 @@ def sample_candidates(
     keeps it out of the choice. The entropy bound reads the whole order: every candidate is sampled.
 
     rows, probs: (N, V) the window's masked rows; guess_rows: (N,) their argmax; eligible: (M,) the
-    candidate rows; sample_of: (M,) which sample each belongs to; uniforms: (M,) their draws.
+    candidate rows; sample_of: (M,) which sample each belongs to; uniforms: (M,) their draws; value:
+    (M,) the candidates' scores where the order reads no sample (None: low-confidence order).
     """
     m = eligible.numel()
     top = probs.index_select(0, eligible).gather(-1, guess_rows.index_select(0, eligible).unsqueeze(-1))
@@ -189,11 +194,10 @@ def sample_candidates(
     else:
         todo = []
     want = max(k, 1)  # at least what the schedule takes; more only samples more
-    ranked = config.remasking != "low_confidence"  # the order needs no sample
-    value = (position_scores(probs.index_select(0, eligible), guess_rows.index_select(0, eligible),
-                             config.remasking, order).tolist() if ranked else top)
+    ranked = value is not None  # the order needs no sample
+    bound = value.tolist() if ranked else top  # a candidate's score, or the most it can be
     queues: dict[int, list[int]] = {}  # per sample: its candidates in the order in which they may rank
-    for j in sorted(range(m), key=lambda j: -value[j]):  # stable: ties in position order, as choose_positions
+    for j in sorted(range(m), key=lambda j: -bound[j]):  # stable: ties in position order, as choose_positions
         queues.setdefault(group[j], []).append(j)
     for b, queue in queues.items():
         todo += queue[:want]

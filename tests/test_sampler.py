@@ -283,7 +283,7 @@ def test_sampling_only_committed_positions_writes_the_same_text(roberta, monkeyp
     assert not sampler.sampled_late(roberta.settings.replace(remasking="entropy", temperature=0.9, threshold=0.9))
 
 
-def sample_every_candidate(rows, probs, guess_rows, eligible, sample_of, uniforms, config, k, order=None):
+def sample_every_candidate(rows, probs, guess_rows, eligible, sample_of, uniforms, config, k, value=None):
     """The reference for `dlm.sampler.sample_candidates`: a sample at every candidate."""
     from dlm.sampling import sample_tokens
 
