@@ -1,8 +1,9 @@
 """The masked-diffusion sampler: start from masks, reveal a few positions per step.
 
-Each step runs the model once over the whole canvas, samples a guess for every position
-(greedy / temperature / top-k / top-p), scores the still-masked positions (random, confidence,
-margin or entropy) and commits the best of them; how many follows the schedule, or a parallel rule
+Each step runs the model once over the whole canvas, takes its guess at every masked position (the
+argmax, or a sample (temperature / top-k / top-p) wherever a token is committed or the choice reads
+it), scores the still-masked positions (random, confidence, margin or entropy) and commits the best
+of them; how many follows the schedule, or a parallel rule
 (a confidence threshold, Fast-dLLM's factor rule or the EB-sampler's entropy bound) that may commit
 several positions per step when the model is sure of them. Positions split into semi-autoregressive
 blocks are finished left to right (LLaDA's `block_length`). Classifier-free guidance runs the
@@ -66,9 +67,10 @@ class MaskedGeneration(Generation):
                 # (the only ones whose guess is shown or can be committed; a committed position keeps the
                 # token and confidence it was committed with), and of those the block's (`eligible`, the
                 # candidates now). Sampling is the costly part, so it happens only where it can matter:
-                # at every candidate when a rule reads the sampled tokens' confidence, else (entropy,
-                # margin or random order) only at the positions committed. The same uniforms serve either
-                # way, so the text is the same; uncommitted guesses then show the argmax.
+                # where low-confidence order or a threshold / factor rule reads the sampled token's
+                # probability, at the candidates that could change the choice (`sample_candidates`); else
+                # (entropy, margin or random order) only at the positions committed. The same uniforms
+                # serve every way, so the text is the same; unsampled guesses show the argmax.
                 masked_here = masked[:, lo:hi]  # (B, W) the candidates
                 open_here = canvas[:, lo:hi] == mask_id  # (B, W) every mask in the window, this block's and later
                 open_flat = open_here.flatten().nonzero().flatten()  # (N,) their flat positions, ascending
