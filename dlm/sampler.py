@@ -173,8 +173,8 @@ def sample_candidates(
     The choice reads a sampled token only through its probability c <= p_max (the row's top
     probability): in low-confidence order (the score is c) and in the threshold and factor rules. So a
     candidate needs its sample only where it could change the choice: where c could reach the threshold
-    (p_max >= threshold; for the factor rule p_max > 1 - factor / 2, below which no rank passes), or rank
-    among the k best. In entropy, margin or random order the k best are known without a sample; in
+    (p_max >= threshold), pass the factor rule (2 (1 - p_max) < factor, the test at rank 1, the loosest),
+    or rank among the k best. In entropy, margin or random order the k best are known without a sample; in
     low-confidence order candidates are sampled in descending p_max, `chunk` at a time, until the k-th
     best score sampled exceeds every p_max left. The committed positions and tokens are those of
     sampling every candidate (the same uniforms); the caller shows an unsampled candidate's argmax and
@@ -185,16 +185,16 @@ def sample_candidates(
     (M,) the candidates' scores where the order reads no sample (None: low-confidence order).
     """
     m = eligible.numel()
-    top = probs.index_select(0, eligible).gather(-1, guess_rows.index_select(0, eligible).unsqueeze(-1))
-    top, group = top.flatten().tolist(), sample_of.tolist()
-    if config.threshold is not None:
-        todo = [j for j in range(m) if top[j] >= config.threshold]
-    elif config.factor is not None:
-        todo = [j for j in range(m) if top[j] > 1 - config.factor / 2]
+    top = probs.index_select(0, eligible).gather(-1, guess_rows.index_select(0, eligible).unsqueeze(-1)).flatten()
+    if config.threshold is not None:  # in choose_positions' own arithmetic, so a tie at the threshold counts
+        todo = (top >= config.threshold).nonzero().flatten().tolist()
+    elif config.factor is not None:  # rank 1 is the loosest: (1 + 1)(1 - c) < factor
+        todo = (2 * (1 - top) < config.factor).nonzero().flatten().tolist()
     elif config.entropy_bound is not None:
         todo = list(range(m))
     else:
         todo = []
+    top, group = top.tolist(), sample_of.tolist()
     want = max(k, 1)  # at least what the schedule takes; more only samples more
     ranked = value is not None  # the order needs no sample
     bound = value.tolist() if ranked else top  # a candidate's score, or the most it can be
