@@ -284,3 +284,23 @@ def test_push_then_load_from_the_hub(diffusion_run, hub_online):  # noqa: F811
         push(diffusion_run, "test-user/tiny-diffusion-2", api=api, retries=2, backoff=0.01)
     with pytest.raises(PushError, match="config.json"):
         push(diffusion_run / "tokenizer", "test-user/x", api=api)
+
+
+def test_run_records_are_replaced_whole(tmp_path, monkeypatch):
+    """The ledger and the run record are rewritten at every log; a run killed in the middle of a write
+    leaves the last complete version for --resume (a truncated file made --resume fail to read it)."""
+    from training import common
+
+    path = tmp_path / common.TIME_FILE
+    common.write_json(path, {"sessions": [{"start_step": 0}]})
+    real_write = Path.write_text
+
+    def killed_half_way(self, text, *args, **kwargs):
+        real_write(self, text[: len(text) // 2])
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(Path, "write_text", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        common.write_json(path, {"sessions": [{"start_step": 0}, {"start_step": 10}]})
+    monkeypatch.undo()
+    assert common.read_time_ledger(tmp_path) == [{"start_step": 0}]

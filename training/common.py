@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import shutil
@@ -158,7 +159,7 @@ class TimeLedger(TrainerCallback):
             return
         self.entry.update(end_step=state.global_step, seconds=time.perf_counter() - self.start)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"sessions": [*self.earlier, self.entry]}, indent=2))
+        write_json(self.path, {"sessions": [*self.earlier, self.entry]})
 
 
 def read_time_ledger(folder: str | Path) -> list[dict]:
@@ -175,7 +176,7 @@ def record_start(args, module: str) -> None:
     base = getattr(args, "init", None) or getattr(args, "init_from_ar", None)
     record["base_model"] = source_name(base)
     record["start_tokens"] = prior_tokens(base)
-    (folder / RUN_FILE).write_text(json.dumps(record, indent=2))
+    write_json(folder / RUN_FILE, record)
 
 
 def run_cli(parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
@@ -315,7 +316,7 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     info["dlm"] = dlm_block
     samples = generate_samples(folder, args.num_samples)
     info["samples"] = samples
-    (folder / RUN_FILE).write_text(json.dumps(info, indent=2))
+    write_json(folder / RUN_FILE, info)
     write_card(folder, title=title, kind=kind, info=info, samples=samples)
     print(json.dumps({k: info[k] for k in ("steps", "tokens_seen", "wall_seconds", "tokens_per_second", "perplexity",
                                            "eval_loss")}))
@@ -338,3 +339,12 @@ def mask_bucket_losses(log_history: list[dict]) -> dict:
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write `record` to `path` whole or not at all: into a temporary file beside it, then renamed over
+    it, so a run killed mid-write (these files are rewritten at every log) leaves the last complete
+    version for --resume to read, never a truncated one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=2))
+    os.replace(partial, path)
