@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from dlm.classify import CONFIG_FILE, _classifier_folder, load_classifier, report  # noqa: E402
-from dlm.classify.scoring import MASK_DESIGNS  # noqa: E402
+from dlm.classify.scoring import scoring_options  # noqa: E402
 from dlm.cli import add_progress_option, note, progress_bar  # noqa: E402
 
 DEFAULTS = [
@@ -59,17 +59,10 @@ def labelled_rows(split: str, data: str | None) -> list[tuple[str, str]]:
 
 def parse_scoring(text: str) -> dict:
     """ROUND:MAX:MARGIN:MASKS -> the GenerativeClassifier's scoring options."""
-    parts = text.split(":")
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError(f"{text!r}: give ROUND:MAX:MARGIN:MASKS, e.g. 4:16:3:tiled")
     try:
-        options = {"round_samples": int(parts[0]), "max_samples": int(parts[1]), "margin": float(parts[2]),
-                   "masks": parts[3]}
+        return scoring_options(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from error
-    if options["masks"] not in MASK_DESIGNS:
-        raise argparse.ArgumentTypeError(f"{text!r}: masks must be one of {MASK_DESIGNS}")
-    return options
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch: int,

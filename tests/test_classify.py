@@ -118,6 +118,28 @@ def test_a_text_with_a_clear_winner_stops_early_and_the_cap_holds(per_class, kin
     assert q.nfe == 2 * 8
 
 
+def test_a_budget_set_at_training_time_is_what_every_user_of_the_classifier_gets(per_class, kinds, tmp_path, capsys):
+    import shutil
+
+    from training import train_classifier
+
+    folder = tmp_path / "budget"
+    shutil.copytree(per_class, folder)
+    data = ["--data", str(kinds[0]), "--output-dir", str(folder), "--calibration-texts", "20"]
+    assert train_classifier.main(["--calibrate-only", "--scoring", "2:6:1e9:random", *data]) == 0
+    spec = json.loads((folder / "classifier.json").read_text())
+    assert spec["scoring"] == {"round_samples": 2, "max_samples": 6, "margin": 1e9, "masks": "random"}
+    clf = load_classifier(str(folder))
+    assert (clf.round_samples, clf.max_samples, clf.masks) == (2, 6, "random")
+    [p] = clf.classify([kinds[1][0][0]])
+    assert p.nfe == 2 * 6  # an unreachable margin: every text runs to the cap
+    for bad in ("1:6:2:tiled", "4:2:2:tiled", "4:8:0:tiled", "4:8:2:sobol", "4:8:2"):
+        with pytest.raises(SystemExit):
+            train_classifier.main(["--calibrate-only", "--scoring", bad, *data])
+        assert repr(bad) in capsys.readouterr().err
+    assert json.loads((folder / "classifier.json").read_text())["scoring"] == spec["scoring"]  # nothing lost
+
+
 def test_batched_scores_equal_one_at_a_time(per_class, kinds):
     clf = load_classifier(str(per_class))
     texts = [t for t, _ in kinds[1][:6]]

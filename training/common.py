@@ -250,7 +250,8 @@ def command_line(module: str) -> str:
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
-    return f"CPU, {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'s' if threads > 1 else ''} ({platform.processor() or platform.machine()})"
 
 
 def save_final(trainer, tokenizer, folder: str | Path, save_dtype: str) -> None:

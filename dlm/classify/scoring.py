@@ -50,6 +50,26 @@ def framing(tokenizer, kind: str) -> tuple[list[int], list[int]]:
 MASK_DESIGNS = ("tiled", "random")  # how a round's mask patterns share out the positions
 
 
+def scoring_options(text: str) -> dict:
+    """"ROUND:MAX:MARGIN:MASKS" (e.g. "4:24:2:tiled") -> a masked classifier's Monte-Carlo budget, as the
+    keyword arguments of `GenerativeClassifier` and the "scoring" block of a `classifier.json`."""
+    parts = text.split(":")
+    if len(parts) != 4:
+        raise ValueError(f"{text!r}: give ROUND:MAX:MARGIN:MASKS, e.g. 4:24:2:tiled")
+    try:
+        options = {"round_samples": int(parts[0]), "max_samples": int(parts[1]), "margin": float(parts[2]),
+                   "masks": parts[3]}
+    except ValueError as error:
+        raise ValueError(f"{text!r}: {error}") from error
+    if options["masks"] not in MASK_DESIGNS:
+        raise ValueError(f"{text!r}: masks must be one of {MASK_DESIGNS}")
+    if options["round_samples"] < 2 or options["max_samples"] < options["round_samples"]:
+        raise ValueError(f"{text!r}: need ROUND >= 2 and MAX >= ROUND")
+    if not options["margin"] > 0:
+        raise ValueError(f"{text!r}: MARGIN (standard errors) must be > 0")
+    return options
+
+
 def score_masked(models: Sequence[LanguageModel], contexts: Sequence[list[int]], targets: list[list[int]], *,
                  priors: Sequence[float], round_samples: int, max_samples: int, margin: float, batch_size: int,
                  seed: int, null_context: list[int] | None = None, masks: str = "tiled") -> list[TextScores]:
