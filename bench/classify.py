@@ -8,9 +8,12 @@
 One row per classifier: test accuracy with a 95% Wilson interval, macro-F1, ECE (15 bins, with the
 temperature each classifier fitted on the validation split), forward passes per text, texts per
 second, parameters (all class models together) and training time. Every classifier sees the same
-texts, cut to its first 128 tokens (the classifiers' --max-tokens), and was trained on the same train
-split (the project's split rule, shared/DATA.md). Naive Bayes (scikit-learn, word uni+bigram counts,
-alpha = 1) reads the whole text: it is the floor any shipped classifier should clear.
+texts and was trained on the same train split (the project's split rule, shared/DATA.md). A generative
+classifier reads a long text as consecutive pieces of its --max-tokens (up to its max_pieces; the JSON
+says how many texts were cut), the discriminative one its first piece. Naive Bayes (scikit-learn, word
+uni+bigram counts, alpha = 1) reads the whole text: it is the floor any shipped classifier should
+clear. Where the split has a source column (the offline reviews: full reviews and one-sentence
+snippets) the accuracy per source follows the table.
 Classifiers are folders written by `training.train_classifier` (or bundled names); missing ones are
 reported and skipped.
 
@@ -47,14 +50,28 @@ DEFAULTS = [
 ]
 
 
-def labelled_rows(split: str, data: str | None) -> list[tuple[str, str]]:
+def labelled_rows(split: str, data: str | None, with_source: bool = False) -> list[tuple]:
+    """(text, label) rows, or (text, label, source) where the CSV has a source column (else "")."""
     folder = Path(data) if data else None
     if folder is None:
         from training.corpus import build_reviews
 
         folder = build_reviews()
     with (folder / f"{split}.csv").open(newline="", encoding="utf-8") as f:
-        return [(row["text"], row["label"]) for row in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
+    return [(r["text"], r["label"], r.get("source") or "") if with_source else (r["text"], r["label"]) for r in rows]
+
+
+def by_source(predicted: list[str], rows: list[tuple[str, str, str]]) -> dict:
+    """Accuracy per source of the texts (e.g. full reviews against one-sentence snippets)."""
+    out: dict[str, dict] = {}
+    for label, (_, truth, source) in zip(predicted, rows):
+        entry = out.setdefault(source, {"texts": 0, "correct": 0})
+        entry["texts"] += 1
+        entry["correct"] += label == truth
+    for entry in out.values():
+        entry["accuracy"] = entry["correct"] / entry["texts"]
+    return out
 
 
 def parse_scoring(text: str) -> dict:
@@ -66,12 +83,15 @@ def parse_scoring(text: str) -> dict:
 
 
 def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch: int,
-                     progress: bool | None = False, scoring: dict | None = None) -> dict:
+                     progress: bool | None = False, scoring: dict | None = None, max_pieces: int | None = None) -> dict:
     """progress: a bar on stderr, moved after every classify() call (None: only when stderr is a terminal).
-    scoring: Monte-Carlo options for a masked classifier (`parse_scoring`)."""
+    scoring: Monte-Carlo options for a masked classifier (`parse_scoring`); max_pieces: how many pieces of
+    a long text a generative classifier reads (default: its classifier.json's)."""
     folder = _classifier_folder(source)
     spec = json.loads((folder / CONFIG_FILE).read_text())
     options = {"explain": False} if spec["design"] == "discriminative" else dict(scoring or {})
+    if max_pieces is not None and spec["design"] != "discriminative":
+        options["max_pieces"] = max_pieces
     classifier = load_classifier(source, **options)
     texts, truth = [t for t, _ in rows], [y for _, y in rows]
     predictions = []
@@ -87,6 +107,7 @@ def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch:
             "texts_per_second": len(texts) / seconds, "seconds": seconds, "parameters": parameters,
             "training_seconds": spec["training"]["wall_seconds"], "temperature": spec.get("temperature", 1.0),
             "validation": spec.get("validation"), "scoring": scoring,
+            "max_text_tokens": classifier.max_text_tokens, "truncated": sum(p.truncated for p in predictions),
             "predicted": [p.label for p in predictions]}
 
 
@@ -111,7 +132,8 @@ def bench_naive_bayes(train: list[tuple[str, str]], rows: list[tuple[str, str]])
     metrics = report(predictions, [y for _, y in rows], labels)
     return {"classifier": "Naive Bayes", "source": "scikit-learn MultinomialNB, word 1-2-grams", "design": "bag of words",
             "family": "count-based", **metrics, "texts_per_second": len(rows) / seconds, "seconds": seconds,
-            "parameters": int(model.feature_count_.size), "training_seconds": trained, "temperature": 1.0}
+            "parameters": int(model.feature_count_.size), "training_seconds": trained, "temperature": 1.0,
+            "predicted": [p.label for p in predictions]}
 
 
 def scoring_label(scoring: dict) -> str:
@@ -137,9 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="folder with train/validation/test.csv (text,label); default: the offline reviews")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, help="only N texts of the split, drawn at random (seed 0)")
+    parser.add_argument("--sources", nargs="+", metavar="SOURCE",
+                        help="only the texts of these sources (the CSV's source column), e.g. pang_lee_reviews")
     parser.add_argument("--batch", type=int, default=64, help="texts per classify() call")
     parser.add_argument("--scoring", nargs="+", type=parse_scoring, metavar="ROUND:MAX:MARGIN:MASKS",
                         help="run each masked classifier once per Monte-Carlo budget (the first is the reference)")
+    parser.add_argument("--max-pieces", type=int,
+                        help="generative classifiers read up to this many pieces of a long text (default: their own "
+                             "setting; 1: the first piece only)")
     parser.add_argument("--no-naive-bayes", action="store_true")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", type=Path)
@@ -152,12 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [tuple(c.split("=", 1)) for c in args.classifier] if args.classifier else DEFAULTS
     if any(len(c) != 2 for c in chosen):
         parser.error("--classifier takes NAME=SOURCE")
-    rows = labelled_rows(args.split, args.data)
+    if args.max_pieces is not None and args.max_pieces < 1:
+        parser.error("--max-pieces must be >= 1")
+    sourced = labelled_rows(args.split, args.data, with_source=True)
+    if args.sources:
+        sourced = [row for row in sourced if row[2] in args.sources]
+        if not sourced:
+            parser.error(f"no {args.split} texts from the sources {args.sources}")
     if args.limit:  # a random subset (fixed seed): the files are ordered by source
         import random
 
-        random.Random(0).shuffle(rows)
-        rows = rows[: args.limit]
+        random.Random(0).shuffle(sourced)
+        sourced = sourced[: args.limit]
+    rows = [(text, label) for text, label, _ in sourced]
     results, skipped = [], []
     for name, source in chosen:
         try:
@@ -171,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = None
         for scoring in budgets:
             label = name if scoring is None else f"{name} [{scoring_label(scoring)}]"
-            results.append(bench_classifier(label, source, rows, args.batch, args.progress, scoring))
+            results.append(bench_classifier(label, source, rows, args.batch, args.progress, scoring, args.max_pieces))
             reference = reference or results[-1]["predicted"]
             if scoring is not None:
                 results[-1]["agreement"] = sum(a == b for a, b in zip(results[-1]["predicted"], reference)) / len(rows)
@@ -179,12 +213,18 @@ def main(argv: list[str] | None = None) -> int:
                  f"in {results[-1]['seconds']:.0f} s")
     if not args.no_naive_bayes:
         results.append(bench_naive_bayes(labelled_rows("train", args.data), rows))
+    for r in results:
+        r["by_source"] = by_source(r["predicted"], sourced)
     print(f"{len(rows)} {args.split} texts; {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, {'CUDA' if torch.cuda.is_available() else 'CPU'}\n")
     if args.json and args.append and args.json.is_file():
         names = {r["classifier"] for r in results}
         results = [r for r in json.loads(args.json.read_text())["results"] if r["classifier"] not in names] + results
     print(table(results))
+    if len({source for _, _, source in sourced}) > 1:
+        print("\naccuracy by source of the texts: " + "; ".join(
+            f"{r['classifier']}: " + ", ".join(f"{k or '?'} {v['accuracy']:.1%} ({v['texts']})"
+                                              for k, v in sorted(r["by_source"].items())) for r in results))
     agreements = [r for r in results if "agreement" in r]
     if agreements:
         print("\nagreement with the first budget's decisions: " +

@@ -514,8 +514,10 @@ def test_causal_scores_match_the_core_likelihood(gpt2):
 def test_long_texts_are_cut_and_say_so(roberta):
     from dlm.classify import ZeroShotClassifier
 
-    [p] = ZeroShotClassifier(roberta, ["x", "y"], ["a", "b"], num_samples=4, max_tokens=5).classify(["the cat " * 20])
-    assert p.truncated and len(p.tokens) == 5
+    clf = ZeroShotClassifier(roberta, ["x", "y"], ["a", "b"], num_samples=4, max_tokens=5, max_pieces=2)
+    [p] = clf.classify(["the cat " * 20])
+    assert p.truncated and len(p.tokens) == 10 == clf.max_text_tokens  # two pieces of 5 tokens, the rest cut
+    assert p.nfe == 2 * 4 * 2
 
 
 # ---- Compare and Learn ---------------------------------------------------------------------------

@@ -115,7 +115,8 @@ def test_a_text_with_a_clear_winner_stops_early_and_the_cap_holds(per_class, kin
     assert p.nfe < 2 * 64  # stopped before the cap
     capped = load_classifier(str(per_class), round_samples=4, max_samples=8, margin=1e9)
     [q] = capped.classify([kinds[1][0][0]])
-    assert q.nfe == 2 * 8
+    pieces = math.ceil(len(q.tokens) / capped.max_tokens)  # a text longer than one piece: one row per piece
+    assert q.nfe == 2 * 8 * pieces
 
 
 def test_a_budget_set_at_training_time_is_what_every_user_of_the_classifier_gets(per_class, kinds, tmp_path, capsys):
@@ -132,12 +133,59 @@ def test_a_budget_set_at_training_time_is_what_every_user_of_the_classifier_gets
     clf = load_classifier(str(folder))
     assert (clf.round_samples, clf.max_samples, clf.masks) == (2, 6, "random")
     [p] = clf.classify([kinds[1][0][0]])
-    assert p.nfe == 2 * 6  # an unreachable margin: every text runs to the cap
+    assert p.nfe == 2 * 6 * math.ceil(len(p.tokens) / clf.max_tokens)  # an unreachable margin: always the cap
     for bad in ("1:6:2:tiled", "4:2:2:tiled", "4:8:0:tiled", "4:8:2:sobol", "4:8:2"):
         with pytest.raises(SystemExit):
             train_classifier.main(["--calibrate-only", "--scoring", bad, *data])
         assert repr(bad) in capsys.readouterr().err
     assert json.loads((folder / "classifier.json").read_text())["scoring"] == spec["scoring"]  # nothing lost
+
+
+@pytest.mark.parametrize("source", ["per_class", "gpt2"])
+def test_a_long_text_is_scored_as_its_pieces_and_their_log_likelihoods_add(source, per_class, kinds, request):
+    """A text longer than one piece: its score is the sum of its consecutive pieces' scores, each piece
+    with the very masks it gets when scored alone (one round at the cap), and the rest is cut."""
+    from dlm.classify.scoring import score_causal, score_masked
+    from dlm.generation import encode
+
+    if source == "per_class":
+        clf = load_classifier(str(per_class), round_samples=4, max_samples=4, max_tokens=16, max_pieces=3)
+    else:
+        lm = request.getfixturevalue("gpt2")
+        clf = GenerativeClassifier([lm, lm], ["a", "b"], prompts=["animal:", "scripture:"], max_tokens=16, max_pieces=3)
+    text = " ".join(t for t, _ in kinds[1][:6])
+    ids = encode(clf.models[0].tokenizer, text)
+    assert len(ids) > 48  # more than three pieces: the rest is cut
+    [p] = clf.classify([text])
+    assert p.truncated and len(p.tokens) == len(p.contributions) == 48 == clf.max_text_tokens
+    pieces = [ids[i : i + 16] for i in range(0, 48, 16)]
+    if clf.kind == "causal":
+        alone = score_causal(clf.models, clf._contexts, pieces, batch_size=8)
+    else:
+        alone = score_masked(clf.models, clf._contexts, pieces, priors=clf.priors, round_samples=4, max_samples=4,
+                             margin=clf.margin, batch_size=8, seed=clf.seed)
+    for c, label in enumerate(clf.labels):
+        total = sum(float(samples[c].mean()) for _, samples, _ in alone)
+        assert math.isclose(p.log_likelihoods[label], total, rel_tol=1e-6, abs_tol=1e-6)
+        per_token = torch.cat([terms[c] for terms, _, _ in alone])
+        assert per_token.shape == (48,)
+    top, second = clf.labels.index(p.label), clf.labels.index(p.runner_up)
+    expected = torch.cat([terms[top] - terms[second] for terms, _, _ in alone])
+    assert torch.allclose(torch.tensor(p.contributions, dtype=torch.float64), expected, atol=1e-6)
+    assert p.nfe == 2 * (1 if clf.kind == "causal" else 4) * 3  # one row per piece, class and sample
+    [first] = GenerativeClassifier(clf.models, clf.labels, prompts=clf.prompts, max_tokens=16, max_pieces=1,
+                                   round_samples=4, max_samples=4).classify([text])
+    assert first.truncated and len(first.tokens) == 16  # one piece: the first 16 tokens only
+    assert math.isclose(first.log_likelihoods[clf.labels[0]], float(alone[0][1][0].mean()), rel_tol=1e-6)
+
+
+def test_a_text_of_pieces_stops_as_a_whole(per_class, kinds):
+    clf = load_classifier(str(per_class), max_tokens=16, max_pieces=4, round_samples=2, max_samples=12, margin=2.0)
+    text = " ".join(t for t, _ in kinds[1][:4])
+    [p] = clf.classify([text])
+    pieces = len(p.tokens) // 16 + (len(p.tokens) % 16 > 0)
+    assert pieces >= 2 and p.nfe % (2 * pieces) == 0  # every piece ran the same rounds
+    assert 2 * 2 * pieces <= p.nfe <= 2 * 12 * pieces
 
 
 def test_batched_scores_equal_one_at_a_time(per_class, kinds):

@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--text-column", default="text")
     data.add_argument("--label-column", default="label")
     data.add_argument("--hub-config", help="configuration name of a Hub dataset")
-    data.add_argument("--max-tokens", type=int, default=128, help="tokens per training piece and per scored text")
+    data.add_argument("--max-tokens", type=int, default=128, help="tokens per training piece and per scored piece")
+    data.add_argument("--max-pieces", type=int, default=8,
+                      help="generative designs: a text is scored as up to this many consecutive pieces "
+                           "(their log-likelihoods add); the discriminative one reads its first piece")
     data.add_argument("--prompt-template", default="{label}:", help="conditional design: the label prompt")
     data.add_argument("--null-prompt", default="",
                       help="conditional design: the prompt of the unconditional model p(text) ('' = the framing alone)")
@@ -257,6 +260,7 @@ def run(args) -> Path:
             "contrast_min_rate": args.contrast_min_rate} if args.design == "conditional" else {}),
         "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
         "max_tokens": args.max_tokens,
+        **({"max_pieces": args.max_pieces} if args.design != "discriminative" else {}),
         "temperature": 1.0,
         "training": {"command": common.command_line("training.train_classifier"), "data": description,
                      "base_model": args.init, "texts": {s: len(r) for s, r in splits.items()},

@@ -20,7 +20,7 @@ Which module holds what:
     dlm.classify.prediction    what a classifier returns (`Prediction`) and offers (the `Classifier` protocol)
     dlm.classify.classifiers   the classifier objects: `GenerativeClassifier`, `ZeroShotClassifier`, `DiscriminativeClassifier`,
                                and loading a trained one (`load_classifier`, `bundled_classifiers`,
-                               `CONFIG_FILE`, `MAX_TOKENS`)
+                               `CONFIG_FILE`, `MAX_TOKENS`, `MAX_PIECES`)
     dlm.classify.calibration   calibration and metrics: `softmax`, `posterior`, `fit_temperature`,
                                `expected_calibration_error`, `calibration_report`, `wilson_interval`,
                                `Evaluation`, `evaluate`, `report`
@@ -41,6 +41,7 @@ from dlm.classify.calibration import (
 )
 from dlm.classify.classifiers import (
     CONFIG_FILE,
+    MAX_PIECES,
     MAX_TOKENS,
     DiscriminativeClassifier,
     GenerativeClassifier,
@@ -54,6 +55,7 @@ from dlm.classify.scoring import framing
 
 __all__ = [
     "CONFIG_FILE",
+    "MAX_PIECES",
     "MAX_TOKENS",
     "Classifier",
     "DiscriminativeClassifier",

@@ -37,7 +37,8 @@ from dlm.classify.scoring import framing, score_causal, score_masked
 from dlm.generation import encode, special_framing, token_pieces
 from dlm.loading import BUNDLED_DIR, LanguageModel, ModelNotFoundError
 
-MAX_TOKENS = 128  # texts are cut to this many tokens before scoring (cost grows with length)
+MAX_TOKENS = 128  # a text is scored in pieces of this many tokens (the trainer's pieces)
+MAX_PIECES = 8  # and at most this many pieces (1,024 tokens at 128: a whole review); cost grows with length
 CONFIG_FILE = "classifier.json"
 
 
@@ -50,7 +51,8 @@ class GenerativeClassifier:
     prompts: Sequence[str] | None = None  # one prompt per class ("positive:"), or None for per-class models
     priors: Sequence[float] | None = None  # p(class); uniform when None
     temperature: float = 1.0  # calibration: probabilities are softmax(scores / temperature)
-    max_tokens: int = MAX_TOKENS  # longer texts are cut (Prediction.truncated says so)
+    max_tokens: int = MAX_TOKENS  # tokens per scored piece (the length the models were trained on)
+    max_pieces: int = MAX_PIECES  # a longer text is scored as consecutive pieces, up to this many (then cut)
     round_samples: int = 8  # mask patterns added per round (masked models), shared by all classes
     max_samples: int = 32  # at most this many per text
     margin: float = 3.0  # stop once the top class leads by this many standard errors
@@ -83,6 +85,8 @@ class GenerativeClassifier:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.round_samples < 2 or self.max_samples < self.round_samples:
             raise ValueError("need round_samples >= 2 and max_samples >= round_samples")
+        if self.max_pieces < 1:
+            raise ValueError(f"max_pieces must be >= 1, got {self.max_pieces}")
         self._contexts = [encode(lm.tokenizer, p) for lm, p in zip(self.models, self.prompts)]
         self._null_context = encode(self.models[0].tokenizer, self.null_prompt) if self.null_prompt is not None else None
         if self.kind == "causal" and any(lm.bos_id is None for lm in self.models) and not all(self._contexts):
@@ -102,7 +106,7 @@ class GenerativeClassifier:
             raise ValueError("this classifier has no null prompt, so it cannot score p(text): train a conditional "
                              "classifier with --label-dropout > 0")
         tokenizer = self.models[0].tokenizer
-        targets, truncated = [], []
+        texts_ids, truncated, targets, groups = [], [], [], []
         limit = min(self.max_tokens, self._room())
         if limit < 1:
             raise ValueError("the label prompts leave no room for the text; shorten them")
@@ -112,23 +116,33 @@ class GenerativeClassifier:
             ids = encode(tokenizer, text)
             if not ids:
                 raise ValueError(f"the text {text[:40]!r} has no tokens")
-            truncated.append(len(ids) > limit)
-            targets.append(ids[:limit])
+            truncated.append(len(ids) > limit * self.max_pieces)
+            ids = ids[: limit * self.max_pieces]
+            texts_ids.append(ids)
+            # consecutive pieces, as the trainer cut its training texts; their log-likelihoods add
+            groups.append(list(range(len(targets), len(targets) + math.ceil(len(ids) / limit))))
+            targets += [ids[i : i + limit] for i in range(0, len(ids), limit)]
         null_context = self._null_context if marginal else None
         if self.kind == "causal":
             scores = score_causal(self.models, self._contexts, targets, batch_size=self.batch_size,
-                                  null_context=null_context)
+                                  null_context=null_context, groups=groups)
         else:  # Monte-Carlo ELBO with common random numbers and adaptive stopping
             scores = score_masked(self.models, self._contexts, targets, priors=self.priors,
                                   round_samples=self.round_samples, max_samples=self.max_samples, margin=self.margin,
                                   batch_size=self.batch_size, seed=self.seed, null_context=null_context,
-                                  masks=self.masks)
-        return [self._predict(targets[i], truncated[i], per_token, samples, exact=self.kind == "causal", marginal=null)
+                                  masks=self.masks, groups=groups)
+        return [self._predict(texts_ids[i], truncated[i], per_token, samples, exact=self.kind == "causal",
+                              marginal=null, pieces=len(groups[i]))
                 for i, (per_token, samples, null) in enumerate(scores)]
+
+    @property
+    def max_text_tokens(self) -> int:
+        """The most tokens of a text that are read (the rest is cut, and `Prediction.truncated` says so)."""
+        return min(self.max_tokens, self._room()) * self.max_pieces
 
     # -- the decision
 
-    def _predict(self, target, truncated, per_token, samples, *, exact, marginal=None) -> Prediction:
+    def _predict(self, target, truncated, per_token, samples, *, exact, marginal=None, pieces=1) -> Prediction:
         log_priors = [math.log(p) for p in self.priors]
         likelihoods = [float(s.mean()) for s in samples]
         scores = [ll + lp for ll, lp in zip(likelihoods, log_priors)]
@@ -145,7 +159,7 @@ class GenerativeClassifier:
             tokens=token_pieces(self.models[0].tokenizer, target),
             contributions=(per_token[top] - per_token[second]).tolist(),
             truncated=truncated,
-            nfe=(len(self.labels) + (marginal is not None)) * n,
+            nfe=(len(self.labels) + (marginal is not None)) * n * pieces,  # one forward row per piece
             logits=dict(zip(self.labels, scores)),
             stderr=stderr,
             log_marginal=None if marginal is None else float(marginal.mean()),
@@ -199,6 +213,11 @@ class DiscriminativeClassifier:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def max_text_tokens(self) -> int:
+        """The most tokens of a text that are read: its first `max_tokens` (one forward pass)."""
+        return self.max_tokens
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         prefix, suffix = special_framing(self.tokenizer)
@@ -270,6 +289,8 @@ def load_classifier(source: str | Path, *, device: str | torch.device | None = N
     spec = json.loads((folder / CONFIG_FILE).read_text())
     labels, design = spec["labels"], spec["design"]
     common = {"temperature": spec.get("temperature", 1.0), "max_tokens": spec.get("max_tokens", MAX_TOKENS)}
+    if design != "discriminative":  # folders from before scoring in pieces were calibrated on the first piece
+        common["max_pieces"] = spec.get("max_pieces", 1)
     if design == "discriminative":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -72,47 +72,53 @@ def scoring_options(text: str) -> dict:
 
 def score_masked(models: Sequence[LanguageModel], contexts: Sequence[list[int]], targets: list[list[int]], *,
                  priors: Sequence[float], round_samples: int, max_samples: int, margin: float, batch_size: int,
-                 seed: int, null_context: list[int] | None = None, masks: str = "tiled") -> list[TextScores]:
+                 seed: int, null_context: list[int] | None = None, masks: str = "tiled",
+                 groups: Sequence[Sequence[int]] | None = None) -> list[TextScores]:
     """Per text: the mean per-token terms per class, the per-sample ELBOs per class, and (when
     `null_context` is given) the per-sample ELBOs under the null prompt, scored with the same masks
     on `models[0]`. Masks come in rounds of `round_samples` until the text is `settled`; within a round
-    they are `tiled` over the positions (`dlm.masking.tiled_masks`) or drawn independently (`random`)."""
+    they are `tiled` over the positions (`dlm.masking.tiled_masks`) or drawn independently (`random`).
+
+    groups: texts made of several targets (a long text's pieces, each scored in its own row), as lists of
+    target indices; a text's per-sample ELBO is the sum of its pieces' (each piece has its own masks), its
+    per-token terms are theirs end to end, and it stops as a whole. Default: one target per text."""
     if masks not in MASK_DESIGNS:
         raise ValueError(f"masks must be one of {MASK_DESIGNS}, got {masks!r}")
+    groups = [list(g) for g in groups] if groups is not None else [[i] for i in range(len(targets))]
     num_classes = len(models)
     generators = [torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(repr(t).encode())) for t in targets]
     token_sums = [torch.zeros(num_classes, len(t), dtype=torch.float64) for t in targets]  # sum over samples
     estimates: list[list[list[torch.Tensor]]] = [[[] for _ in range(num_classes)] for _ in targets]
     null_estimates: list[list[torch.Tensor]] = [[] for _ in targets]  # log p(x) under the null prompt
-    active = list(range(len(targets)))
+
+    def summed(group: list[int]) -> torch.Tensor:  # (C, n): the text's per-sample ELBOs
+        return sum(torch.stack([torch.cat(e) for e in estimates[i]]) for i in group)
+
+    active = list(range(len(groups)))
     while active:
         drawn = {}
-        for i in active:
+        for i in (i for g in active for i in groups[g]):
             length = len(targets[i])
             counts = stratified_counts(round_samples, length, generators[i])
             drawn[i] = (tiled_masks(counts, length, generators[i]) if masks == "tiled" else
                         mask_by_count(torch.ones(round_samples, length, dtype=torch.bool), counts, generators[i]))
         for c in range(num_classes):
-            terms = masked_terms(models[c], contexts[c], {i: targets[i] for i in active}, drawn, batch_size)
+            terms = masked_terms(models[c], contexts[c], {i: targets[i] for i in drawn}, drawn, batch_size)
             for i, t in terms.items():  # (n, L)
                 token_sums[i][c] += t.sum(dim=0)
                 estimates[i][c].append(t.sum(dim=1))
         if null_context is not None:  # the same masks again, under the null prompt
-            terms = masked_terms(models[0], null_context, {i: targets[i] for i in active}, drawn, batch_size)
+            terms = masked_terms(models[0], null_context, {i: targets[i] for i in drawn}, drawn, batch_size)
             for i, t in terms.items():
                 null_estimates[i].append(t.sum(dim=1))
-        still = []
-        for i in active:
-            samples = torch.stack([torch.cat(e) for e in estimates[i]])  # (C, n)
-            if not settled(samples, priors, margin, max_samples):
-                still.append(i)
-        active = still
+        active = [g for g in active if not settled(summed(groups[g]), priors, margin, max_samples)]
     scores: list[TextScores] = []
-    for i in range(len(targets)):
-        samples = [torch.cat(e) for e in estimates[i]]
-        n = len(samples[0])
-        scores.append((list(token_sums[i] / n), samples,
-                       torch.cat(null_estimates[i]) if null_context is not None else None))
+    for group in groups:
+        n = len(torch.cat(estimates[group[0]][0]))
+        per_token = [torch.cat([token_sums[i][c] / n for i in group]) for c in range(num_classes)]
+        samples = summed(group)
+        null = sum(torch.cat(null_estimates[i]) for i in group) if null_context is not None else None
+        scores.append((per_token, list(samples), null))
     return scores
 
 
@@ -168,17 +174,22 @@ def masked_terms(lm: LanguageModel, context: list[int], targets: dict[int, list[
 
 
 def score_causal(models: Sequence[LanguageModel], contexts: Sequence[list[int]], targets: list[list[int]], *,
-                 batch_size: int, null_context: list[int] | None = None) -> list[TextScores]:
+                 batch_size: int, null_context: list[int] | None = None,
+                 groups: Sequence[Sequence[int]] | None = None) -> list[TextScores]:
     """Per text: the per-token log-probabilities per class, the (single, exact) log-likelihood per class,
-    and (when `null_context` is given) log p(text) under the null prompt on `models[0]`."""
+    and (when `null_context` is given) log p(text) under the null prompt on `models[0]`. groups: as in
+    `score_masked` (a text's pieces, each scored from the start token; their log-likelihoods add)."""
+    groups = [list(g) for g in groups] if groups is not None else [[i] for i in range(len(targets))]
     num_classes = len(models)
     per_token = [causal_terms(models[c], contexts[c], targets, batch_size)
-                 for c in range(num_classes)]  # [class][text] (L,)
-    estimates = [[t.sum().reshape(1) for t in per_token[c]] for c in range(num_classes)]
+                 for c in range(num_classes)]  # [class][target] (L,)
     null = causal_terms(models[0], null_context, targets, batch_size) if null_context is not None else None
-    return [([per_token[c][i] for c in range(num_classes)], [estimates[c][i] for c in range(num_classes)],
-             None if null is None else null[i].sum().reshape(1))
-            for i in range(len(targets))]
+    out: list[TextScores] = []
+    for group in groups:
+        terms = [torch.cat([per_token[c][i] for i in group]) for c in range(num_classes)]
+        out.append((terms, [t.sum().reshape(1) for t in terms],
+                    None if null is None else torch.cat([null[i] for i in group]).sum().reshape(1)))
+    return out
 
 
 def causal_terms(lm: LanguageModel, context: list[int], targets: list[list[int]],

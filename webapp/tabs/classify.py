@@ -241,7 +241,7 @@ def classify(
         summary = [f"**{len(texts)}** text(s) classified zero-shot by `{html.escape(display_name(lm.source))}` "
                    f"({how}; {passes})."]
     if truncated:
-        summary.append(f"{truncated} text(s) were cut to the first {classifier.max_tokens} tokens.")
+        summary.append(f"{truncated} text(s) were cut to the first {classifier.max_text_tokens:,} tokens.")
     confusion = gr.Dataframe(visible=False)
     if truth is not None:
         evaluation = evaluate([p.label for p in predictions], truth, names)
