@@ -47,15 +47,26 @@ GRID = (
 )
 
 
+SETTING_KEYS = ("remasking", "temperature", "top_p", "top_k", "block_length", "steps")  # steps None: = length
+
+
 def parse_setting(text: str) -> tuple:
-    """'remasking:temperature:top_p:top_k:block' (block 0: no blocks) -> a GRID entry."""
+    """'remasking:temperature:top_p:top_k:block[:steps]' (block 0: no blocks; steps: default one token per
+    step) -> a GRID entry."""
     parts = text.split(":")
-    if len(parts) != 5 or parts[0] not in ORDERS:
-        raise argparse.ArgumentTypeError(f"a setting is remasking:temperature:top_p:top_k:block with remasking one of "
-                                         f"{list(ORDERS)}, e.g. margin:0.75:0.95:0:32; got {text!r}")
+    if len(parts) not in (5, 6) or parts[0] not in ORDERS:
+        raise argparse.ArgumentTypeError(f"a setting is remasking:temperature:top_p:top_k:block[:steps] with remasking "
+                                         f"one of {list(ORDERS)}, e.g. margin:0.75:0.95:0:32 or random:0.7:0.95:0:0:32; "
+                                         f"got {text!r}")
     try:
         block = int(parts[4])
-        return parts[0], float(parts[1]), float(parts[2]), int(parts[3]), block or None
+        steps = int(parts[5]) if len(parts) == 6 else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"numbers expected in {text!r}") from None
+    if steps is not None and steps < 1:
+        raise argparse.ArgumentTypeError(f"steps must be >= 1 in {text!r}")
+    try:
+        return parts[0], float(parts[1]), float(parts[2]), int(parts[3]), block or None, steps
     except ValueError:
         raise argparse.ArgumentTypeError(f"numbers expected in {text!r}") from None
 
@@ -72,7 +83,8 @@ def describe(setting: dict) -> str:
     top = f"top-p {setting['top_p']:g}" if setting["top_p"] < 1 else (
         f"top-k {setting['top_k']}" if setting["top_k"] else "full")
     block = f", blocks of {setting['block_length']}" if setting["block_length"] else ""
-    return f"{setting['remasking']}, T {setting['temperature']:g}, {top}{block}"
+    steps = f", {setting['steps']} steps" if setting.get("steps") else ""
+    return f"{setting['remasking']}, T {setting['temperature']:g}, {top}{block}{steps}"
 
 
 def frontier(rows: list[dict]) -> list[dict]:
@@ -86,10 +98,11 @@ def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
     """The recommended setting and AR on the benchmark's own prompts (judge perplexity, entropy), and
     MAUVE of each against held-out human continuations of --mauve-prompts other prompts."""
     prompts = read_prompts(HERE / "data" / "prompts.txt")
-    setting = {k: best[k] for k in ("remasking", "temperature", "top_p", "top_k", "block_length")}
+    setting = {k: best.get(k) for k in SETTING_KEYS}
     configs = {
-        "diffusion": (lm, lm.settings.replace(length=args.length, steps=args.length, allow_eos=False, num_samples=1,
-                                              threshold=None, cache=None, **setting)),
+        "diffusion": (lm, lm.settings.replace(**{"length": args.length, "steps": args.length, "allow_eos": False,
+                                                 "num_samples": 1, "threshold": None, "cache": None,
+                                                 **{k: v for k, v in setting.items() if v is not None or k != "steps"}})),
         "ar": (ar, ar.settings.replace(length=args.length, allow_eos=False, num_samples=1)),
     }
     reference = mauve_reference(lm.tokenizer, human_paragraphs(args.paragraphs), args.length, args.mauve_prompts) \
@@ -158,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                                cache=None)
     rows = []
     grid = args.settings or GRID
-    for remasking, temperature, top_p, top_k, block in progress_bar(grid[: args.limit], desc="settings",
-                                                                    unit="setting", show=args.progress):
+    for remasking, temperature, top_p, top_k, block, *steps in progress_bar(grid[: args.limit], desc="settings",
+                                                                            unit="setting", show=args.progress):
+        steps = steps[0] if steps and steps[0] not in (None, args.length) else None  # None: one token per step
         setting = {"remasking": remasking, "temperature": temperature, "top_p": top_p, "top_k": top_k,
-                   "block_length": block}
+                   "block_length": block, "steps": steps}
         start = time.perf_counter()
-        outputs = sample_continuations(lm, prompts, base.replace(**setting), progress=args.progress,
+        config = base.replace(**{k: v for k, v in setting.items() if k != "steps"}, steps=steps or args.length)
+        outputs = sample_continuations(lm, prompts, config, progress=args.progress,
                                        desc=describe(setting))
         rows.append({**setting, "decoding": describe(setting), "outputs": outputs,
                      "seconds": time.perf_counter() - start})
@@ -189,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     best = min(eligible, key=lambda r: r["judge_perplexity"]) if eligible else None
     on_frontier = frontier(rows)
 
-    print(f"\n{args.model}: {len(prompts)} held-out prompts, {args.length} tokens, one token per step; "
+    print(f"\n{args.model}: {len(prompts)} held-out prompts, {args.length} tokens, one token per step unless "
+          f"the setting says; "
           f"eligible: entropy >= {args.entropy_ratio:g} x AR's ({bar:.3f} nats)\n")
     print("| decoding | judge PPL | entropy | distinct-2 | rep-4 | eligible | frontier |")
     print("|---|---:|---:|---:|---:|:-:|:-:|")
@@ -198,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['decoding']} | {r['judge_perplexity']:.1f} | {r['entropy']:.3f} | {r['distinct_2']:.2f} | "
               f"{r['repetition']:.3f} | {flag} | {'*' if r in on_frontier else ''} |")
     if best:
-        command = (f"python -m training.card {args.model} --length {args.length} --steps {args.length} "
+        command = (f"python -m training.card {args.model} --length {args.length} --steps {best['steps'] or args.length} "
                    f"--remasking {best['remasking']} --temperature {best['temperature']:g} --top-p {best['top_p']:g} "
                    f"--top-k {best['top_k']}" + (f" --block-length {best['block_length']}" if best["block_length"] else ""))
         print(f"\nrecommended: {best['decoding']} (judge {best['judge_perplexity']:.1f} vs AR "
@@ -226,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": args.model, "ar": args.ar, "length": args.length, "prompts": prompts,
             "entropy_ratio": args.entropy_ratio, "rows": rows, "ar_row": reference, "human": human_row,
             "ar_rows": ar_rows, "ar_recommended": ar_best and {"temperature": ar_best["temperature"]},
-            "recommended": best and {k: best[k] for k in ("remasking", "temperature", "top_p", "top_k", "block_length")},
+            "recommended": best and {k: best[k] for k in SETTING_KEYS},
             "report": report,
         }, indent=2, default=float))
     return 0

@@ -47,6 +47,34 @@ def test_a_real_sweep_picks_an_eligible_setting_and_writes_json(roberta_dir, gpt
     assert report["ratios"]["entropy"] == report["diffusion"]["entropy"] / report["ar"]["entropy"]
 
 
+def test_a_setting_may_name_its_steps_and_the_recommendation_keeps_them(roberta_dir, gpt2_dir, tmp_path, capsys,
+                                                                        monkeypatch):
+    import argparse
+
+    used = []  # the real sampling, recording the schedule each call ran with
+    real = decoding.sample_continuations
+    monkeypatch.setattr(decoding, "sample_continuations",
+                        lambda lm, prompts, config, **kw: used.append((lm.kind, config.steps)) or real(lm, prompts, config, **kw))
+
+    assert decoding.parse_setting("random:0.7:0.95:0:0") == ("random", 0.7, 0.95, 0, None, None)
+    assert decoding.parse_setting("entropy:0.8:0.95:0:4:2") == ("entropy", 0.8, 0.95, 0, 4, 2)
+    for bad in ("random:0.7:0.95:0:0:0", "random:0.7:0.95:0:0:x", "random:0.7:0.95:0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            decoding.parse_setting(bad)
+    paragraphs = tmp_path / "held_out.txt"
+    paragraphs.write_text("\n".join(CORPUS[:7]) + "\n")
+    out = tmp_path / "decoding.json"
+    code = decoding.main(["--model", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--length", "6",
+                          "--prompts", "3", "--paragraphs", str(paragraphs), "--entropy-ratio", "0", "--report",
+                          "--settings", "random:1.0:1.0:0:0:2", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["rows"][0]["decoding"].endswith(", 2 steps") and result["recommended"]["steps"] == 2
+    assert "--steps 2 " in capsys.readouterr().out
+    assert result["report"]["setting"]["steps"] == 2
+    assert [steps for kind, steps in used if kind == "masked"] == [2, 2]  # the sweep, then the benchmark report
+
+
 def test_an_unreachable_entropy_bar_recommends_nothing(roberta_dir, gpt2_dir, tmp_path, capsys):
     paragraphs = tmp_path / "held_out.txt"
     paragraphs.write_text("\n".join(CORPUS[:7]) + "\n")
