@@ -18,6 +18,7 @@ from dlm.classify import (
     calibration_report,
     evaluate,
     expected_calibration_error,
+    fit_length_temperature,
     fit_temperature,
     load_classifier,
     report,
@@ -139,6 +140,15 @@ def test_a_budget_set_at_training_time_is_what_every_user_of_the_classifier_gets
             train_classifier.main(["--calibrate-only", "--scoring", bad, *data])
         assert repr(bad) in capsys.readouterr().err
     assert json.loads((folder / "classifier.json").read_text())["scoring"] == spec["scoring"]  # nothing lost
+    assert train_classifier.main(["--calibrate-only", "--max-pieces", "3", *data]) == 0  # read longer texts, recalibrated
+    spec = json.loads((folder / "classifier.json").read_text())
+    assert spec["max_pieces"] == 3 and spec["temperature_exponent"] == spec["validation"]["temperature_exponent"]
+    clf = load_classifier(str(folder))
+    assert clf.max_pieces == 3 and clf.temperature_exponent == spec["temperature_exponent"]
+    assert clf.temperature == spec["temperature"]
+    assert train_classifier.main(["--calibrate-only", "--max-pieces", "0", *data]) == 2
+    assert "--max-pieces must be >= 1" in capsys.readouterr().err
+    assert json.loads((folder / "classifier.json").read_text())["max_pieces"] == 3
 
 
 @pytest.mark.parametrize("source", ["per_class", "gpt2"])
@@ -236,6 +246,46 @@ def test_temperature_scaling_lowers_ece_on_an_over_confident_classifier():
     assert before > 0.2 and after < 0.05 and temperature > 4
 
 
+def test_a_temperature_growing_with_length_is_recovered_where_one_temperature_cannot_fit():
+    """Score gaps that grow as length^0.7 around a true posterior: the fit recovers T and a, and beats
+    plain temperature scaling on the same rows, whose one temperature is wrong at both ends."""
+    g = torch.Generator().manual_seed(0)
+    n, reference, scale, exponent = 20_000, 128.0, 3.0, 0.7
+    lengths = torch.exp(torch.empty(n, dtype=torch.float64).uniform_(math.log(8), math.log(1024), generator=g))
+    log_odds = 2.0 * torch.randn(n, generator=g, dtype=torch.float64)  # the true posterior's
+    targets = (torch.rand(n, generator=g, dtype=torch.float64) < torch.sigmoid(log_odds)).long()
+    gap = log_odds * scale * (lengths / reference) ** exponent
+    logits = torch.stack([torch.zeros(n, dtype=torch.float64), gap], dim=1)
+    fitted_scale, fitted_exponent = fit_length_temperature(logits, targets, lengths, reference)
+    assert abs(fitted_scale - scale) < 0.15 and abs(fitted_exponent - exponent) < 0.03
+    nll = lambda t: float(torch.nn.functional.cross_entropy(logits / t, targets))  # noqa: E731
+    constant = nll(fit_temperature(logits, targets))
+    assert nll((fitted_scale * (lengths / reference) ** fitted_exponent).unsqueeze(1)) < constant - 0.01
+    long = lengths > 512
+    ece = lambda t: expected_calibration_error(torch.softmax(logits[long] / t, 1), targets[long])  # noqa: E731
+    assert ece(fit_temperature(logits, targets)) > 0.05 > ece(fitted_scale * (lengths[long] / reference).unsqueeze(1) ** fitted_exponent)
+
+
+def test_a_classifier_s_temperature_grows_with_the_text_s_scored_tokens(per_class, kinds, tmp_path):
+    import shutil
+
+    clf = load_classifier(str(per_class), max_tokens=16, max_pieces=4, temperature=2.0, temperature_exponent=1.0)
+    short, long = kinds[1][0][0], " ".join(t for t, _ in kinds[1][:4])
+    for p in clf.classify([short, long]):
+        temperature = 2.0 * len(p.tokens) / 16
+        expected = torch.softmax(torch.tensor([p.logits[c] for c in clf.labels]) / temperature, 0)
+        assert torch.allclose(torch.tensor([p.probabilities[c] for c in clf.labels]), expected.float(), atol=1e-6)
+    assert math.isclose(clf.text_temperature(64), 8.0) and math.isclose(clf.text_temperature(8), 1.0)
+    with pytest.raises(ValueError, match="temperature_exponent"):
+        load_classifier(str(per_class), temperature_exponent=float("nan"))
+    folder = tmp_path / "old"
+    shutil.copytree(per_class, folder)
+    spec = json.loads((folder / "classifier.json").read_text())
+    spec.pop("temperature_exponent", None)  # a folder from before: one temperature
+    (folder / "classifier.json").write_text(json.dumps(spec))
+    assert load_classifier(str(folder)).temperature_exponent == 0.0
+
+
 def test_ece_of_a_perfectly_calibrated_case_is_small_and_of_a_wrong_one_large():
     probabilities = torch.tensor([[0.9, 0.1]] * 10)
     assert math.isclose(expected_calibration_error(probabilities, torch.tensor([0] * 9 + [1])), 0.0, abs_tol=1e-6)
@@ -248,6 +298,9 @@ def test_calibration_report_fits_on_the_classifier_scores(per_class, kinds):
     result = calibration_report(clf, texts, labels)
     assert result["texts"] == len(texts) and result["temperature"] > 0
     assert result["nll_after"] <= result["nll_before"] + 1e-9
+    # generative: the temperature may grow with length; it fits at least as well as one temperature
+    assert result["reference_tokens"] == clf.max_tokens and math.isfinite(result["temperature_exponent"])
+    assert result["nll_after"] <= result["constant_temperature"]["nll_after"] + 1e-6
 
 
 def test_report_metrics_on_known_predictions():

@@ -51,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--label-column", default="label")
     data.add_argument("--hub-config", help="configuration name of a Hub dataset")
     data.add_argument("--max-tokens", type=int, default=128, help="tokens per training piece and per scored piece")
-    data.add_argument("--max-pieces", type=int, default=8,
+    data.add_argument("--max-pieces", type=int,
                       help="generative designs: a text is scored as up to this many consecutive pieces "
-                           "(their log-likelihoods add); the discriminative one reads its first piece")
+                           "(their log-likelihoods add; default 8); the discriminative one reads its first piece; "
+                           "with --calibrate-only, rewrites the classifier's own setting before calibrating")
     data.add_argument("--prompt-template", default="{label}:", help="conditional design: the label prompt")
     data.add_argument("--null-prompt", default="",
                       help="conditional design: the prompt of the unconditional model p(text) ('' = the framing alone)")
@@ -208,6 +209,7 @@ def run(args) -> Path:
     import datasets
     from transformers import AutoConfig, AutoTokenizer, set_seed
 
+    from dlm.classify.classifiers import MAX_PIECES
     from dlm.loading import detect_kind, resolve
 
     common.set_threads(args.threads)
@@ -216,9 +218,12 @@ def run(args) -> Path:
         if not (folder / CONFIG_FILE).is_file():
             raise DataError(f"{str(folder)!r} has no {CONFIG_FILE}: train the classifier first")
         splits, _ = load_labelled(args.data, args.text_column, args.label_column, args.hub_config)
-        if args.scoring:
+        if args.scoring or args.max_pieces is not None:
             spec = json.loads((folder / CONFIG_FILE).read_text())
-            _set_scoring(spec, args.scoring)
+            if args.scoring:
+                _set_scoring(spec, args.scoring)
+            if args.max_pieces is not None:
+                _set_max_pieces(spec, args.max_pieces)
             (folder / CONFIG_FILE).write_text(json.dumps(spec, indent=2))
         calibrate_folder(folder, splits["validation"], max(args.calibration_texts, 0), args.seed)
         write_card(folder)
@@ -246,6 +251,8 @@ def run(args) -> Path:
         raise DataError(f"--label-dropout must be in [0, 1], got {args.label_dropout}")
     if args.bayes_weight < 0:
         raise DataError(f"--bayes-weight must be >= 0, got {args.bayes_weight}")
+    if args.max_pieces is not None and args.max_pieces < 1:
+        raise DataError(f"--max-pieces must be >= 1, got {args.max_pieces}")
     if not 0 <= args.contrast_min_rate <= 1:
         raise DataError(f"--contrast-min-rate must be in [0, 1], got {args.contrast_min_rate}")
     spec = {
@@ -260,7 +267,7 @@ def run(args) -> Path:
             "contrast_min_rate": args.contrast_min_rate} if args.design == "conditional" else {}),
         "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
         "max_tokens": args.max_tokens,
-        **({"max_pieces": args.max_pieces} if args.design != "discriminative" else {}),
+        **({"max_pieces": args.max_pieces or MAX_PIECES} if args.design != "discriminative" else {}),
         "temperature": 1.0,
         "training": {"command": common.command_line("training.train_classifier"), "data": description,
                      "base_model": args.init, "texts": {s: len(r) for s, r in splits.items()},
@@ -393,6 +400,14 @@ def _set_scoring(spec: dict, scoring: dict) -> None:
     spec["scoring"] = scoring
 
 
+def _set_max_pieces(spec: dict, pieces: int) -> None:
+    if spec["family"] == "discriminative":
+        raise DataError("--max-pieces sets how many pieces a generative classifier reads; this one is discriminative")
+    if pieces < 1:
+        raise DataError(f"--max-pieces must be >= 1, got {pieces}")
+    spec["max_pieces"] = pieces
+
+
 def calibrate_folder(folder: Path, validation_rows, limit: int, seed: int = 0) -> None:
     """Fit the softmax temperature on validation texts; record accuracy and ECE before and after."""
     from dlm.classify import calibration_report, load_classifier
@@ -404,6 +419,8 @@ def calibrate_folder(folder: Path, validation_rows, limit: int, seed: int = 0) -
     report = calibration_report(classifier, [t for t, _ in rows], [label for _, label in rows])
     spec = json.loads((folder / CONFIG_FILE).read_text())
     spec["temperature"] = report["temperature"]
+    if "temperature_exponent" in report:  # generative: T · (tokens / max_tokens)^exponent
+        spec["temperature_exponent"] = report["temperature_exponent"]
     spec["validation"] = report
     (folder / CONFIG_FILE).write_text(json.dumps(spec, indent=2))
     print(f"calibration on {len(rows)} validation texts: {json.dumps(report)}")
@@ -428,7 +445,9 @@ def write_card(folder: Path) -> None:
     ]
     if val:
         lines.append(f"- validation ({val['texts']} texts): accuracy {val['accuracy']:.3f}, ECE {val['ece_before']:.3f} "
-                     f"before and {val['ece_after']:.3f} after temperature scaling (T = {val['temperature']:.3f})")
+                     f"before and {val['ece_after']:.3f} after temperature scaling (T = {val['temperature']:.3f}"
+                     + (f" at {val['reference_tokens']} tokens, growing as (tokens / {val['reference_tokens']})^"
+                        f"{val['temperature_exponent']:.3f}" if "temperature_exponent" in val else "") + ")")
     (folder / common.CARD_FILE).write_text("\n".join(lines) + "\n")
 
 

@@ -105,6 +105,8 @@ def validation_lines(spec: dict) -> list[str]:
     if not isinstance(validation, dict):
         return []
     names = {"texts": "validation texts", "accuracy": "accuracy", "temperature": "fitted temperature",
+             "temperature_exponent": "temperature's growth with length (exponent)",
+             "reference_tokens": "tokens at which the temperature is the fitted one",
              "ece_before": "calibration error (ECE) before", "ece_after": "calibration error (ECE) after"}
     lines = []
     for key, value in validation.items():

@@ -22,8 +22,8 @@ Which module holds what:
                                and loading a trained one (`load_classifier`, `bundled_classifiers`,
                                `CONFIG_FILE`, `MAX_TOKENS`, `MAX_PIECES`)
     dlm.classify.calibration   calibration and metrics: `softmax`, `posterior`, `fit_temperature`,
-                               `expected_calibration_error`, `calibration_report`, `wilson_interval`,
-                               `Evaluation`, `evaluate`, `report`
+                               `fit_length_temperature`, `expected_calibration_error`, `calibration_report`,
+                               `wilson_interval`, `Evaluation`, `evaluate`, `report`
 
 Every name is re-exported here, so `from dlm.classify import load_classifier` works as before.
 """
@@ -33,6 +33,7 @@ from dlm.classify.calibration import (
     calibration_report,
     evaluate,
     expected_calibration_error,
+    fit_length_temperature,
     fit_temperature,
     posterior,
     report,
@@ -67,6 +68,7 @@ __all__ = [
     "calibration_report",
     "evaluate",
     "expected_calibration_error",
+    "fit_length_temperature",
     "fit_temperature",
     "framing",
     "load_classifier",

@@ -2,7 +2,10 @@
 interval, macro-F1 and the confusion matrix against known labels.
 
 Probabilities are calibrated by temperature scaling (Guo et al. 2017): p = softmax(z / T) with the
-scores z_c = log p(x | c) + log p(c), T fitted on validation texts (`calibration_report`).
+scores z_c = log p(x | c) + log p(c), T fitted on validation texts (`calibration_report`). A generative
+classifier's score gaps grow with the length of the text (its log-likelihoods add over tokens), so its
+temperature may grow with it too: T(m) = T · (m / m₀)^a for a text of m scored tokens, m₀ its piece
+length; a = 0 is plain temperature scaling, and both T and a are fitted (`fit_length_temperature`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float(log_t.detach().exp())
 
 
+def fit_length_temperature(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
+                           reference: float) -> tuple[float, float]:
+    """(T, a) minimising the negative log-likelihood of softmax(logits / (T · (length / reference)^a)).
+
+    lengths: scored tokens per row; reference: the length at which the temperature is T."""
+    logits, targets = logits.double(), targets.long()
+    log_ratio = (lengths.double() / reference).log().unsqueeze(1)
+    params = torch.zeros(2, dtype=torch.float64, requires_grad=True)  # log T, a
+    optimiser = torch.optim.LBFGS([params], lr=0.1, max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / (params[0] + params[1] * log_ratio).exp(), targets)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    log_t, exponent = params.detach().tolist()
+    return math.exp(log_t), exponent
+
+
 def expected_calibration_error(probabilities: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
     """ECE: the confidence-weighted gap between confidence and accuracy over equal-width bins."""
     confidence, predicted = probabilities.max(dim=1)
@@ -66,10 +90,10 @@ def calibration_report(classifier: Classifier, texts: Sequence[str], truth: Sequ
     predictions = classifier.classify([t for t, _ in keep])
     logits = torch.tensor([[p.logits[c] for c in labels] for p in predictions], dtype=torch.float64)
     targets = torch.tensor([labels.index(y) for _, y in keep])
+    nll = lambda p: float(-p.gather(1, targets.unsqueeze(1)).clamp_min(1e-300).log().mean())  # noqa: E731
     temperature = fit_temperature(logits, targets)
     before, after = torch.softmax(logits, dim=1), torch.softmax(logits / temperature, dim=1)
-    nll = lambda p: float(-p.gather(1, targets.unsqueeze(1)).clamp_min(1e-300).log().mean())  # noqa: E731
-    return {
+    result = {
         "texts": len(keep),
         "accuracy": float((logits.argmax(dim=1) == targets).double().mean()),
         "temperature": temperature,
@@ -79,6 +103,18 @@ def calibration_report(classifier: Classifier, texts: Sequence[str], truth: Sequ
         "nll_after": nll(after),
         "nfe_per_text": sum(p.nfe for p in predictions) / len(predictions),
     }
+    reference = getattr(classifier, "max_tokens", None)
+    if hasattr(classifier, "temperature_exponent") and reference:  # generative: the temperature may grow with length
+        lengths = torch.tensor([len(p.tokens) for p in predictions], dtype=torch.float64)
+        scale, exponent = fit_length_temperature(logits, targets, lengths, reference)
+        scaled = torch.softmax(logits / (scale * (lengths / reference).pow(exponent)).unsqueeze(1), dim=1)
+        result.update({
+            "constant_temperature": {k: result[k] for k in ("temperature", "ece_after", "nll_after")},
+            "temperature": scale, "temperature_exponent": exponent, "reference_tokens": reference,
+            "ece_after": expected_calibration_error(scaled, targets), "nll_after": nll(scaled),
+            "tokens_per_text": {"median": float(lengths.median()), "max": float(lengths.max())},
+        })
+    return result
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:

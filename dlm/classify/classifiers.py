@@ -50,7 +50,8 @@ class GenerativeClassifier:
     labels: Sequence[str]  # class names, as shown to the user
     prompts: Sequence[str] | None = None  # one prompt per class ("positive:"), or None for per-class models
     priors: Sequence[float] | None = None  # p(class); uniform when None
-    temperature: float = 1.0  # calibration: probabilities are softmax(scores / temperature)
+    temperature: float = 1.0  # calibration: probabilities are softmax(scores / temperature), for a text of max_tokens
+    temperature_exponent: float = 0.0  # ... and softmax(scores / (temperature · (m / max_tokens)^this)) for m tokens
     max_tokens: int = MAX_TOKENS  # tokens per scored piece (the length the models were trained on)
     max_pieces: int = MAX_PIECES  # a longer text is scored as consecutive pieces, up to this many (then cut)
     round_samples: int = 8  # mask patterns added per round (masked models), shared by all classes
@@ -83,6 +84,8 @@ class GenerativeClassifier:
         self.priors = tuple(p / sum(priors) for p in priors)
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not math.isfinite(self.temperature_exponent):
+            raise ValueError(f"temperature_exponent must be finite, got {self.temperature_exponent}")
         if self.round_samples < 2 or self.max_samples < self.round_samples:
             raise ValueError("need round_samples >= 2 and max_samples >= round_samples")
         if self.max_pieces < 1:
@@ -140,13 +143,18 @@ class GenerativeClassifier:
         """The most tokens of a text that are read (the rest is cut, and `Prediction.truncated` says so)."""
         return min(self.max_tokens, self._room()) * self.max_pieces
 
+    def text_temperature(self, tokens: int) -> float:
+        """The calibration temperature of a text of this many scored tokens (score gaps grow with length)."""
+        return self.temperature * (max(tokens, 1) / self.max_tokens) ** self.temperature_exponent
+
     # -- the decision
 
     def _predict(self, target, truncated, per_token, samples, *, exact, marginal=None, pieces=1) -> Prediction:
         log_priors = [math.log(p) for p in self.priors]
         likelihoods = [float(s.mean()) for s in samples]
         scores = [ll + lp for ll, lp in zip(likelihoods, log_priors)]
-        probabilities = softmax([z / self.temperature for z in scores])
+        temperature = self.text_temperature(len(target))
+        probabilities = softmax([z / temperature for z in scores])
         order = sorted(range(len(self.labels)), key=lambda k: -scores[k])
         top, second = order[0], order[1]
         n = len(samples[0])
@@ -291,6 +299,7 @@ def load_classifier(source: str | Path, *, device: str | torch.device | None = N
     common = {"temperature": spec.get("temperature", 1.0), "max_tokens": spec.get("max_tokens", MAX_TOKENS)}
     if design != "discriminative":  # folders from before scoring in pieces were calibrated on the first piece
         common["max_pieces"] = spec.get("max_pieces", 1)
+        common["temperature_exponent"] = spec.get("temperature_exponent", 0.0)
     if design == "discriminative":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
