@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -955,6 +956,14 @@ def test_a_request_over_the_work_limit_is_refused_with_the_product(app, monkeypa
     message = error_message(app, lambda: classify(app, text="the cat\nthe dog", labels="a, b", label_prompt="{label}:",
                                                   samples=4, mode="zero-shot"))
     assert "16 forward passes (2 texts x 2 labels x 4 samples)" in message and "limit per request is 10" in message
+    # a long text is read as several pieces (each a row per label and mask pattern): they count
+    monkeypatch.setattr(limits, "MAX_CLASSIFY_PASSES", 40)
+    long = " ".join(["the cat sat on the mat and the dog ran to the road"] * 40)  # > 3 pieces of 128 tokens
+    message = error_message(app, lambda: classify(app, text=f"the cat\n{long}", labels="a, b", label_prompt="{label}:",
+                                                  samples=4, mode="zero-shot"))
+    found = re.search(r"needs up to ([\d,]+) forward passes \(2 texts read as (\d+) pieces x 2 labels x 4 samples\)",
+                      message)
+    assert found and int(found[2]) >= 5 and int(found[1].replace(",", "")) == int(found[2]) * 8, message
     monkeypatch.setattr(limits, "MAX_GENERATION_WORK", 50)
     message = error_message(app, lambda: last(generate_tab.generate(**{**GOOD, "length": 12, "steps": 6})))
     assert "72 units of work (12 tokens x 6 steps x 1 sample(s))" in message and "lower the length" in message

@@ -22,14 +22,19 @@ def check_generation_work(length: int, steps: int, samples: int, guidance: float
                          f"{MAX_GENERATION_WORK:,}: lower the length, the steps or the samples")
 
 
-def check_classify_work(texts: int, labels: int, samples: int) -> None:
-    """Refuse a classification whose forward passes (texts x labels x mask patterns) exceed MAX_CLASSIFY_PASSES."""
-    passes = texts * labels * samples
+def check_classify_work(texts: int, labels: int, samples: int, pieces: int | None = None) -> None:
+    """Refuse a classification whose forward passes (pieces x labels x mask patterns) exceed MAX_CLASSIFY_PASSES.
+
+    pieces: the rows the texts are scored as (a long text is read as several pieces); default one per text."""
+    pieces = texts if pieces is None else pieces
+    passes = pieces * labels * samples
     if passes > MAX_CLASSIFY_PASSES:
         fit = max(1, MAX_CLASSIFY_PASSES // (labels * samples))
-        raise ValueError(f"this classification needs up to {passes:,} forward passes ({texts} texts x {labels} labels "
+        what = f"{texts} texts" if pieces == texts else f"{texts} texts read as {pieces} pieces"
+        raise ValueError(f"this classification needs up to {passes:,} forward passes ({what} x {labels} labels "
                          f"x {samples} samples); the limit per request is {MAX_CLASSIFY_PASSES:,}: at these settings "
-                         f"classify at most {fit} texts, or lower the samples or the labels")
+                         f"classify at most {fit} {'texts' if pieces == texts else 'pieces'} (fewer or shorter "
+                         f"texts), or lower the samples or the labels")
 
 
 def _private(host: str) -> bool:

@@ -108,23 +108,13 @@ class GenerativeClassifier:
         if marginal and self._null_context is None:
             raise ValueError("this classifier has no null prompt, so it cannot score p(text): train a conditional "
                              "classifier with --label-dropout > 0")
-        tokenizer = self.models[0].tokenizer
         texts_ids, truncated, targets, groups = [], [], [], []
-        limit = min(self.max_tokens, self._room())
-        if limit < 1:
-            raise ValueError("the label prompts leave no room for the text; shorten them")
         for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError("a text to classify is empty")
-            ids = encode(tokenizer, text)
-            if not ids:
-                raise ValueError(f"the text {text[:40]!r} has no tokens")
-            truncated.append(len(ids) > limit * self.max_pieces)
-            ids = ids[: limit * self.max_pieces]
+            ids, cut, pieces = self._pieces(text)
             texts_ids.append(ids)
-            # consecutive pieces, as the trainer cut its training texts; their log-likelihoods add
-            groups.append(list(range(len(targets), len(targets) + math.ceil(len(ids) / limit))))
-            targets += [ids[i : i + limit] for i in range(0, len(ids), limit)]
+            truncated.append(cut)
+            groups.append(list(range(len(targets), len(targets) + len(pieces))))
+            targets += pieces
         null_context = self._null_context if marginal else None
         if self.kind == "causal":
             scores = score_causal(self.models, self._contexts, targets, batch_size=self.batch_size,
@@ -137,6 +127,25 @@ class GenerativeClassifier:
         return [self._predict(texts_ids[i], truncated[i], per_token, samples, exact=self.kind == "causal",
                               marginal=null, pieces=len(groups[i]))
                 for i, (per_token, samples, null) in enumerate(scores)]
+
+    def count_pieces(self, texts: Sequence[str]) -> list[int]:
+        """How many pieces (forward rows per class and mask sample) each text is scored as."""
+        return [len(self._pieces(text)[2]) for text in texts]
+
+    def _pieces(self, text: str) -> tuple[list[int], bool, list[list[int]]]:
+        """A text's token ids as read (cut to max_text_tokens), whether it was cut, and its consecutive
+        pieces, as the trainer cut its training texts (their log-likelihoods add)."""
+        limit = min(self.max_tokens, self._room())
+        if limit < 1:
+            raise ValueError("the label prompts leave no room for the text; shorten them")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("a text to classify is empty")
+        ids = encode(self.models[0].tokenizer, text)
+        if not ids:
+            raise ValueError(f"the text {text[:40]!r} has no tokens")
+        cut = len(ids) > limit * self.max_pieces
+        ids = ids[: limit * self.max_pieces]
+        return ids, cut, [ids[i : i + limit] for i in range(0, len(ids), limit)]
 
     @property
     def max_text_tokens(self) -> int:
@@ -221,6 +230,25 @@ class DiscriminativeClassifier:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def count_pieces(self, texts: Sequence[str]) -> list[int]:
+        """How many pieces (forward rows per class and mask sample) each text is scored as."""
+        return [len(self._pieces(text)[2]) for text in texts]
+
+    def _pieces(self, text: str) -> tuple[list[int], bool, list[list[int]]]:
+        """A text's token ids as read (cut to max_text_tokens), whether it was cut, and its consecutive
+        pieces, as the trainer cut its training texts (their log-likelihoods add)."""
+        limit = min(self.max_tokens, self._room())
+        if limit < 1:
+            raise ValueError("the label prompts leave no room for the text; shorten them")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("a text to classify is empty")
+        ids = encode(self.models[0].tokenizer, text)
+        if not ids:
+            raise ValueError(f"the text {text[:40]!r} has no tokens")
+        cut = len(ids) > limit * self.max_pieces
+        ids = ids[: limit * self.max_pieces]
+        return ids, cut, [ids[i : i + limit] for i in range(0, len(ids), limit)]
 
     @property
     def max_text_tokens(self) -> int:

@@ -211,8 +211,9 @@ def classify(
     else:
         lm = model_or_error(DIFFUSION)
         classifier = make_classifier(ZERO_SHOT, samples, lm=lm, labels=names, prompts=prompts)
-    try:
-        check_classify_work(len(texts), *passes_per_text(classifier, samples))
+    try:  # a long text is read as several pieces, each a forward row per label and mask pattern
+        pieces = sum(classifier.count_pieces(texts)) if isinstance(classifier, GenerativeClassifier) else len(texts)
+        check_classify_work(len(texts), *passes_per_text(classifier, samples), pieces=pieces)
     except ValueError as error:
         raise ui_error(error) from None
     for note in notes:
