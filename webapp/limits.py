@@ -37,6 +37,15 @@ def check_classify_work(texts: int, labels: int, samples: int, pieces: int | Non
                          f"texts), or lower the samples or the labels")
 
 
+def pieces_within(counts: list[int], labels: int, samples: int, max_pieces: int) -> int | None:
+    """The most pieces per text (<= max_pieces) at which texts of `counts` pieces fit MAX_CLASSIFY_PASSES,
+    or None when even their first pieces alone do not."""
+    for pieces in range(max_pieces, 0, -1):
+        if sum(min(c, pieces) for c in counts) * labels * samples <= MAX_CLASSIFY_PASSES:
+            return pieces
+    return None
+
+
 def _private(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)

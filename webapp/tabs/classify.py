@@ -18,7 +18,7 @@ from dlm.tables import guess_label_column, guess_text_column, read_table, select
 from webapp import models
 from webapp.components import File, Slider, classifier_or_error, model_or_error, ui_error, ui_warning
 from webapp.files import request_folder
-from webapp.limits import check_classify_work
+from webapp.limits import check_classify_work, pieces_within
 from webapp.models import TrainedClassifier, gpu
 from webapp.runs import as_int, check_text, display_name, in_range
 from webapp.settings import (CLASSIFIER, DEFAULT_LABEL_PROMPT, DEFAULT_LABELS, DIFFUSION, MAX_CLASSIFY_SAMPLES,
@@ -98,6 +98,31 @@ def passes_per_text(classifier, samples: int) -> tuple[int, int]:
         return 1, 1
     exact = all(lm.kind == "causal" for lm in classifier.models)
     return len(classifier.labels), 1 if exact else samples
+
+
+def fit_work(classifier, texts: list[str], samples: int):
+    """The classifier to run within the per-request work limit, and a note when it reads less.
+
+    A long text is read as several pieces, each a forward row per label and mask pattern. When the
+    texts read whole would exceed the limit, long ones are read to their first pieces (as many as fit,
+    the same for every text) and the note says so; when even one piece per text is too much, ValueError."""
+    labels, per_label = passes_per_text(classifier, samples)
+    if not isinstance(classifier, GenerativeClassifier):
+        check_classify_work(len(texts), labels, per_label)
+        return classifier, None
+    counts = classifier.count_pieces(texts)
+    fit = pieces_within(counts, labels, per_label, classifier.max_pieces)
+    if fit is None:  # not even the first pieces: refuse, naming what to lower
+        check_classify_work(len(texts), labels, per_label, pieces=len(texts))
+    note = None
+    if fit is not None and fit < max(counts):
+        tokens = classifier.max_text_tokens // classifier.max_pieces * fit
+        note = (f"{sum(c > fit for c in counts)} long text(s) were read to their first {tokens:,} tokens ({fit} "
+                f"piece(s)) to stay within the per-request limit; classify fewer texts at once to read them whole.")
+        classifier = dataclasses.replace(classifier, max_pieces=fit)
+        counts = [min(c, fit) for c in counts]
+    check_classify_work(len(texts), labels, per_label, pieces=sum(counts))
+    return classifier, note
 
 
 def results_frame(texts: list[str], predictions, truth: list[str] | None, short: bool) -> pd.DataFrame:
@@ -211,12 +236,11 @@ def classify(
     else:
         lm = model_or_error(DIFFUSION)
         classifier = make_classifier(ZERO_SHOT, samples, lm=lm, labels=names, prompts=prompts)
-    try:  # a long text is read as several pieces, each a forward row per label and mask pattern
-        pieces = sum(classifier.count_pieces(texts)) if isinstance(classifier, GenerativeClassifier) else len(texts)
-        check_classify_work(len(texts), *passes_per_text(classifier, samples), pieces=pieces)
+    try:
+        classifier, reading = fit_work(classifier, texts, samples)
     except ValueError as error:
         raise ui_error(error) from None
-    for note in notes:
+    for note in notes + ([reading] if reading else []):
         ui_warning(note)
     try:
         predictions = []
