@@ -355,8 +355,10 @@ average over random masks, with the *same* masks for every class (common random 
 of the Monte-Carlo noise cancels in the differences that decide. Bayes' rule with the training
 set's class frequencies as priors turns the scores into p(class | x). Masks are drawn a few at a time,
 and a text stops as soon as its top class leads the runner-up by a set number of standard errors, or
-at the cap the samples slider sets: clear texts are cheap, close calls get more samples. Finally one
-temperature, fitted on held-out validation texts (temperature scaling), softens or sharpens the
+at the cap the samples slider sets: clear texts are cheap, close calls get more samples. A long text
+is read whole, as consecutive pieces of 128 tokens (up to the classifier's limit, 1,024 tokens for the
+bundled one) whose log-likelihoods add. Finally a temperature, fitted on held-out validation texts
+(temperature scaling) and growing with the text's length (score gaps add over its tokens), softens the
 probabilities so that they match how often the classifier is right. How accurate it is: see its card
 (under *Model cards*) and the validation figures there; measure it on your own labelled .csv here.
 
