@@ -231,25 +231,6 @@ class DiscriminativeClassifier:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def count_pieces(self, texts: Sequence[str]) -> list[int]:
-        """How many pieces (forward rows per class and mask sample) each text is scored as."""
-        return [len(self._pieces(text)[2]) for text in texts]
-
-    def _pieces(self, text: str) -> tuple[list[int], bool, list[list[int]]]:
-        """A text's token ids as read (cut to max_text_tokens), whether it was cut, and its consecutive
-        pieces, as the trainer cut its training texts (their log-likelihoods add)."""
-        limit = min(self.max_tokens, self._room())
-        if limit < 1:
-            raise ValueError("the label prompts leave no room for the text; shorten them")
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("a text to classify is empty")
-        ids = encode(self.models[0].tokenizer, text)
-        if not ids:
-            raise ValueError(f"the text {text[:40]!r} has no tokens")
-        cut = len(ids) > limit * self.max_pieces
-        ids = ids[: limit * self.max_pieces]
-        return ids, cut, [ids[i : i + limit] for i in range(0, len(ids), limit)]
-
     @property
     def max_text_tokens(self) -> int:
         """The most tokens of a text that are read: its first `max_tokens` (one forward pass)."""
