@@ -106,7 +106,8 @@ def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch:
     return {"classifier": name, "source": source, "design": spec["design"], "family": spec["family"], **metrics,
             "texts_per_second": len(texts) / seconds, "seconds": seconds, "parameters": parameters,
             "training_seconds": spec["training"]["wall_seconds"], "temperature": spec.get("temperature", 1.0),
-            "temperature_exponent": getattr(classifier, "temperature_exponent", 0.0), "validation": spec.get("validation"), "scoring": scoring,
+            "temperature_exponent": getattr(classifier, "temperature_exponent", 0.0),
+            "validation": spec.get("validation"), "scoring": scoring,
             "max_text_tokens": classifier.max_text_tokens, "truncated": sum(p.truncated for p in predictions),
             "predicted": [p.label for p in predictions]}
 

@@ -59,16 +59,13 @@ def parse_setting(text: str) -> tuple:
                                          f"one of {list(ORDERS)}, e.g. margin:0.75:0.95:0:32 or random:0.7:0.95:0:0:32; "
                                          f"got {text!r}")
     try:
-        block = int(parts[4])
+        temperature, top_p, top_k, block = float(parts[1]), float(parts[2]), int(parts[3]), int(parts[4])
         steps = int(parts[5]) if len(parts) == 6 else None
     except ValueError:
         raise argparse.ArgumentTypeError(f"numbers expected in {text!r}") from None
     if steps is not None and steps < 1:
         raise argparse.ArgumentTypeError(f"steps must be >= 1 in {text!r}")
-    try:
-        return parts[0], float(parts[1]), float(parts[2]), int(parts[3]), block or None, steps
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"numbers expected in {text!r}") from None
+    return parts[0], temperature, top_p, top_k, block or None, steps
 
 
 def tuning_prompts(tokenizer, length: int, count: int, exclude: list[str],
@@ -100,9 +97,9 @@ def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
     prompts = read_prompts(HERE / "data" / "prompts.txt")
     setting = {k: best.get(k) for k in SETTING_KEYS}
     configs = {
-        "diffusion": (lm, lm.settings.replace(**{"length": args.length, "steps": args.length, "allow_eos": False,
-                                                 "num_samples": 1, "threshold": None, "cache": None,
-                                                 **{k: v for k, v in setting.items() if v is not None or k != "steps"}})),
+        "diffusion": (lm, lm.settings.replace(**{**setting, "steps": setting["steps"] or args.length},
+                                              length=args.length, allow_eos=False, num_samples=1, threshold=None,
+                                              cache=None)),
         "ar": (ar, ar.settings.replace(length=args.length, allow_eos=False, num_samples=1)),
     }
     reference = mauve_reference(lm.tokenizer, human_paragraphs(args.paragraphs), args.length, args.mauve_prompts) \

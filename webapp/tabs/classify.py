@@ -112,10 +112,10 @@ def fit_work(classifier, texts: list[str], samples: int):
         return classifier, None
     counts = classifier.count_pieces(texts)
     fit = pieces_within(counts, labels, per_label, classifier.max_pieces)
-    if fit is None:  # not even the first pieces: refuse, naming what to lower
-        check_classify_work(len(texts), labels, per_label, pieces=len(texts))
+    if fit is None:  # not even the first pieces fit: refused, naming what to lower
+        check_classify_work(len(texts), labels, per_label)
     note = None
-    if fit is not None and fit < max(counts):
+    if fit < max(counts):
         tokens = classifier.max_text_tokens // classifier.max_pieces * fit
         note = (f"{sum(c > fit for c in counts)} long text(s) were read to their first {tokens:,} tokens ({fit} "
                 f"piece(s)) to stay within the per-request limit; classify fewer texts at once to read them whole.")
