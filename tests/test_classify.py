@@ -5,8 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -424,3 +429,150 @@ def test_tiled_masks_shrink_the_variance_of_the_class_difference(per_class, kind
 def test_an_unknown_mask_design_is_refused(per_class):
     with pytest.raises(ValueError, match="masks must be one of"):
         load_classifier(per_class, masks="sobol").classify(["the cat sat"])
+
+
+# ---- per-class models trained together with Bayes' rule (training.joint) ------------------------------
+
+
+def test_class_models_trained_together_separate_the_kinds_and_save_as_a_per_class_folder(kinds, roberta_dir, tmp_path):
+    from training import train_classifier
+
+    out = tmp_path / "joint"
+    code = train_classifier.main(["--design", "per-class", "--bayes-weight", "1", "--init", str(roberta_dir),
+                                  "--data", str(kinds[0]), "--output-dir", str(out), "--max-steps", "40", *FLAGS])
+    assert code == 0
+    spec = json.loads((out / "classifier.json").read_text())
+    assert spec["design"] == "per-class" and spec["bayes_weight"] == 1.0
+    assert not (out / "joint").exists()  # the joint run's checkpoints are gone, the class folders stay
+    for c, folder in spec["models"].items():
+        info = json.loads((out / folder / "dlm_train.json").read_text())
+        assert info["trained"] == "jointly" and info["steps"] == 40 and 0 <= info["eval_label_accuracy"] <= 1
+    assert "trained together" in (out / "README.md").read_text()
+    clf = load_classifier(str(out))
+    assert clf.models[0] is not clf.models[1]
+    held_out = kinds[1]
+    predictions = clf.classify([t for t, _ in held_out])
+    assert evaluate([p.label for p in predictions], [y for _, y in held_out], list(clf.labels)).accuracy >= 0.95
+    # a per-class run without the weight trains each model alone, as before: nothing records a joint run
+    assert "bayes_weight" not in json.loads((train("per-class", roberta_dir, kinds[0], tmp_path / "alone", steps=2)
+                                             / "classifier.json").read_text())
+    assert train_classifier.main(["--design", "discriminative", "--bayes-weight", "1", "--init", str(roberta_dir),
+                                  "--data", str(kinds[0]), "--output-dir", str(tmp_path / "disc"), *FLAGS]) == 2
+
+
+@pytest.mark.parametrize("source", ["roberta_dir", "gpt2_dir"])
+def test_the_joint_loss_is_each_piece_s_generative_loss_plus_bayes_rule_over_the_class_models(source, request):
+    """PerClassTrainer's loss, by hand: both class models score the same masked pieces."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dlm.loading import masked_model_from_pretrained
+    from training.collator import CausalCollator, DiffusionCollator
+    from training.joint import ClassModels, LabelledCollator, PerClassTrainer
+
+    path = request.getfixturevalue(source)
+    causal = source == "gpt2_dir"
+    tok = AutoTokenizer.from_pretrained(path)
+    load = AutoModelForCausalLM.from_pretrained if causal else masked_model_from_pretrained
+    models = [load(path), load(path)]
+    torch.manual_seed(1)
+    with torch.no_grad():  # two different class models
+        for p in models[1].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rng = random.Random(0)
+    texts = [animal_text(rng), scripture_text(rng), animal_text(rng), scripture_text(rng)]
+    examples = [{"input_ids": tok(t)["input_ids"], "label": i % 2, "clean_prefix": 1, "clean_suffix": 0 if causal else 1}
+                for i, t in enumerate(texts)]
+    collator = (CausalCollator(tok.pad_token_id) if causal
+                else DiffusionCollator(tok.mask_token_id, tok.pad_token_id, prefix_fraction=0.0, seed=3))
+    batch = LabelledCollator(collator)(examples)
+    trainer = PerClassTrainer.__new__(PerClassTrainer)  # the loss arithmetic only, no Trainer
+    trainer.log_priors = torch.log(torch.tensor([0.4, 0.6]))
+    trainer.bayes_weight, trainer.causal = 0.5, causal
+    trainer._label_sums = {True: torch.zeros(3, dtype=torch.float64), False: torch.zeros(3, dtype=torch.float64)}
+    trainer._bucket_loss, trainer._bucket_tokens = torch.zeros(10, dtype=torch.float64), torch.zeros(10, dtype=torch.float64)
+    joint = ClassModels(models, causal=causal).train()
+    for module in joint.modules():  # training mode (the Bayes term is a training loss) without dropout's noise
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    loss = trainer.compute_loss(joint, batch)
+
+    labels = batch["labels"][:, 1:] if causal else batch["labels"]
+    scored = labels != -100
+    row_nll = []
+    for model in models:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits[:, :-1] if causal else logits
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+        row_nll.append((ce * scored).sum(dim=1))
+    row_nll = torch.stack(row_nll, dim=1)  # (B, C)
+    true = batch["true_class"]
+    own = row_nll[torch.arange(4), true]
+    generative = own.sum() / scored.sum() if causal else (own * batch["loss_weight"]).sum() / batch["num_scored"]
+    bayes = torch.nn.functional.cross_entropy(-row_nll + trainer.log_priors, true)
+    assert torch.allclose(loss, generative + 0.5 * bayes, rtol=1e-5)
+    assert trainer._label_sums[True][2] == 4  # every piece was decided by Bayes' rule
+
+
+def test_class_models_checkpoint_once_per_tensor_and_restore_their_tied_weights(roberta_dir, tmp_path):
+    """A checkpoint of ClassModels stores each tensor once (safetensors refuses shared storage) and a
+    fresh ClassModels loaded from it (as Trainer resumes: strict=False) computes the same losses."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    from dlm.loading import masked_model_from_pretrained
+    from training.collator import DiffusionCollator
+    from training.joint import ClassModels
+
+    models = [masked_model_from_pretrained(roberta_dir) for _ in range(2)]
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for model in models:
+            model.get_input_embeddings().weight.add_(0.1 * torch.randn_like(model.get_input_embeddings().weight))
+    joint = ClassModels(models).eval()
+    assert models[0].get_output_embeddings().weight is models[0].get_input_embeddings().weight  # tied
+    state = joint.state_dict()
+    assert len(state) < len(torch.nn.Module.state_dict(joint))  # the tied copies are left out
+    save_file(state, tmp_path / "model.safetensors")
+    fresh = ClassModels([masked_model_from_pretrained(roberta_dir) for _ in range(2)]).eval()
+    fresh.load_state_dict(load_file(tmp_path / "model.safetensors"), strict=False)
+    tok = AutoTokenizer.from_pretrained(roberta_dir)
+    batch = DiffusionCollator(tok.mask_token_id, tok.pad_token_id, prefix_fraction=0.0, seed=0)(
+        [{"input_ids": tok("the cat sat on the mat and the dog ran")["input_ids"]}])
+    with torch.no_grad():
+        args = (batch["input_ids"], batch["attention_mask"], batch["labels"])
+        assert torch.allclose(joint(*args), fresh(*args)) and not torch.allclose(
+            joint(*args), ClassModels([masked_model_from_pretrained(roberta_dir)] * 2)(*args))
+
+
+def test_a_joint_run_killed_mid_way_resumes_from_its_last_checkpoint(kinds, roberta_dir, tmp_path):
+    """kill -9 during a joint run, then --resume: it continues from the last checkpoint in `joint/` and
+    ends as a per-class folder; without --resume the folder is refused."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "training.train_classifier", "--design", "per-class", "--bayes-weight", "1",
+               "--init", str(roberta_dir), "--data", str(kinds[0]), "--output-dir", str(out), "--max-steps", "5000",
+               *FLAGS, "--save-steps", "5", "--calibration-texts", "-1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not any(int(p.name.split("-")[1]) >= 10 and (p / "trainer_state.json").exists()
+                      for p in (out / "joint").glob("checkpoint-*")):
+            assert process.poll() is None, "training ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint within ten minutes"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = max(int(p.name.split("-")[1]) for p in (out / "joint").glob("checkpoint-*")
+                if (p / "trainer_state.json").is_file())
+    refused = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    finish = command.copy()
+    finish[finish.index("5000")] = str(saved + 5)
+    done = subprocess.run(finish + ["--resume"], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "joint").exists()
+    for folder in json.loads((out / "classifier.json").read_text())["models"].values():
+        assert json.loads((out / folder / "dlm_train.json").read_text())["steps"] == saved + 5
+    assert len(load_classifier(str(out)).models) == 2

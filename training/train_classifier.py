@@ -60,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="conditional design: the prompt of the unconditional model p(text) ('' = the framing alone)")
     data.add_argument("--label-dropout", type=float, default=0.1,
                       help="conditional design: share of pieces trained under the null prompt instead of their label's")
-    data.add_argument("--bayes-weight", type=float, default=1.0,
-                      help="conditional design: weight of the Bayes'-rule cross-entropy over every label's score of a "
-                           "piece (0 = maximum likelihood alone)")
+    data.add_argument("--bayes-weight", type=float,
+                      help="weight of the Bayes'-rule cross-entropy over every label's score of a piece (0 = maximum "
+                           "likelihood alone). Conditional design: default 1. Per-class design: default 0 (each class "
+                           "model trained alone on its class's texts); above 0 the class models train together, "
+                           "every piece scored by all of them with the same masks (training.joint)")
     data.add_argument("--contrast-min-rate", type=float, default=0.0,
                       help="conditional design with --bayes-weight > 0: mask labelled pieces at rates in [this, 1] only, "
                            "where the label decides (default 0: all rates)")
@@ -249,8 +251,13 @@ def run(args) -> Path:
     counts = [sum(label == c for _, label in splits["train"]) for c in labels]
     if not 0 <= args.label_dropout <= 1:
         raise DataError(f"--label-dropout must be in [0, 1], got {args.label_dropout}")
+    if args.bayes_weight is None:
+        args.bayes_weight = 1.0 if args.design == "conditional" else 0.0
     if args.bayes_weight < 0:
         raise DataError(f"--bayes-weight must be >= 0, got {args.bayes_weight}")
+    if args.bayes_weight > 0 and args.design == "discriminative":
+        raise DataError("--bayes-weight is for the generative designs; the discriminative one is trained on labels alone")
+    joint = args.design == "per-class" and args.bayes_weight > 0
     if args.max_pieces is not None and args.max_pieces < 1:
         raise DataError(f"--max-pieces must be >= 1, got {args.max_pieces}")
     if not 0 <= args.contrast_min_rate <= 1:
@@ -265,6 +272,7 @@ def run(args) -> Path:
         # conditional design: the unconditional prompt (scores p(text)), and how the model was trained
         **({"null_prompt": args.null_prompt, "label_dropout": args.label_dropout, "bayes_weight": args.bayes_weight,
             "contrast_min_rate": args.contrast_min_rate} if args.design == "conditional" else {}),
+        **({"bayes_weight": args.bayes_weight} if joint else {}),  # per-class models trained together
         "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
         "max_tokens": args.max_tokens,
         **({"max_pieces": args.max_pieces or MAX_PIECES} if args.design != "discriminative" else {}),
@@ -281,6 +289,9 @@ def run(args) -> Path:
     jobs = [(c, [r for r in splits["train"] if r[1] == c], [r for r in splits["validation"] if r[1] == c])
             for c in labels] if args.design == "per-class" else [("*", splits["train"], splits["validation"])]
     results = {}
+    if joint:
+        jobs = []  # one run trains every class model
+        results = train_joint(args, init, tokenizer, kind, labels, spec, splits, folder)
     for key, train_rows, val_rows in jobs:
         target = folder / spec["models"][key]
         if (target / "model.safetensors").is_file():
@@ -385,6 +396,74 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
     return info
 
 
+def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path) -> dict:
+    """Train every class model of a per-class classifier together (`training.joint`): checkpoints in
+    `folder/joint` (resumable), then each model saved to its class folder in --save-dtype."""
+    import shutil
+
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from dlm.loading import masked_model_from_pretrained
+    from training.collator import CausalCollator, DiffusionCollator
+    from training.joint import ClassModels, LabelledCollator, PerClassTrainer
+
+    targets = [folder / spec["models"][c] for c in labels]
+    if all((t / "model.safetensors").is_file() for t in targets):
+        print("every class model is already trained; keeping them")
+        return {c: json.loads((t / "dlm_train.json").read_text()) for c, t in zip(labels, targets)}
+    train = datasets.Dataset.from_list(examples(tokenizer, splits["train"], labels, "per-class", kind, args.max_tokens))
+    validation = examples(tokenizer, splits["validation"], labels, "per-class", kind, args.max_tokens)
+    random.Random(args.seed).shuffle(validation)  # the files are ordered by source: sample all of them
+    validation = datasets.Dataset.from_list(validation[: args.eval_pieces] if args.eval_pieces else validation)
+    steps = args.max_steps or max(1, math.ceil(args.epochs * len(train) / (args.batch_size * args.grad_accum)))
+    print(f"training {len(labels)} class models together (Bayes'-rule weight {args.bayes_weight}): "
+          f"{len(train):,} pieces from {len(splits['train']):,} texts, {steps} steps")
+    load = {"trust_remote_code": args.trust_remote_code, "use_safetensors": True, "dtype": torch.float32}
+    from_classifier = (Path(init) / CONFIG_FILE).is_file()
+    starts = [str(Path(init) / json.loads((Path(init) / CONFIG_FILE).read_text())["models"][c]) if from_classifier
+              else init for c in labels]
+    models = [AutoModelForCausalLM.from_pretrained(s, **load) if kind == "causal" else masked_model_from_pretrained(s, **load)
+              for s in starts]
+    work = folder / "joint"
+    work.mkdir(parents=True, exist_ok=True)
+    resume_from = common.prepare_output_dir(work, resume=True, overwrite=False)
+    run_args = Namespace(**{**vars(args), "output_dir": str(work), "max_steps": steps})
+    training_args = common.training_arguments(run_args, resume_from, train_sampling_strategy="group_by_length")
+    if kind == "causal":
+        collator, eval_collator = CausalCollator(tokenizer.pad_token_id), CausalCollator(tokenizer.pad_token_id)
+    else:
+        collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting=args.weighting,
+                                     prefix_fraction=0.0)
+        eval_collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting="elbo",
+                                          prefix_fraction=0.0, seed=1234)
+    trainer = PerClassTrainer(model=ClassModels(models, causal=kind == "causal"), args=training_args,
+                              data_collator=LabelledCollator(collator), train_dataset=train, eval_dataset=validation,
+                              processing_class=tokenizer, eval_collator=LabelledCollator(eval_collator),
+                              log_priors=[math.log(p) for p in spec["priors"]], bayes_weight=args.bayes_weight,
+                              causal=kind == "causal")
+    trainer.add_callback(common.TimeLedger(work))
+    result = trainer.train(resume_from_checkpoint=resume_from or None)
+    metrics = trainer.evaluate()
+    sessions = common.read_time_ledger(work)
+    seconds = sum(s["seconds"] for s in sessions) if sessions else result.metrics["train_runtime"]
+    results = {}
+    for c, model, target in zip(labels, models, targets):
+        if args.save_dtype != "float32":
+            model = model.to(getattr(torch, args.save_dtype))
+        model.save_pretrained(target, safe_serialization=True)
+        tokenizer.save_pretrained(target)
+        results[c] = {"steps": trainer.state.global_step, "pieces": sum(e == labels.index(c) for e in train["label"]),
+                      "seconds": seconds / len(labels),  # its share of the joint run
+                      "trained": "jointly", "bayes_weight": args.bayes_weight, "eval_loss": metrics.get("eval_loss"),
+                      "eval_label_accuracy": metrics.get("eval_label_accuracy"),
+                      "parameters": sum(p.numel() for p in model.parameters())}
+        (target / "dlm_train.json").write_text(json.dumps(results[c], indent=2))
+    shutil.rmtree(work)
+    return results
+
+
 def _scoring(text: str) -> dict:
     from dlm.classify.scoring import scoring_options
 
@@ -439,6 +518,9 @@ def write_card(folder: Path) -> None:
            f"{spec['label_dropout']} (null prompt {spec['null_prompt']!r}: the same model scores p(text)); "
            f"Bayes'-rule weight {spec['bayes_weight']} on pieces masked at rates >= {spec['contrast_min_rate']}"]
           if "label_dropout" in spec else []),
+        *([f"- class models trained together: every piece scored by each of them with the same masks, Bayes'-rule "
+           f"weight {spec['bayes_weight']} beside each model's own generative loss"]
+          if spec["design"] == "per-class" and "bayes_weight" in spec else []),
         *[f"- continued from: `{t['command']}`" for t in _earlier(spec["training"])],
         f"- command: `{spec['training']['command']}`",
         f"- training: {spec['training']['wall_seconds'] / 60:.1f} min in all on {spec['training']['hardware']}",
