@@ -447,6 +447,7 @@ def test_class_models_trained_together_separate_the_kinds_and_save_as_a_per_clas
     for c, folder in spec["models"].items():
         info = json.loads((out / folder / "dlm_train.json").read_text())
         assert info["trained"] == "jointly" and info["steps"] == 40 and 0 <= info["eval_label_accuracy"] <= 1
+        assert 0 <= info["start_eval_label_accuracy"] <= 1  # evaluated before the first step too
     assert "trained together" in (out / "README.md").read_text()
     clf = load_classifier(str(out))
     assert clf.models[0] is not clf.models[1]
@@ -487,7 +488,7 @@ def test_the_joint_loss_is_each_piece_s_generative_loss_plus_bayes_rule_over_the
     batch = LabelledCollator(collator)(examples)
     trainer = PerClassTrainer.__new__(PerClassTrainer)  # the loss arithmetic only, no Trainer
     trainer.log_priors = torch.log(torch.tensor([0.4, 0.6]))
-    trainer.bayes_weight, trainer.causal = 0.5, causal
+    trainer.bayes_weight, trainer.causal, trainer.bayes_temperature = 0.5, causal, 1.0
     trainer._label_sums = {True: torch.zeros(3, dtype=torch.float64), False: torch.zeros(3, dtype=torch.float64)}
     trainer._bucket_loss, trainer._bucket_tokens = torch.zeros(10, dtype=torch.float64), torch.zeros(10, dtype=torch.float64)
     joint = ClassModels(models, causal=causal).train()

@@ -108,7 +108,7 @@ def test_label_dropout_puts_the_null_prompt_in_place_of_the_label():
 def test_the_bayes_term_is_the_cross_entropy_of_bayes_rule_over_the_rows():
     """Row log-likelihoods -> z_c = log p(piece | c) + log p(c) -> -log softmax(z)[true], by hand."""
     trainer = ConditionalTrainer.__new__(ConditionalTrainer)  # only the Bayes-rule arithmetic, no Trainer
-    trainer.log_priors = torch.log(torch.tensor([0.25, 0.75]))
+    trainer.log_priors, trainer.bayes_temperature = torch.log(torch.tensor([0.25, 0.75])), 1.0
     trainer._label_sums = {True: torch.zeros(3, dtype=torch.float64), False: torch.zeros(3, dtype=torch.float64)}
     row_nll = torch.tensor([3.0, 5.0, 2.0, 4.0, 1.0])  # example 0: two labels; 1: two labels; 2: dropped
     inputs = {"true_class": torch.tensor([0, 1, 0]), "example": torch.tensor([0, 0, 1, 1, 2]),
@@ -119,6 +119,10 @@ def test_the_bayes_term_is_the_cross_entropy_of_bayes_rule_over_the_rows():
     expected = (-torch.log_softmax(z0, 0)[0] - torch.log_softmax(z1, 0)[1]) / 2
     assert math.isclose(float(loss), float(expected), rel_tol=1e-6)
     assert trainer._label_sums[True][1:].tolist() == [2.0, 2.0]  # both decided right, two examples counted
+    trainer.bayes_temperature = 4.0  # Bayes' rule on z / T: log p(piece | c) / T + log p(c)
+    z0, z1 = torch.tensor([-3.0, -5.0]) / 4 + trainer.log_priors, torch.tensor([-4.0, -2.0]) / 4 + trainer.log_priors
+    expected = (-torch.log_softmax(z0, 0)[0] - torch.log_softmax(z1, 0)[1]) / 2
+    assert math.isclose(float(trainer._bayes_rule(row_nll, inputs, training=True)), float(expected), rel_tol=1e-6)
 
 
 # ---- scoring p(text) with the null prompt ----------------------------------------------------------------

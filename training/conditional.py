@@ -164,10 +164,15 @@ class ConditionalTrainer(DiffusionTrainer):
     generative part alone, so `eval_perplexity` stays a perplexity.
     """
 
-    def __init__(self, *args, log_priors: Sequence[float], bayes_weight: float = 1.0, causal: bool = False, **kwargs):
+    def __init__(self, *args, log_priors: Sequence[float], bayes_weight: float = 1.0, causal: bool = False,
+                 bayes_temperature: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         if bayes_weight < 0:
             raise ValueError(f"bayes_weight must be >= 0, got {bayes_weight}")
+        if not bayes_temperature > 0:
+            raise ValueError(f"bayes_temperature must be > 0, got {bayes_temperature}")
+        # one masked sample's score gap is noisy: Bayes' rule on z / T asks for calibrated odds, not T times them
+        self.bayes_temperature = bayes_temperature
         self.log_priors = torch.tensor(list(log_priors), dtype=torch.float32)  # (C,)
         self.bayes_weight = bayes_weight
         self.causal = causal
@@ -208,7 +213,7 @@ class ConditionalTrainer(DiffusionTrainer):
         full = have.all(dim=1)
         if not full.any():
             return row_nll.sum() * 0.0
-        z = z[full] + self.log_priors.to(z.device)
+        z = z[full] / self.bayes_temperature + self.log_priors.to(z.device)
         loss = F.cross_entropy(z, true[full])
         correct = (z.argmax(dim=1) == true[full]).sum()
         count = float(full.sum())

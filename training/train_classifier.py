@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "likelihood alone). Conditional design: default 1. Per-class design: default 0 (each class "
                            "model trained alone on its class's texts); above 0 the class models train together, "
                            "every piece scored by all of them with the same masks (training.joint)")
+    data.add_argument("--bayes-temperature", type=float, default=1.0,
+                      help="Bayes' rule over the scores divided by this (> 0): a one-sample score gap is noisy, and at "
+                           "1 the cross-entropy asks every masked sample for confident odds")
     data.add_argument("--contrast-min-rate", type=float, default=0.0,
                       help="conditional design with --bayes-weight > 0: mask labelled pieces at rates in [this, 1] only, "
                            "where the label decides (default 0: all rates)")
@@ -257,6 +260,8 @@ def run(args) -> Path:
         raise DataError(f"--bayes-weight must be >= 0, got {args.bayes_weight}")
     if args.bayes_weight > 0 and args.design == "discriminative":
         raise DataError("--bayes-weight is for the generative designs; the discriminative one is trained on labels alone")
+    if not args.bayes_temperature > 0:
+        raise DataError(f"--bayes-temperature must be > 0, got {args.bayes_temperature}")
     joint = args.design == "per-class" and args.bayes_weight > 0
     if args.max_pieces is not None and args.max_pieces < 1:
         raise DataError(f"--max-pieces must be >= 1, got {args.max_pieces}")
@@ -273,6 +278,8 @@ def run(args) -> Path:
         **({"null_prompt": args.null_prompt, "label_dropout": args.label_dropout, "bayes_weight": args.bayes_weight,
             "contrast_min_rate": args.contrast_min_rate} if args.design == "conditional" else {}),
         **({"bayes_weight": args.bayes_weight} if joint else {}),  # per-class models trained together
+        **({"bayes_temperature": args.bayes_temperature}
+           if args.bayes_weight > 0 and args.bayes_temperature != 1 else {}),
         "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
         "max_tokens": args.max_tokens,
         **({"max_pieces": args.max_pieces or MAX_PIECES} if args.design != "discriminative" else {}),
@@ -365,7 +372,7 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
         trainer = ConditionalTrainer(model=model, args=training_args, data_collator=collator, train_dataset=train,
                                      eval_dataset=validation, processing_class=tokenizer, eval_collator=eval_collator,
                                      log_priors=[math.log(p) for p in spec["priors"]], bayes_weight=args.bayes_weight,
-                                     causal=kind == "causal")
+                                     bayes_temperature=args.bayes_temperature, causal=kind == "causal")
     elif kind == "causal":
         model = AutoModelForCausalLM.from_pretrained(init, **load)
         trainer = CausalTrainer(model=model, args=training_args, data_collator=CausalCollator(tokenizer.pad_token_id),
@@ -430,7 +437,9 @@ def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path)
     work.mkdir(parents=True, exist_ok=True)
     resume_from = common.prepare_output_dir(work, resume=True, overwrite=False)
     run_args = Namespace(**{**vars(args), "output_dir": str(work), "max_steps": steps})
-    training_args = common.training_arguments(run_args, resume_from, train_sampling_strategy="group_by_length")
+    # the held-out label figures before any step: the baseline the Bayes term has to beat
+    training_args = common.training_arguments(run_args, resume_from, train_sampling_strategy="group_by_length",
+                                              eval_on_start=not resume_from)
     if kind == "causal":
         collator, eval_collator = CausalCollator(tokenizer.pad_token_id), CausalCollator(tokenizer.pad_token_id)
     else:
@@ -442,12 +451,13 @@ def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path)
                               data_collator=LabelledCollator(collator), train_dataset=train, eval_dataset=validation,
                               processing_class=tokenizer, eval_collator=LabelledCollator(eval_collator),
                               log_priors=[math.log(p) for p in spec["priors"]], bayes_weight=args.bayes_weight,
-                              causal=kind == "causal")
+                              bayes_temperature=args.bayes_temperature, causal=kind == "causal")
     trainer.add_callback(common.TimeLedger(work))
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
     sessions = common.read_time_ledger(work)
     seconds = sum(s["seconds"] for s in sessions) if sessions else result.metrics["train_runtime"]
+    start = next((h for h in trainer.state.log_history if h.get("step") == 0 and "eval_label_accuracy" in h), {})
     results = {}
     for c, model, target in zip(labels, models, targets):
         if args.save_dtype != "float32":
@@ -458,6 +468,8 @@ def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path)
                       "seconds": seconds / len(labels),  # its share of the joint run
                       "trained": "jointly", "bayes_weight": args.bayes_weight, "eval_loss": metrics.get("eval_loss"),
                       "eval_label_accuracy": metrics.get("eval_label_accuracy"),
+                      # the same one-sample Bayes decision on the same held-out pieces before the first step
+                      "start_eval_label_accuracy": start.get("eval_label_accuracy"),
                       "parameters": sum(p.numel() for p in model.parameters())}
         (target / "dlm_train.json").write_text(json.dumps(results[c], indent=2))
     shutil.rmtree(work)
@@ -519,7 +531,8 @@ def write_card(folder: Path) -> None:
            f"Bayes'-rule weight {spec['bayes_weight']} on pieces masked at rates >= {spec['contrast_min_rate']}"]
           if "label_dropout" in spec else []),
         *([f"- class models trained together: every piece scored by each of them with the same masks, Bayes'-rule "
-           f"weight {spec['bayes_weight']} beside each model's own generative loss"]
+           f"weight {spec['bayes_weight']} (scores divided by {spec.get('bayes_temperature', 1.0)}) beside each "
+           f"model's own generative loss"]
           if spec["design"] == "per-class" and "bayes_weight" in spec else []),
         *[f"- continued from: `{t['command']}`" for t in _earlier(spec["training"])],
         f"- command: `{spec['training']['command']}`",
