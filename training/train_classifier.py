@@ -2,6 +2,8 @@
 
     # one diffusion model per class, each fine-tuned from the bundled model on its class's texts
     python -m training.train_classifier --design per-class --init default --output-dir runs/clf-per-class
+    # the same class models trained together, with Bayes' rule over their scores of each piece (training.joint)
+    python -m training.train_classifier --design per-class --bayes-weight 1 --init default --output-dir runs/clf-joint
     # one diffusion model conditioned on a verbalised label prompt ("positive:") that is never masked,
     # the prompt dropped for 10% of the pieces (so it also scores p(text)), trained with Bayes' rule as well
     python -m training.train_classifier --design conditional --init default --output-dir runs/clf-conditional
