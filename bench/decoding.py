@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if best:
         command = (f"python -m training.card {args.model} --length {args.length} --steps {best['steps'] or args.length} "
                    f"--remasking {best['remasking']} --temperature {best['temperature']:g} --top-p {best['top_p']:g} "
-                   f"--top-k {best['top_k']}" + (f" --block-length {best['block_length']}" if best["block_length"] else ""))
+                   f"--top-k {best['top_k']} --block-length {best['block_length'] or 0}")  # 0: one block
         print(f"\nrecommended: {best['decoding']} (judge {best['judge_perplexity']:.1f} vs AR "
               f"{reference['judge_perplexity']:.1f}; entropy {best['entropy']:.3f} vs AR {reference['entropy']:.3f})\n"
               f"apply: {command}")

@@ -305,3 +305,25 @@ def test_run_records_are_replaced_whole(tmp_path, monkeypatch):
         common.write_json(path, {"sessions": [{"start_step": 0}, {"start_step": 10}]})
     monkeypatch.undo()
     assert common.read_time_ledger(tmp_path) == [{"start_step": 0}]
+
+
+def test_a_card_refresh_changes_the_recommended_settings_and_0_turns_blocks_off(diffusion_run, tmp_path):
+    """`python -m training.card RUN --block-length 32` then `--block-length 0`: the settings config.json
+    hands the sampler, and the card that states them, follow; other settings are kept."""
+    import shutil
+
+    import dlm
+    from training import card
+
+    run = tmp_path / "run"
+    shutil.copytree(diffusion_run, run)
+    assert card.main([str(run), "--num-samples", "1", "--remasking", "entropy", "--temperature", "0.8",
+                      "--block-length", "8"]) == 0
+    settings = dlm.load(str(run)).settings
+    assert (settings.remasking, settings.temperature, settings.block_length) == ("entropy", 0.8, 8)
+    assert "block_length 8" in (run / "README.md").read_text()
+    assert card.main([str(run), "--num-samples", "1", "--remasking", "random", "--block-length", "0"]) == 0
+    settings = dlm.load(str(run)).settings
+    assert (settings.remasking, settings.temperature, settings.block_length) == ("random", 0.8, None)
+    assert "block_length" not in json.loads((run / "config.json").read_text())["dlm"]["sampler"]
+    assert "block_length" not in (run / "README.md").read_text()

@@ -14,6 +14,7 @@ import yaml
 PIPELINE_TAG = {"masked": "fill-mask", "causal": "text-generation", "continuous": "text-generation"}
 TAGS = {"masked": ["text-diffusion", "masked-diffusion", "dlm"], "causal": ["autoregressive", "dlm-baseline", "dlm"],
         "continuous": ["text-diffusion", "continuous-diffusion", "diffusion-lm", "dlm"]}
+OFF_WHEN_ZERO = ("block_length", "threshold", "factor", "entropy_bound")  # `refresh`: 0 removes the setting
 TITLES = {"masked": "dlm masked-diffusion model", "causal": "dlm autoregressive baseline",
           "continuous": "dlm continuous-diffusion model"}
 
@@ -138,15 +139,17 @@ def _headline_metric(kind: str, info: dict) -> dict:
 
 
 def _describe(settings: dict) -> str:
-    keys = ("length", "steps", "remasking", "temperature", "top_p", "solver", "rounding", "clamp", "cfg_scale")
+    keys = ("length", "steps", "remasking", "temperature", "top_p", "block_length", "threshold", "factor", "entropy_bound",
+            "solver", "rounding", "clamp", "cfg_scale")
     return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings)
 
 
 def refresh(folder: str | Path, num_samples: int = 5, **sampler) -> Path:
     """Change a trained model's recommended sampler settings, then redo its samples and card.
 
-    The settings go into config.json under dlm.sampler (what `dlm.load` hands the sampler); the run's
-    facts come from the dlm_run.json its trainer wrote.
+    The settings go into config.json under dlm.sampler (what `dlm.load` hands the sampler), merged into
+    the ones there; 0 for one of the OFF_WHEN_ZERO settings removes it (blocks of 32 back to one block,
+    a threshold rule back to a fixed schedule). The run's facts come from the dlm_run.json its trainer wrote.
     """
     folder = Path(folder)
     config_path, run_path = folder / "config.json", folder / "dlm_run.json"
@@ -154,7 +157,8 @@ def refresh(folder: str | Path, num_samples: int = 5, **sampler) -> Path:
         raise ValueError(f"{str(folder)!r} has no dlm_run.json: only folders written by dlm's trainers can be refreshed")
     config = json.loads(config_path.read_text())
     block = config.get("dlm", {})
-    block["sampler"] = {**block.get("sampler", {}), **{k: v for k, v in sampler.items() if v is not None}}
+    merged = {**block.get("sampler", {}), **{k: v for k, v in sampler.items() if v is not None}}
+    block["sampler"] = {k: v for k, v in merged.items() if not (k in OFF_WHEN_ZERO and v == 0)}
     config["dlm"] = block
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     info = json.loads(run_path.read_text())
@@ -179,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=5)
     for name, kind in (("length", int), ("steps", int), ("temperature", float), ("top_p", float), ("top_k", int),
                        ("threshold", float), ("factor", float), ("entropy_bound", float), ("block_length", int)):
-        parser.add_argument("--" + name.replace("_", "-"), type=kind)
+        parser.add_argument("--" + name.replace("_", "-"), type=kind,
+                            help="0 = off (one block, no parallel-commit rule)" if name in OFF_WHEN_ZERO else None)
     parser.add_argument("--remasking", choices=sorted(REMASKING))
     parser.add_argument("--schedule", choices=sorted(SCHEDULES))
     parser.add_argument("--cfg-scale", type=float)
