@@ -213,7 +213,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> Path:
-    import datasets
     from transformers import AutoConfig, AutoTokenizer, set_seed
 
     from dlm.classify.classifiers import MAX_PIECES
@@ -307,11 +306,7 @@ def run(args) -> Path:
             print(f"{target} is already trained; keeping it")
             results[key] = json.loads((target / "dlm_train.json").read_text()) if (target / "dlm_train.json").is_file() else {}
             continue
-        train = datasets.Dataset.from_list(examples(tokenizer, train_rows, labels, args.design, kind, args.max_tokens))
-        validation = examples(tokenizer, val_rows, labels, args.design, kind, args.max_tokens)
-        random.Random(args.seed).shuffle(validation)  # the files are ordered by source: sample all of them
-        validation = datasets.Dataset.from_list(validation[: args.eval_pieces] if args.eval_pieces else validation)
-        steps = args.max_steps or max(1, math.ceil(args.epochs * len(train) / (args.batch_size * args.grad_accum)))
+        train, validation, steps = piece_datasets(args, tokenizer, labels, kind, train_rows, val_rows)
         print(f"training {args.design} model {key!r}: {len(train):,} pieces from {len(train_rows):,} texts, {steps} steps")
         start = init
         if args.design == "per-class" and (Path(init) / CONFIG_FILE).is_file():  # continue a per-class classifier
@@ -339,15 +334,46 @@ def run(args) -> Path:
     return folder
 
 
-def train_one(args, init, tokenizer, kind, labels, spec, train, validation, target: Path, steps: int) -> dict:
-    """Fine-tune one model into `target` (resuming its checkpoints), saved in --save-dtype."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, Trainer
+def piece_datasets(args, tokenizer, labels, kind, train_rows, val_rows):
+    """The training and held-out pieces (datasets) of one run, and its optimiser steps."""
+    import datasets
+
+    train = datasets.Dataset.from_list(examples(tokenizer, train_rows, labels, args.design, kind, args.max_tokens))
+    validation = examples(tokenizer, val_rows, labels, args.design, kind, args.max_tokens)
+    random.Random(args.seed).shuffle(validation)  # the files are ordered by source: sample all of them
+    validation = datasets.Dataset.from_list(validation[: args.eval_pieces] if args.eval_pieces else validation)
+    steps = args.max_steps or max(1, math.ceil(args.epochs * len(train) / (args.batch_size * args.grad_accum)))
+    return train, validation, steps
+
+
+def language_model(init: str, kind: str, load: dict):
+    """A causal LM, or a masked one (a shifted, AR-initialised base too), in float32 for training."""
+    from transformers import AutoModelForCausalLM
 
     from dlm.loading import masked_model_from_pretrained
 
+    return AutoModelForCausalLM.from_pretrained(init, **load) if kind == "causal" else masked_model_from_pretrained(init, **load)
+
+
+def generative_collators(tokenizer, kind: str, args):
+    """(training, evaluation) collators of a plain generative run: fresh masks in training, fixed ones
+    (and the ELBO's weights) in evaluation, so evaluations are comparable."""
+    from training.collator import CausalCollator, DiffusionCollator
+
+    if kind == "causal":
+        return CausalCollator(tokenizer.pad_token_id), CausalCollator(tokenizer.pad_token_id)
+    return (DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting=args.weighting, prefix_fraction=0.0),
+            DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting="elbo", prefix_fraction=0.0,
+                              seed=1234))
+
+
+def train_one(args, init, tokenizer, kind, labels, spec, train, validation, target: Path, steps: int) -> dict:
+    """Fine-tune one model into `target` (resuming its checkpoints), saved in --save-dtype."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, Trainer
+
     from dlm.generation import encode
-    from training.collator import CausalCollator, DiffusionCollator, LabelCollator
+    from training.collator import LabelCollator
     from training.conditional import ConditionalTrainer
     from training.trainers import CausalTrainer, DiffusionTrainer
 
@@ -365,8 +391,7 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
         trainer = Trainer(model=model, args=training_args, data_collator=LabelCollator(tokenizer.pad_token_id),
                                         train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
     elif args.design == "conditional":
-        model = (AutoModelForCausalLM.from_pretrained(init, **load) if kind == "causal"
-                 else masked_model_from_pretrained(init, **load))
+        model = language_model(init, kind, load)
         prompts = [encode(tokenizer, p) for p in spec["prompts"]]
         null_prompt = encode(tokenizer, spec["null_prompt"])
         collator = conditional_collator(tokenizer, kind, prompts, null_prompt, args)
@@ -376,15 +401,12 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
                                      log_priors=[math.log(p) for p in spec["priors"]], bayes_weight=args.bayes_weight,
                                      bayes_temperature=args.bayes_temperature, causal=kind == "causal")
     elif kind == "causal":
-        model = AutoModelForCausalLM.from_pretrained(init, **load)
-        trainer = CausalTrainer(model=model, args=training_args, data_collator=CausalCollator(tokenizer.pad_token_id),
+        model = language_model(init, kind, load)
+        trainer = CausalTrainer(model=model, args=training_args, data_collator=generative_collators(tokenizer, kind, args)[0],
                                 train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
     else:
-        model = masked_model_from_pretrained(init, **load)  # a shifted (AR-initialised) base too
-        collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting=args.weighting,
-                                     prefix_fraction=0.0)
-        eval_collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting="elbo",
-                                          prefix_fraction=0.0, seed=1234)
+        model = language_model(init, kind, load)
+        collator, eval_collator = generative_collators(tokenizer, kind, args)
         trainer = DiffusionTrainer(model=model, args=training_args, data_collator=collator, train_dataset=train,
                                    eval_dataset=validation, processing_class=tokenizer, eval_collator=eval_collator)
     trainer.add_callback(common.TimeLedger(target))
@@ -410,31 +432,22 @@ def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path)
     `folder/joint` (resumable), then each model saved to its class folder in --save-dtype."""
     import shutil
 
-    import datasets
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from dlm.loading import masked_model_from_pretrained
-    from training.collator import CausalCollator, DiffusionCollator
     from training.joint import ClassModels, LabelledCollator, PerClassTrainer
 
     targets = [folder / spec["models"][c] for c in labels]
     if all((t / "model.safetensors").is_file() for t in targets):
         print("every class model is already trained; keeping them")
         return {c: json.loads((t / "dlm_train.json").read_text()) for c, t in zip(labels, targets)}
-    train = datasets.Dataset.from_list(examples(tokenizer, splits["train"], labels, "per-class", kind, args.max_tokens))
-    validation = examples(tokenizer, splits["validation"], labels, "per-class", kind, args.max_tokens)
-    random.Random(args.seed).shuffle(validation)  # the files are ordered by source: sample all of them
-    validation = datasets.Dataset.from_list(validation[: args.eval_pieces] if args.eval_pieces else validation)
-    steps = args.max_steps or max(1, math.ceil(args.epochs * len(train) / (args.batch_size * args.grad_accum)))
+    train, validation, steps = piece_datasets(args, tokenizer, labels, kind, splits["train"], splits["validation"])
     print(f"training {len(labels)} class models together (Bayes'-rule weight {args.bayes_weight}): "
           f"{len(train):,} pieces from {len(splits['train']):,} texts, {steps} steps")
     load = {"trust_remote_code": args.trust_remote_code, "use_safetensors": True, "dtype": torch.float32}
     from_classifier = (Path(init) / CONFIG_FILE).is_file()
     starts = [str(Path(init) / json.loads((Path(init) / CONFIG_FILE).read_text())["models"][c]) if from_classifier
               else init for c in labels]
-    models = [AutoModelForCausalLM.from_pretrained(s, **load) if kind == "causal" else masked_model_from_pretrained(s, **load)
-              for s in starts]
+    models = [language_model(s, kind, load) for s in starts]
     work = folder / "joint"
     work.mkdir(parents=True, exist_ok=True)
     resume_from = common.prepare_output_dir(work, resume=True, overwrite=False)
@@ -442,13 +455,7 @@ def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path)
     # the held-out label figures before any step: the baseline the Bayes term has to beat
     training_args = common.training_arguments(run_args, resume_from, train_sampling_strategy="group_by_length",
                                               eval_on_start=not resume_from)
-    if kind == "causal":
-        collator, eval_collator = CausalCollator(tokenizer.pad_token_id), CausalCollator(tokenizer.pad_token_id)
-    else:
-        collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting=args.weighting,
-                                     prefix_fraction=0.0)
-        eval_collator = DiffusionCollator(tokenizer.mask_token_id, tokenizer.pad_token_id, weighting="elbo",
-                                          prefix_fraction=0.0, seed=1234)
+    collator, eval_collator = generative_collators(tokenizer, kind, args)
     trainer = PerClassTrainer(model=ClassModels(models, causal=kind == "causal"), args=training_args,
                               data_collator=LabelledCollator(collator), train_dataset=train, eval_dataset=validation,
                               processing_class=tokenizer, eval_collator=LabelledCollator(eval_collator),
