@@ -34,10 +34,11 @@ from bench.ar_vs_diffusion import (  # noqa: E402
     add_quality, human_paragraphs, human_reference, mauve_reference, read_prompts, sample_continuations,
 )
 from dlm.cli import add_progress_option, note, progress_bar  # noqa: E402
+from dlm.config import REMASKING  # noqa: E402
 from dlm.quality import judge_mauve, load_judge  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-ORDERS = ("random", "low_confidence", "margin", "entropy")  # dlm.config.REMASKING
+ORDERS = tuple(REMASKING)  # random, low_confidence, margin, entropy, dilated
 # (remasking, temperature, top_p, top_k, block_length): MDLM's random order at several temperatures, and
 # confidence orders with sampling (ReMDM / LLaDA style) with and without semi-autoregressive blocks
 GRID = (

@@ -16,6 +16,8 @@ REMASKING = {
     "low_confidence": "commit the positions whose sampled token is most probable (LLaDA)",
     "margin": "commit the positions with the largest top-1 minus top-2 probability (Dream topk_margin)",
     "entropy": "commit the positions whose predictive distribution has the lowest entropy (Dream)",
+    "dilated": "commit positions spread evenly over the block, a stride apart, later steps filling the gaps "
+               "(dilated scheduling: tokens committed together are never neighbours while steps allow)",
 }
 
 # How many tokens each step reveals, as a function of progress (see dlm.schedules).

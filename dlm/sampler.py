@@ -2,7 +2,8 @@
 
 Each step runs the model once over the whole canvas, takes its guess at every masked position (the
 argmax, or a sample (temperature / top-k / top-p) wherever a token is committed or the choice reads
-it), scores the still-masked positions (random, confidence, margin or entropy) and commits the best
+it), scores the still-masked positions (random, confidence, margin, entropy, or the dilated order's
+fixed ranks) and commits the best
 of them; how many follows the schedule, or a parallel rule
 (a confidence threshold, Fast-dLLM's factor rule or the EB-sampler's entropy bound) that may commit
 several positions per step when the model is sure of them. Positions split into semi-autoregressive
@@ -22,7 +23,7 @@ from dlm.cache import KVCache
 from dlm.config import SamplerConfig
 from dlm.generation import Generation, check_fits, forbidden_ids, infill_canvas, prompt_canvas
 from dlm.loading import LanguageModel
-from dlm.sampling import argmax, entropy, forbid, position_scores, row_uniforms, sample_tokens
+from dlm.sampling import argmax, dilated_order, entropy, forbid, position_scores, row_uniforms, sample_tokens
 from dlm.schedules import num_transfer_tokens
 from dlm.shifted import canvas_logits
 from dlm.trace import Step
@@ -50,6 +51,10 @@ class MaskedGeneration(Generation):
             counts = num_transfer_tokens(int(block.sum()), block_steps, config.schedule)
             span = block.nonzero().flatten()
             window = (int(span[0]), num_positions if config.cache == "prefix" else int(span[-1]) + 1)
+            dilated = None  # (T,) dilated remasking's order over this block's positions
+            if config.remasking == "dilated":
+                dilated = torch.zeros(num_positions, device=device)
+                dilated[span] = dilated_order(len(span), block_steps).to(device)
             for i in range(int(block.sum())):  # a step commits >= 1 per row, so this bounds the loop
                 masked = (canvas == mask_id) & block  # (B, T)
                 if not masked.any():
@@ -85,6 +90,8 @@ class MaskedGeneration(Generation):
                 order = None
                 if config.remasking == "random":
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi][masked_here]
+                elif dilated is not None:
+                    order = dilated[lo:hi].expand_as(masked_here)[masked_here]
                 candidates = probs.index_select(0, eligible)
                 value = None  # (M,) the candidates' scores; low-confidence order reads the sampled tokens
                 if config.remasking != "low_confidence":
@@ -231,9 +238,9 @@ def sample_candidates(
 
 def sampled_late(config: SamplerConfig) -> bool:
     """True when which positions a step commits does not depend on the tokens sampled there, so only the
-    committed positions need sampling: the order comes from entropy, margin or random remasking, and no
-    threshold or factor rule reads the sampled tokens' confidence."""
-    return (config.temperature > 0 and config.remasking in ("entropy", "margin", "random")
+    committed positions need sampling: the order comes from entropy, margin, random or dilated remasking,
+    and no threshold or factor rule reads the sampled tokens' confidence."""
+    return (config.temperature > 0 and config.remasking in ("entropy", "margin", "random", "dilated")
             and config.threshold is None and config.factor is None)  # an entropy bound reads no sample
 
 

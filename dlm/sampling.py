@@ -254,7 +254,8 @@ def position_scores(
 
     probs: (..., V) the model's distribution at the candidates (only those: a vocabulary-wide score,
     margin or entropy, costs one pass per candidate); tokens: (...) the guesses there (low_confidence
-    scores their probability); uniforms: (...), random remasking's order. Returns (...).
+    scores their probability); uniforms: (...), random remasking's order (or dilated remasking's, from
+    `dilated_order`). Returns (...).
     """
     if remasking == "low_confidence":
         score = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -263,13 +264,38 @@ def position_scores(
         score = top2[..., 0] - top2[..., 1]
     elif remasking == "entropy":
         score = -entropy(probs)
-    elif remasking == "random":
+    elif remasking in ("random", "dilated"):  # the order is given: random draws, or the dilated ranks
         if uniforms is None:
-            raise ValueError("random remasking needs uniforms")
+            raise ValueError(f"{remasking} remasking needs its order")
         score = uniforms.to(probs.dtype)
     else:
         raise ValueError(f"unknown remasking {remasking!r}; choose from {sorted(REMASKING)}")
     return score
+
+
+def dilated_order(n: int, steps: int) -> torch.Tensor:
+    """Dilated remasking's order over a block of n positions decoded in `steps` steps: (n,) scores,
+    higher first, in (0, 1].
+
+    Position r belongs to group r mod s (s = min(steps, n), the stride); the groups come in bit-reversed
+    order of their offsets (0, s/2, s/4, 3s/4, ...), each in position order. With the linear schedule
+    and s dividing n, step i commits exactly one group: n/s positions s apart, each later group halfway
+    between earlier ones, so no two tokens sampled together are neighbours and every later token has
+    committed neighbours on both sides (dilated unmasking, Luxembourg et al. 2025).
+
+    >>> dilated_order(8, 4).argsort(descending=True).tolist()
+    [0, 4, 2, 6, 1, 5, 3, 7]
+    """
+    if n < 1 or steps < 1:
+        raise ValueError(f"a dilated order needs n >= 1 and steps >= 1, got n={n}, steps={steps}")
+    stride = min(steps, n)
+    bits = max(1, (stride - 1).bit_length())
+    reversed_bits = [int(format(o, f"0{bits}b")[::-1], 2) for o in range(stride)]
+    group_rank = {o: i for i, o in enumerate(sorted(range(stride), key=lambda o: (reversed_bits[o], o)))}
+    key = torch.tensor([group_rank[r % stride] * n + r for r in range(n)], dtype=torch.float64)
+    rank = torch.empty(n, dtype=torch.float64)
+    rank[key.argsort()] = torch.arange(n, dtype=torch.float64)
+    return (1.0 - rank / n).float()
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

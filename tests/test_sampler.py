@@ -55,6 +55,36 @@ def test_invariants_bert_blocks_guidance(bert):
     assert block_of_step == sorted(block_of_step)
 
 
+@pytest.mark.parametrize("blocks", [None, 8])
+def test_dilated_order_commits_spread_out_positions_and_fills_the_gaps(roberta, blocks):
+    """Dilated remasking, 16 positions in 8 steps (4 per block of 8): each step commits positions a
+    stride apart, never neighbours; the strides' offsets come in bit-reversed order, so each later
+    step's positions sit halfway between committed ones; the order is the same for every sample."""
+    trace = dlm.generate(roberta, "the cat", length=16, steps=8, remasking="dilated", temperature=0.9, seed=2,
+                         num_samples=2, block_length=blocks)
+    check_run_invariants(trace, 16)
+    start = int(trace.fixed.logical_not().nonzero()[0])
+    committed = [[p - start for p in step.committed_positions(0)] for step in trace.steps]
+    assert committed == [[p - start for p in step.committed_positions(1)] for step in trace.steps]
+    if blocks is None:  # stride 8: offsets 0, 4, 2, 6, 1, 5, 3, 7
+        assert committed == [[o, o + 8] for o in (0, 4, 2, 6, 1, 5, 3, 7)]
+    else:  # two blocks of 8 in 4 steps each: stride 4, offsets 0, 2, 1, 3
+        assert committed == [[b + o, b + o + 4] for b in (0, 8) for o in (0, 2, 1, 3)]
+    for positions in committed:
+        assert all(q - p > 1 for p, q in zip(positions, positions[1:])), "neighbours committed together"
+
+
+def test_dilated_order_ranks_every_position_once():
+    from dlm.sampling import dilated_order
+
+    for n, steps in [(1, 1), (7, 3), (12, 5), (16, 16), (5, 9), (128, 8)]:
+        order = dilated_order(n, steps)
+        assert order.shape == (n,) and len(set(order.tolist())) == n and float(order.max()) == 1.0
+    assert dilated_order(16, 16).argsort(descending=True).tolist()[:4] == [0, 8, 4, 12]  # one per step: bit-reversed
+    with pytest.raises(ValueError, match="dilated order"):
+        dilated_order(0, 4)
+
+
 def test_threshold_commits_at_least_one_per_step(roberta):
     # a random tiny model is never confident, so a high threshold forces the one-per-step floor
     trace = dlm.generate(roberta, "the", length=10, steps=10, threshold=0.99, seed=0)
@@ -258,7 +288,7 @@ def test_config_replace_and_round_trip():
     assert SamplerConfig.from_dict({**config.to_dict(), "unknown_future_key": 1}) == config
 
 
-@pytest.mark.parametrize("remasking", ["entropy", "margin", "random"])
+@pytest.mark.parametrize("remasking", ["entropy", "margin", "random", "dilated"])
 def test_sampling_only_committed_positions_writes_the_same_text(roberta, monkeypatch, remasking):
     """When the commit order does not read the sampled tokens, only the committed positions are sampled,
     with the very uniforms a full sampling pass would use: the same text, step for step."""
