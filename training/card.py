@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from dlm.config import REMASKING, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="python -m training.card", description=refresh.__doc__)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", help="a run folder, or a bundled model's name (refreshed in place)")
     parser.add_argument("--num-samples", type=int, default=5)
     for name, kind in (("length", int), ("steps", int), ("temperature", float), ("top_p", float), ("top_k", int),
                        ("threshold", float), ("factor", float), ("entropy_bound", float), ("block_length", int)):
@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounding", choices=ROUNDINGS, help="continuous models")
     parser.add_argument("--clamp", action=argparse.BooleanOptionalAction, help="continuous models")
     args = vars(parser.parse_args(argv))
-    folder, num_samples = args.pop("folder"), args.pop("num_samples")
+    from training.common import resolve_init
+
+    folder, num_samples = Path(resolve_init(args.pop("folder"))), args.pop("num_samples")
     try:
         print(refresh(folder, num_samples, **args))
     except (ValueError, OSError) as error:
