@@ -69,6 +69,18 @@ def parse_setting(text: str) -> tuple:
     return parts[0], temperature, top_p, top_k, block or None, steps
 
 
+def parse_ar_setting(text: str) -> tuple[float, float, int]:
+    """'temperature:top_p:top_k' -> an AR sampler setting (top_p 1 and top_k 0 are off)."""
+    parts = text.split(":")
+    try:
+        temperature, top_p, top_k = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"an AR setting is temperature:top_p:top_k, e.g. 0.9:1:20; got {text!r}") from None
+    return temperature, top_p, top_k
+
+
 def tuning_prompts(tokenizer, length: int, count: int, exclude: list[str],
                    paragraphs_file: Path | None = None) -> tuple[list[str], list[str]]:
     """(prompts, human continuations) from held-out paragraphs whose opening is not a benchmark prompt."""
@@ -148,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ar-temperatures", nargs="+", type=float, default=[],
                         help="also sample the AR model at these temperatures (its card's top-p): its own frontier, "
                              "and its recommendation, the lowest judge perplexity with entropy >= the ratio x human's")
+    parser.add_argument("--ar-settings", nargs="+", type=parse_ar_setting, default=[], metavar="T:P:K",
+                        help="also sample the AR model at these temperature:top_p:top_k settings (e.g. 0.9:1:20), "
+                             "judged like --ar-temperatures: the fair check that a truncation helping diffusion "
+                             "does not help AR as much")
     parser.add_argument("--report", action="store_true",
                         help="then measure the recommended setting and AR on the benchmark's prompts")
     parser.add_argument("--mauve-prompts", type=int, default=0,
@@ -186,11 +202,15 @@ def main(argv: list[str] | None = None) -> int:
                                                                                    num_samples=1),
                                                  progress=args.progress, desc=f"AR {args.ar}")}
     human_row = {"decoding": "held-out human text", "outputs": human}
-    ar_rows = [{"decoding": f"AR, T {t:g}, top-p {ar.settings.top_p:g}", "temperature": t,
-                "outputs": sample_continuations(ar, prompts, ar.settings.replace(length=args.length, allow_eos=False,
-                                                                                  num_samples=1, temperature=t),
-                                                progress=args.progress, desc=f"AR T {t:g}")}
-               for t in args.ar_temperatures if t != ar.settings.temperature]
+    ar_grid = [(t, ar.settings.top_p, ar.settings.top_k) for t in args.ar_temperatures] + args.ar_settings
+    own = (ar.settings.temperature, ar.settings.top_p, ar.settings.top_k)
+    ar_rows = []
+    for t, p, k in dict.fromkeys(s for s in ar_grid if s != own):  # the card's own setting is the reference
+        name = describe({"remasking": "AR", "temperature": t, "top_p": p, "top_k": k, "block_length": None})
+        ar_rows.append({"decoding": name, "temperature": t, "top_p": p, "top_k": k,
+                        "outputs": sample_continuations(ar, prompts, ar.settings.replace(
+                            length=args.length, allow_eos=False, num_samples=1, temperature=t, top_p=p, top_k=k),
+                            progress=args.progress, desc=name)})
     judge = load_judge(args.judge)
     for row in progress_bar([*rows, reference, human_row, *ar_rows], desc="judging", unit="setting",
                             show=args.progress):
@@ -223,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     ar_best = None
     if ar_rows:
         ar_bar = args.entropy_ratio * human_row["entropy"]
-        candidates = [r for r in [{**reference, "temperature": ar.settings.temperature}, *ar_rows] if r["entropy"] >= ar_bar]
+        candidates = [r for r in [{**reference, "temperature": own[0], "top_p": own[1], "top_k": own[2]}, *ar_rows]
+                      if r["entropy"] >= ar_bar]
         ar_best = min(candidates, key=lambda r: r["judge_perplexity"]) if candidates else None
-        print(f"\nAR at other temperatures (eligible: entropy >= {args.entropy_ratio:g} x human text's, {ar_bar:.3f}):\n")
+        print(f"\nAR at other settings (eligible: entropy >= {args.entropy_ratio:g} x human text's, {ar_bar:.3f}):\n")
         print("| decoding | judge PPL | entropy | distinct-2 | rep-4 | eligible |")
         print("|---|---:|---:|---:|---:|:-:|")
         for r in sorted([reference, *ar_rows], key=lambda r: r["judge_perplexity"]):
@@ -239,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "model": args.model, "ar": args.ar, "length": args.length, "prompts": prompts,
             "entropy_ratio": args.entropy_ratio, "rows": rows, "ar_row": reference, "human": human_row,
-            "ar_rows": ar_rows, "ar_recommended": ar_best and {"temperature": ar_best["temperature"]},
+            "ar_rows": ar_rows,
+            "ar_recommended": ar_best and {k: ar_best[k] for k in ("temperature", "top_p", "top_k")},
             "recommended": best and {k: best[k] for k in SETTING_KEYS},
             "report": report,
         }, indent=2, default=float))

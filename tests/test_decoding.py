@@ -91,14 +91,20 @@ def test_explicit_settings_and_an_ar_temperature_sweep(roberta_dir, gpt2_dir, tm
     code = decoding.main(["--model", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--length", "6",
                           "--prompts", "3", "--paragraphs", str(paragraphs), "--entropy-ratio", "0",
                           "--settings", "margin:0.75:0.95:0:0", "random:0.5:1:0:4",
-                          "--ar-temperatures", "0.5", "1.2", "--json", str(out)])
+                          "--ar-temperatures", "0.5", "1.2", "--ar-settings", "0.9:1:20", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     assert [(r["remasking"], r["temperature"], r["block_length"]) for r in result["rows"]] == [
         ("margin", 0.75, None), ("random", 0.5, 4)]
-    assert [r["temperature"] for r in result["ar_rows"]] == [0.5, 1.2]
-    own = dlm.load(gpt2_dir).settings.temperature
-    assert result["ar_recommended"]["temperature"] in (0.5, 1.2, own)  # a bar of 0 admits every AR setting
+    settings = dlm.load(gpt2_dir).settings
+    assert [(r["temperature"], r["top_p"], r["top_k"]) for r in result["ar_rows"]] == [
+        (0.5, settings.top_p, settings.top_k), (1.2, settings.top_p, settings.top_k), (0.9, 1.0, 20)]
+    assert result["ar_rows"][2]["decoding"] == "AR, T 0.9, top-k 20"
+    recommended = result["ar_recommended"]  # a bar of 0 admits every AR setting
+    assert (recommended["temperature"], recommended["top_k"]) in {(0.5, settings.top_k), (1.2, settings.top_k),
+                                                                  (0.9, 20), (settings.temperature, settings.top_k)}
     assert "AR recommended:" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         decoding.main(["--settings", "sideways:1:1:0:0"])
+    with pytest.raises(SystemExit):
+        decoding.main(["--ar-settings", "0.9:1"])
