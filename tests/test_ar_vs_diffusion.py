@@ -267,6 +267,28 @@ def test_bench_quick_on_tiny_models(roberta_dir, gpt2_dir, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bench_steps_only_measures_the_recommendation_s_steps_sweep_and_nothing_else(roberta_dir, gpt2_dir, tmp_path):
+    prompts, qa, human = tmp_path / "prompts.txt", tmp_path / "qa.jsonl", tmp_path / "human.txt"
+    prompts.write_text("the cat sat\nonce upon a time\n")
+    qa.write_text('{"prompt": "the cat sat on the", "answers": ["mat"]}\n')
+    human.write_text("it is a truth universally acknowledged that a single man in possession of a good fortune\n")
+    out = tmp_path / "result.json"
+    bench = load_bench()
+    threads = torch.get_num_threads()
+    try:
+        code = bench.main(["--quick", "--steps-only", "--diffusion", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir,
+                           "--continuous", "none", "--prompts", str(prompts), "--qa", str(qa), "--human", str(human),
+                           "--lengths", "16", "--mauve-prompts", "0", "--json", str(out),
+                           "--plot", str(tmp_path / "result.png"), "--threads", "1", "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    records = json.loads(out.read_text())["records"]
+    assert [(r["family"], r["decoding"], r["steps"]) for r in records if r["family"] != "human"] == [
+        ("diffusion", "fixed steps", 1), ("diffusion", "fixed steps", 4), ("diffusion", "fixed steps", 16),
+        ("ar", "autoregressive (KV cache)", None)]
+
+
 def test_bench_settings_and_lengths_that_do_not_fit(roberta, gpt2):
     bench = load_bench()
     configs = bench.sweep_configs(roberta, 64)
