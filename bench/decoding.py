@@ -133,7 +133,9 @@ def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
         low, high = row["entropy_ci95"]
         mauve = row.get("mauve")
         score = f"{mauve['mean']:.3f} ± {mauve['std']:.3f} ({mauve['n_p']})" if mauve else "—"
-        decoding = describe(setting) if name == "diffusion" else f"T {config.temperature:g}, top-p {config.top_p:g}"
+        decoding = describe(setting if name == "diffusion" else {"remasking": "AR", "temperature": config.temperature,
+                                                                 "top_p": config.top_p, "top_k": config.top_k,
+                                                                 "block_length": None})
         print(f"| {model.source} | {decoding} | {row['judge_perplexity']:.1f} | {row['entropy']:.3f} "
               f"({low:.3f}–{high:.3f}) | {row['distinct_2']:.2f} | {row['repetition']:.3f} | {score} |")
     diffusion, causal = report["diffusion"], report["ar"]
@@ -197,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({**setting, "decoding": describe(setting), "outputs": outputs,
                      "seconds": time.perf_counter() - start})
         note(f"generated: {describe(setting)} ({rows[-1]['seconds']:.0f} s)")
-    reference = {"decoding": f"AR, T {ar.settings.temperature:g}, top-p {ar.settings.top_p:g}",
+    reference = {"decoding": describe({"remasking": "AR", "temperature": ar.settings.temperature,
+                                       "top_p": ar.settings.top_p, "top_k": ar.settings.top_k, "block_length": None}),
                  "outputs": sample_continuations(ar, prompts, ar.settings.replace(length=args.length, allow_eos=False,
                                                                                    num_samples=1),
                                                  progress=args.progress, desc=f"AR {args.ar}")}
