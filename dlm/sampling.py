@@ -278,10 +278,12 @@ def dilated_order(n: int, steps: int) -> torch.Tensor:
     higher first, in (0, 1].
 
     Position r belongs to group r mod s (s = min(steps, n), the stride); the groups come in bit-reversed
-    order of their offsets (0, s/2, s/4, 3s/4, ...), each in position order. With the linear schedule
-    and s dividing n, step i commits exactly one group: n/s positions s apart, each later group halfway
-    between earlier ones, so no two tokens sampled together are neighbours and every later token has
-    committed neighbours on both sides (dilated unmasking, Luxembourg et al. 2025).
+    order of their offsets (0, s/2, s/4, 3s/4, ...), and inside a group its members r // s too, so that
+    a step taking only part of a group (a cosine schedule's first steps) still spreads its positions over
+    the block. With the linear schedule and s dividing n, step i commits exactly one group: n/s positions
+    s apart, each later group halfway between earlier ones, so no two tokens sampled together are
+    neighbours and every later token has committed neighbours on both sides (dilated unmasking,
+    Luxembourg et al. 2025).
 
     >>> dilated_order(8, 4).argsort(descending=True).tolist()
     [0, 4, 2, 6, 1, 5, 3, 7]
@@ -289,13 +291,17 @@ def dilated_order(n: int, steps: int) -> torch.Tensor:
     if n < 1 or steps < 1:
         raise ValueError(f"a dilated order needs n >= 1 and steps >= 1, got n={n}, steps={steps}")
     stride = min(steps, n)
-    bits = max(1, (stride - 1).bit_length())
-    reversed_bits = [int(format(o, f"0{bits}b")[::-1], 2) for o in range(stride)]
-    group_rank = {o: i for i, o in enumerate(sorted(range(stride), key=lambda o: (reversed_bits[o], o)))}
-    key = torch.tensor([group_rank[r % stride] * n + r for r in range(n)], dtype=torch.float64)
-    rank = torch.empty(n, dtype=torch.float64)
-    rank[key.argsort()] = torch.arange(n, dtype=torch.float64)
-    return (1.0 - rank / n).float()
+    members = -(-n // stride)  # the largest group's size
+
+    def bit_reversed(i: int, count: int) -> int:
+        bits = max(1, (count - 1).bit_length())
+        return int(format(i, f"0{bits}b")[::-1], 2)
+
+    order = sorted(range(n), key=lambda r: (bit_reversed(r % stride, stride), r % stride,
+                                            bit_reversed(r // stride, members), r // stride))
+    score = torch.empty(n)
+    score[torch.tensor(order)] = 1.0 - torch.arange(n, dtype=torch.float64).div(n).float()
+    return score
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

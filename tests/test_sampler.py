@@ -81,6 +81,8 @@ def test_dilated_order_ranks_every_position_once():
         order = dilated_order(n, steps)
         assert order.shape == (n,) and len(set(order.tolist())) == n and float(order.max()) == 1.0
     assert dilated_order(16, 16).argsort(descending=True).tolist()[:4] == [0, 8, 4, 12]  # one per step: bit-reversed
+    # a step that takes part of a group (the cosine schedule's first steps) still spreads over the block
+    assert dilated_order(32, 4).argsort(descending=True).tolist()[:4] == [0, 16, 8, 24]
     with pytest.raises(ValueError, match="dilated order"):
         dilated_order(0, 4)
 
