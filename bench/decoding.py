@@ -48,25 +48,31 @@ GRID = (
 )
 
 
-SETTING_KEYS = ("remasking", "temperature", "top_p", "top_k", "block_length", "steps")  # steps None: = length
+SETTING_KEYS = ("remasking", "temperature", "top_p", "top_k", "block_length", "steps",
+                "temperature_end")  # steps None: = length; temperature_end None: constant
 
 
 def parse_setting(text: str) -> tuple:
     """'remasking:temperature:top_p:top_k:block[:steps]' (block 0: no blocks; steps: default one token per
-    step) -> a GRID entry."""
+    step; temperature 'A-B': annealed from A at a block's first step to B at its last) -> a GRID entry
+    (with steps and the final temperature, None when constant)."""
     parts = text.split(":")
     if len(parts) not in (5, 6) or parts[0] not in ORDERS:
         raise argparse.ArgumentTypeError(f"a setting is remasking:temperature:top_p:top_k:block[:steps] with remasking "
                                          f"one of {list(ORDERS)}, e.g. margin:0.75:0.95:0:32 or random:0.7:0.95:0:0:32; "
                                          f"got {text!r}")
     try:
-        temperature, top_p, top_k, block = float(parts[1]), float(parts[2]), int(parts[3]), int(parts[4])
+        start, _, end = parts[1].partition("-")
+        temperature, top_p, top_k, block = float(start), float(parts[2]), int(parts[3]), int(parts[4])
+        temperature_end = float(end) if end else None
         steps = int(parts[5]) if len(parts) == 6 else None
     except ValueError:
         raise argparse.ArgumentTypeError(f"numbers expected in {text!r}") from None
     if steps is not None and steps < 1:
         raise argparse.ArgumentTypeError(f"steps must be >= 1 in {text!r}")
-    return parts[0], temperature, top_p, top_k, block or None, steps
+    if temperature_end is not None and not (temperature > 0 and temperature_end > 0):
+        raise argparse.ArgumentTypeError(f"an annealed temperature A-B needs A, B > 0 in {text!r}")
+    return parts[0], temperature, top_p, top_k, block or None, steps, temperature_end
 
 
 def parse_ar_setting(text: str) -> tuple[float, float, int]:
@@ -94,7 +100,9 @@ def describe(setting: dict) -> str:
         f"top-k {setting['top_k']}" if setting["top_k"] else "full")
     block = f", blocks of {setting['block_length']}" if setting["block_length"] else ""
     steps = f", {setting['steps']} steps" if setting.get("steps") else ""
-    return f"{setting['remasking']}, T {setting['temperature']:g}, {top}{block}{steps}"
+    end = setting.get("temperature_end")
+    temperature = f"{setting['temperature']:g}" + (f"→{end:g}" if end is not None else "")
+    return f"{setting['remasking']}, T {temperature}, {top}{block}{steps}"
 
 
 def frontier(rows: list[dict]) -> list[dict]:
@@ -187,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
                                cache=None)
     rows = []
     grid = args.settings or GRID
-    for remasking, temperature, top_p, top_k, block, *steps in progress_bar(grid[: args.limit], desc="settings",
-                                                                            unit="setting", show=args.progress):
-        steps = steps[0] if steps and steps[0] not in (None, args.length) else None  # None: one token per step
+    for remasking, temperature, top_p, top_k, block, *rest in progress_bar(grid[: args.limit], desc="settings",
+                                                                           unit="setting", show=args.progress):
+        steps = rest[0] if rest and rest[0] not in (None, args.length) else None  # None: one token per step
         setting = {"remasking": remasking, "temperature": temperature, "top_p": top_p, "top_k": top_k,
-                   "block_length": block, "steps": steps}
+                   "block_length": block, "steps": steps,
+                   "temperature_end": rest[1] if len(rest) > 1 else None}  # None: constant (not the card's)
         start = time.perf_counter()
         config = base.replace(**{k: v for k, v in setting.items() if k != "steps"}, steps=steps or args.length)
         outputs = sample_continuations(lm, prompts, config, progress=args.progress,
@@ -236,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['repetition']:.3f} | {flag} | {'*' if r in on_frontier else ''} |")
     if best:
         command = (f"python -m training.card {args.model} --length {args.length} --steps {best['steps'] or args.length} "
-                   f"--remasking {best['remasking']} --temperature {best['temperature']:g} --top-p {best['top_p']:g} "
-                   f"--top-k {best['top_k']} --block-length {best['block_length'] or 0}")  # 0: one block
+                   f"--remasking {best['remasking']} --temperature {best['temperature']:g} "
+                   f"--temperature-end {best.get('temperature_end') or 0:g} --top-p {best['top_p']:g} "
+                   f"--top-k {best['top_k']} --block-length {best['block_length'] or 0}")  # 0: one block / constant
         print(f"\nrecommended: {best['decoding']} (judge {best['judge_perplexity']:.1f} vs AR "
               f"{reference['judge_perplexity']:.1f}; entropy {best['entropy']:.3f} vs AR {reference['entropy']:.3f})\n"
               f"apply: {command}")

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--remasking", choices=sorted(REMASKING))
     sampling.add_argument("--schedule", choices=sorted(SCHEDULES))
     sampling.add_argument("--temperature", type=float, help="0 = greedy")
+    sampling.add_argument("--temperature-end", type=float,
+                          help="masked models: anneal the temperature linearly to this by a block's last step "
+                               "(0 = constant)")
     sampling.add_argument("--top-k", type=int)
     sampling.add_argument("--top-p", type=float)
     sampling.add_argument("--threshold", type=float, help="Fast-dLLM parallel decoding threshold")
@@ -132,6 +135,8 @@ def sampler_overrides(args: argparse.Namespace) -> dict:
     names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "threshold", "factor",
              "entropy_bound", "block_length", "cache", "cfg_scale", "num_samples", "solver", "rounding", "clamp"]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if getattr(args, "temperature_end", None) is not None:
+        overrides["temperature_end"] = args.temperature_end or None  # 0: constant
     if args.no_eos:
         overrides["allow_eos"] = False
     return overrides

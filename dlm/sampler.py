@@ -1,10 +1,10 @@
 """The masked-diffusion sampler: start from masks, reveal a few positions per step.
 
 Each step runs the model once over the whole canvas, takes its guess at every masked position (the
-argmax, or a sample (temperature / top-k / top-p) wherever a token is committed or the choice reads
-it), scores the still-masked positions (random, confidence, margin, entropy, or the dilated order's
-fixed ranks) and commits the best
-of them; how many follows the schedule, or a parallel rule
+argmax, or a sample (temperature / top-k / top-p; the temperature may anneal over a block's steps,
+`temperature_end`) wherever a token is committed or the choice reads it), scores the still-masked
+positions (random, confidence, margin, entropy, or the dilated order's fixed ranks) and commits the
+best of them; how many follows the schedule, or a parallel rule
 (a confidence threshold, Fast-dLLM's factor rule or the EB-sampler's entropy bound) that may commit
 several positions per step when the model is sure of them. Positions split into semi-autoregressive
 blocks are finished left to right (LLaDA's `block_length`). Classifier-free guidance runs the
@@ -24,7 +24,7 @@ from dlm.config import SamplerConfig
 from dlm.generation import Generation, check_fits, forbidden_ids, infill_canvas, prompt_canvas
 from dlm.loading import LanguageModel
 from dlm.sampling import argmax, dilated_order, entropy, forbid, position_scores, row_uniforms, sample_tokens
-from dlm.schedules import num_transfer_tokens
+from dlm.schedules import num_transfer_tokens, step_temperature
 from dlm.shifted import canvas_logits
 from dlm.trace import Step
 
@@ -85,6 +85,10 @@ class MaskedGeneration(Generation):
                 probs = torch.softmax(rows, dim=-1)  # the model's own belief, before temperature
                 late = sampled_late(config)
                 k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
+                sampling = config  # this step's temperature (annealed when temperature_end is set)
+                if config.temperature_end is not None:
+                    sampling = config.replace(temperature=step_temperature(config.temperature, config.temperature_end,
+                                                                           i, block_steps))
                 if config.temperature > 0:
                     draw = row_uniforms(self.generators, num_positions, device)[:, lo:hi]  # full rows: batch-invariant
                 order = None
@@ -100,7 +104,7 @@ class MaskedGeneration(Generation):
                 if config.temperature > 0 and not late:
                     unsampled = sample_candidates(rows, probs, guess_rows, eligible,
                                                   open_flat.index_select(0, eligible) // (hi - lo),
-                                                  draw[masked_here], config, k, value)
+                                                  draw[masked_here], sampling, k, value)
                 if value is None:
                     value = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking)
                 confidence_rows = probs.gather(-1, guess_rows.unsqueeze(-1)).squeeze(-1)  # (N,)
@@ -121,7 +125,7 @@ class MaskedGeneration(Generation):
                                                     entropy_bound=config.entropy_bound)
                 if late:
                     chosen = commit[:, lo:hi][open_here].nonzero().flatten()  # (C,) rows committed now
-                    picked = sample_tokens(rows.index_select(0, chosen).unsqueeze(0), config,
+                    picked = sample_tokens(rows.index_select(0, chosen).unsqueeze(0), sampling,
                                            draw[commit[:, lo:hi]].unsqueeze(0))[0]
                     guess_rows[chosen] = picked
                     confidence_rows[chosen] = probs.index_select(0, chosen).gather(-1, picked.unsqueeze(-1)).squeeze(-1)

@@ -47,3 +47,17 @@ def num_transfer_tokens(n: int, steps: int, schedule: str = "linear") -> list[in
         highest = n - (steps - i)  # leave at least one for every later step
         cumulative[i] = min(max(target, lowest), highest)
     return [cumulative[i + 1] - cumulative[i] for i in range(steps)]
+
+
+def step_temperature(temperature: float, end: float | None, step: int, steps: int) -> float:
+    """The sampling temperature at a block's `step` (0-based) of `steps`: linear from `temperature` at the
+    first to `end` at the last (None: constant). Hot early, cold late lets the first, widely spaced tokens
+    vary while the ones filled in between them follow their neighbours (aMUSEd / MaskGIT anneal the same
+    way); a step past the last (parallel rules may run fewer) keeps `end`.
+
+    >>> [round(step_temperature(1.2, 0.6, i, 4), 2) for i in range(4)]
+    [1.2, 1.0, 0.8, 0.6]
+    """
+    if end is None or steps <= 1:
+        return temperature
+    return temperature + (end - temperature) * min(step, steps - 1) / (steps - 1)

@@ -93,6 +93,17 @@ def test_generate_is_seeded_and_samples_show_side_by_side(app):
     assert one[1].label == "Sample 2" and "[sample 2]" in one[5]
 
 
+def test_final_temperature_anneals_and_0_keeps_it_constant(app):
+    """The Final temperature slider reaches the sampler (the run's config records it; 0 = constant), and
+    one with nothing to anneal from is refused with a message."""
+    annealed = last(generate_tab.generate(**GOOD, temperature=1.2, temperature_end=0.6))
+    assert annealed[6]["trace"].config["temperature_end"] == 0.6 and annealed[5].startswith("the cat")
+    constant = last(generate_tab.generate(**GOOD, temperature=1.2, temperature_end=0))
+    assert constant[6]["trace"].config["temperature_end"] is None
+    message = error_message(app, lambda: generate_tab.generate(**GOOD, temperature=0, temperature_end=0.6))
+    assert "final temperature" in message
+
+
 def test_infill_keeps_the_template(app):
     final = last(generate_tab.generate(mode="infill", text="the [MASK] sat on the [MASK]", steps=8))
     assert final[5].startswith("the") and " sat on the" in final[5]
@@ -817,8 +828,8 @@ def test_api_a_lone_surrogate_is_refused_with_its_field(client):
 
 def test_api_too_few_values_are_named(client):
     message = raw_call(client, "generate", ["diffusion", "continue"])
-    assert "/generate takes 18 values (model, mode, text, length, steps," in message
-    assert "got 2: text, length, steps" in message and "colours are missing" in message
+    assert "/generate takes 19 values (model, mode, text, length, steps," in message
+    assert "got 2: text, length, steps" in message and "colours, temperature_end are missing" in message
 
 
 def test_api_a_file_that_was_not_uploaded_is_refused_with_its_field(client, tmp_path):
@@ -904,7 +915,8 @@ def api_signature(demo) -> dict:
 
 
 def test_the_page_has_the_same_named_endpoints_and_parameters_as_before(app):
-    """tests/app_endpoints.json was written from the one-file app.py before it became webapp/."""
+    """tests/app_endpoints.json was written from the one-file app.py before it became webapp/ (since then
+    /generate and /animate gained temperature_end, after colours)."""
     before = json.loads((ROOT / "tests" / "app_endpoints.json").read_text())
     assert api_signature(app.build_demo()) == before
     assert api_signature(app.demo) == before

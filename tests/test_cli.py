@@ -32,6 +32,13 @@ def test_generate_json(capsys, roberta_dir):
     code, again, _ = run(capsys, "generate", "--model", roberta_dir, "--prompt", "the cat", "--length", "8",
                          "--steps", "4", "--seed", "3", "--remasking", "margin", "--json")
     assert json.loads(again)["text"] == result["text"], "same seed, same text"
+    code, annealed, err = run(capsys, "generate", "--model", roberta_dir, "--prompt", "the cat", "--length", "8",
+                              "--steps", "4", "--temperature", "1.2", "--temperature-end", "0.6", "--json")
+    assert code == 0, err
+    assert json.loads(annealed)["config"]["temperature_end"] == 0.6
+    code, constant, err = run(capsys, "generate", "--model", roberta_dir, "--prompt", "the cat", "--length", "8",
+                              "--steps", "4", "--temperature", "1.2", "--temperature-end", "0", "--json")
+    assert code == 0 and json.loads(constant)["config"]["temperature_end"] is None, err  # 0: constant
 
 
 def test_generate_plain_ar_and_infill(capsys, gpt2_dir, roberta_dir, tmp_path):

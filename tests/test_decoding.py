@@ -54,11 +54,14 @@ def test_a_setting_may_name_its_steps_and_the_recommendation_keeps_them(roberta_
     used = []  # the real sampling, recording the schedule each call ran with
     real = decoding.sample_continuations
     monkeypatch.setattr(decoding, "sample_continuations",
-                        lambda lm, prompts, config, **kw: used.append((lm.kind, config.steps)) or real(lm, prompts, config, **kw))
+                        lambda lm, prompts, config, **kw: used.append((lm.kind, config.steps, config.temperature_end))
+                        or real(lm, prompts, config, **kw))
 
-    assert decoding.parse_setting("random:0.7:0.95:0:0") == ("random", 0.7, 0.95, 0, None, None)
-    assert decoding.parse_setting("entropy:0.8:0.95:0:4:2") == ("entropy", 0.8, 0.95, 0, 4, 2)
-    for bad in ("random:0.7:0.95:0:0:0", "random:0.7:0.95:0:0:x", "random:0.7:0.95:0"):
+    assert decoding.parse_setting("random:0.7:0.95:0:0") == ("random", 0.7, 0.95, 0, None, None, None)
+    assert decoding.parse_setting("entropy:0.8:0.95:0:4:2") == ("entropy", 0.8, 0.95, 0, 4, 2, None)
+    assert decoding.parse_setting("dilated:1.3-0.6:1:20:0:8") == ("dilated", 1.3, 1.0, 20, None, 8, 0.6)
+    for bad in ("random:0.7:0.95:0:0:0", "random:0.7:0.95:0:0:x", "random:0.7:0.95:0", "dilated:0-0.6:1:20:0",
+                "dilated:1.3-x:1:20:0"):
         with pytest.raises(argparse.ArgumentTypeError):
             decoding.parse_setting(bad)
     paragraphs = tmp_path / "held_out.txt"
@@ -66,13 +69,15 @@ def test_a_setting_may_name_its_steps_and_the_recommendation_keeps_them(roberta_
     out = tmp_path / "decoding.json"
     code = decoding.main(["--model", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--length", "6",
                           "--prompts", "3", "--paragraphs", str(paragraphs), "--entropy-ratio", "0", "--report",
-                          "--settings", "random:1.0:1.0:0:0:2", "--json", str(out)])
+                          "--settings", "random:1.0-0.5:1.0:0:0:2", "--json", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["rows"][0]["decoding"].endswith(", 2 steps") and result["recommended"]["steps"] == 2
-    assert "--steps 2 " in capsys.readouterr().out
-    assert result["report"]["setting"]["steps"] == 2
-    assert [steps for kind, steps in used if kind == "masked"] == [2, 2]  # the sweep, then the benchmark report
+    assert result["rows"][0]["decoding"] == "random, T 1→0.5, full, 2 steps"
+    assert result["recommended"]["steps"] == 2 and result["recommended"]["temperature_end"] == 0.5
+    assert "--steps 2 " in (printed := capsys.readouterr().out) and "--temperature-end 0.5 " in printed
+    assert result["report"]["setting"]["steps"] == 2 and result["report"]["setting"]["temperature_end"] == 0.5
+    # the sweep, then the benchmark report, each with the setting's steps and final temperature
+    assert [(steps, end) for kind, steps, end in used if kind == "masked"] == [(2, 0.5), (2, 0.5)]
 
 
 def test_an_unreachable_entropy_bar_recommends_nothing(roberta_dir, gpt2_dir, tmp_path, capsys):

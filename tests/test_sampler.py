@@ -74,6 +74,46 @@ def test_dilated_order_commits_spread_out_positions_and_fills_the_gaps(roberta, 
         assert all(q - p > 1 for p, q in zip(positions, positions[1:])), "neighbours committed together"
 
 
+@pytest.mark.parametrize("remasking", ["dilated", "low_confidence"])
+def test_annealed_temperature_moves_from_start_to_end_in_every_block(roberta, monkeypatch, remasking):
+    """temperature_end: each step samples at the temperature of its place in its block, linear from
+    `temperature` at the first step to `temperature_end` at the last, in both sampling paths (only
+    the committed positions, or every candidate the choice reads); the invariants hold."""
+    import dlm.sampler as sampler
+
+    seen = []
+    real = sampler.sample_tokens
+
+    def spy(logits, config, uniforms):
+        seen.append(round(config.temperature, 6))
+        return real(logits, config, uniforms)
+
+    monkeypatch.setattr(sampler, "sample_tokens", spy)
+    trace = dlm.generate(roberta, "the cat", length=16, steps=8, remasking=remasking, temperature=1.3,
+                         temperature_end=0.6, top_k=20, seed=3, num_samples=2, block_length=8)
+    check_run_invariants(trace, 16)
+    per_block = [1.3, round(1.3 - 0.7 / 3, 6), round(1.3 - 1.4 / 3, 6), 0.6]
+    assert sorted(set(seen), reverse=True) == per_block
+    if remasking == "dilated":  # one call per step: the schedule, block after block
+        assert seen == per_block * 2
+    seen.clear()
+    constant = dlm.generate(roberta, "the cat", length=16, steps=8, remasking=remasking, temperature=1.3,
+                            top_k=20, seed=3, num_samples=2, block_length=8)
+    assert set(seen) == {1.3}
+    # the first step draws the same uniforms at the same temperature: the same tokens
+    assert torch.equal(trace.steps[0].canvas, constant.steps[0].canvas)
+
+
+def test_step_temperature():
+    from dlm.schedules import step_temperature
+
+    assert [round(step_temperature(1.2, 0.6, i, 4), 6) for i in range(4)] == [1.2, 1.0, 0.8, 0.6]
+    assert step_temperature(0.9, None, 3, 8) == 0.9  # None: constant
+    assert step_temperature(1.2, 0.6, 0, 1) == 1.2  # a one-step block samples at the start's
+    assert step_temperature(1.2, 0.6, 9, 4) == 0.6  # past the last step (parallel rules): the end's
+    assert step_temperature(0.5, 1.5, 2, 3) == 1.5  # annealing upwards works the same way
+
+
 def test_dilated_order_ranks_every_position_once():
     from dlm.sampling import dilated_order
 
@@ -243,6 +283,8 @@ def test_wordpiece_pieces_read_as_text(bert):
         ({"top_p": 0}, "top_p"),
         ({"top_k": -2}, "top_k"),
         ({"threshold": 1.5}, "threshold"),
+        ({"temperature": 0.8, "temperature_end": 0}, "temperature_end"),
+        ({"temperature": 0, "temperature_end": 0.5}, "temperature_end"),
         ({"factor": 0}, "factor"),
         ({"entropy_bound": -0.1}, "entropy_bound"),
         ({"threshold": 0.9, "factor": 1.0}, "one parallel-decoding rule"),

@@ -327,3 +327,9 @@ def test_a_card_refresh_changes_the_recommended_settings_and_0_turns_blocks_off(
     assert (settings.remasking, settings.temperature, settings.block_length) == ("random", 0.8, None)
     assert "block_length" not in json.loads((run / "config.json").read_text())["dlm"]["sampler"]
     assert "block_length" not in (run / "README.md").read_text()
+    assert card.main([str(run), "--num-samples", "1", "--temperature-end", "0.5"]) == 0  # annealed, 0.8 -> 0.5
+    assert dlm.load(str(run)).settings.temperature_end == 0.5
+    assert "temperature 0.8, temperature_end 0.5" in (run / "README.md").read_text()
+    assert card.main([str(run), "--num-samples", "1", "--temperature-end", "0"]) == 0  # constant again
+    assert dlm.load(str(run)).settings.temperature_end is None
+    assert "temperature_end" not in (run / "README.md").read_text()

@@ -14,7 +14,7 @@ import yaml
 PIPELINE_TAG = {"masked": "fill-mask", "causal": "text-generation", "continuous": "text-generation"}
 TAGS = {"masked": ["text-diffusion", "masked-diffusion", "dlm"], "causal": ["autoregressive", "dlm-baseline", "dlm"],
         "continuous": ["text-diffusion", "continuous-diffusion", "diffusion-lm", "dlm"]}
-OFF_WHEN_ZERO = ("block_length", "threshold", "factor", "entropy_bound")  # `refresh`: 0 removes the setting
+OFF_WHEN_ZERO = ("block_length", "threshold", "factor", "entropy_bound", "temperature_end")  # `refresh`: 0 removes the setting
 TITLES = {"masked": "dlm masked-diffusion model", "causal": "dlm autoregressive baseline",
           "continuous": "dlm continuous-diffusion model"}
 
@@ -139,7 +139,7 @@ def _headline_metric(kind: str, info: dict) -> dict:
 
 
 def _describe(settings: dict) -> str:
-    keys = ("length", "steps", "remasking", "temperature", "top_p", "top_k", "block_length", "threshold", "factor",
+    keys = ("length", "steps", "remasking", "temperature", "temperature_end", "top_p", "top_k", "block_length", "threshold", "factor",
             "entropy_bound", "solver", "rounding", "clamp", "cfg_scale")
     return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings and not (k == "top_k" and not settings[k]))
 
@@ -181,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.card", description=refresh.__doc__)
     parser.add_argument("folder", help="a run folder, or a bundled model's name (refreshed in place)")
     parser.add_argument("--num-samples", type=int, default=5)
-    for name, kind in (("length", int), ("steps", int), ("temperature", float), ("top_p", float), ("top_k", int),
+    for name, kind in (("length", int), ("steps", int), ("temperature", float), ("temperature_end", float),
+                       ("top_p", float), ("top_k", int),
                        ("threshold", float), ("factor", float), ("entropy_bound", float), ("block_length", int)):
         parser.add_argument("--" + name.replace("_", "-"), type=kind,
-                            help="0 = off (one block, no parallel-commit rule)" if name in OFF_WHEN_ZERO else None)
+                            help="0 = constant" if name == "temperature_end" else
+                            "0 = off (one block, no parallel-commit rule)" if name in OFF_WHEN_ZERO else None)
     parser.add_argument("--remasking", choices=sorted(REMASKING))
     parser.add_argument("--schedule", choices=sorted(SCHEDULES))
     parser.add_argument("--cfg-scale", type=float)

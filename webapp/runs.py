@@ -99,8 +99,12 @@ def parse_generate_request(
     seed,
     num_samples,
     allow_eos: bool,
+    temperature_end=None,
 ) -> GenerateRequest:
-    """Check every field of a generation request; ValueError with a message meant for the user."""
+    """Check every field of a generation request; ValueError with a message meant for the user.
+
+    temperature_end: the temperature at a block's last step (annealed from `temperature`); 0 = constant,
+    None = the model's recommendation."""
     if model not in (DIFFUSION, AR, CONTINUOUS):
         raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR, CONTINUOUS]}")
     if mode not in MODES:
@@ -152,6 +156,12 @@ def parse_generate_request(
         allow_eos=bool(allow_eos),
         num_samples=samples,
     )
+    if temperature_end is not None:
+        end = as_float(temperature_end, "final temperature")
+        overrides["temperature_end"] = end if end > 0 else None  # 0 in the UI: constant
+        if end > 0 and not overrides["temperature"] > 0:
+            raise ValueError("a final temperature anneals from the temperature: set a temperature above 0, "
+                             "or the final temperature to 0 (constant)")
     if not infill:
         overrides["length"] = length
     dlm.SamplerConfig().replace(**overrides)  # the core's own checks, with its messages

@@ -60,6 +60,7 @@ def generate(
     num_samples: int = 1,
     allow_eos: bool = True,
     colours: str = "state",
+    temperature_end: float = START.temperature_end or 0.0,
 ):
     """Stream a generation: each update is the canvas after one step (Gradio handler, API /generate)."""
     if colours not in COLOR_MAP:
@@ -67,7 +68,7 @@ def generate(
     try:
         request = parse_generate_request(model, mode, text, length, steps, schedule, temperature, top_k, top_p,
                                          remasking, threshold, block_length, cache, guidance, seed,
-                                         num_samples, allow_eos)
+                                         num_samples, allow_eos, temperature_end)
     except ValueError as error:
         raise ui_error(error) from None
     lm = model_or_error(request.role)
@@ -183,6 +184,8 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
         with gr.Row():
             temperature = Slider(0, 2, value=start.temperature, step=0.05, label="Temperature",
                                  info="0 = greedy")
+            temperature_end = Slider(0, 2, value=start.temperature_end or 0, step=0.05, label="Final temperature",
+                                     info="diffusion: anneal to this by a block's last step (0 = constant)")
             top_k = Slider(0, 200, value=start.top_k, step=1, label="Top-k", info="0 = off")
             top_p = Slider(0.05, 1, value=start.top_p, step=0.05, label="Top-p", info="1 = off")
             guidance = Slider(0, 5, value=0, step=0.25, label="Guidance scale",
@@ -198,14 +201,15 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
     last_run = gr.State(None, time_to_live=STATE_TTL_SECONDS)
 
     inputs = [model_choice, mode, text, length, steps, schedule, temperature, top_k, top_p, remasking,
-              threshold, block_length, kv_cache, guidance, seed, num_samples, allow_eos, colours]
+              threshold, block_length, kv_cache, guidance, seed, num_samples, allow_eos, colours, temperature_end]
     event = gr.on([run_button.click, text.submit], generate, inputs=inputs,
                   outputs=[*canvases, stats, final_text, last_run], api_name="generate",
                   concurrency_id="model", show_progress="minimal")
     stop_button.click(None, cancels=[event], api_visibility="private")
     mode.change(switch_mode, mode, [text, length], api_visibility="private", queue=False)
     length.input(cap_steps, [length, steps], steps, api_visibility="private", queue=False)
-    controls = [length, steps, schedule, remasking, temperature, top_k, top_p, threshold, block_length]
+    controls = [length, steps, schedule, remasking, temperature, top_k, top_p, threshold, block_length,
+                temperature_end]
     return GenerateTab(inputs, last_run, controls, run_button, mode)
 
 
@@ -220,4 +224,4 @@ def recommended_controls(settings: dlm.SamplerConfig, max_positions: int | None)
     s = fit_to_app(settings, max_positions)
     return (Slider(value=s.length), Slider(value=s.steps, maximum=s.length), gr.Dropdown(value=s.schedule),
             gr.Dropdown(value=s.remasking), Slider(value=s.temperature), Slider(value=s.top_k), Slider(value=s.top_p),
-            Slider(value=s.threshold or 0), Slider(value=s.block_length or 0))
+            Slider(value=s.threshold or 0), Slider(value=s.block_length or 0), Slider(value=s.temperature_end or 0))
