@@ -47,7 +47,7 @@ class SamplerConfig:
     steps: int = 64  # denoising steps; a step reveals length/steps tokens on average
     schedule: str = "linear"  # how many tokens each step reveals: see SCHEDULES
     temperature: float = 0.0  # 0 = greedy (argmax); < 1 sharper, > 1 more random
-    temperature_end: float | None = None  # masked: anneal linearly from `temperature` at a block's first step to this at its last; None = constant
+    temperature_end: float | None = None  # masked: anneal linearly from `temperature` at a block's first step to this at its last; None = constant; greedy ignores it
     top_k: int = 0  # sample only among the k most likely tokens (0 = no limit)
     top_p: float = 1.0  # nucleus sampling: the smallest set holding this much probability (1 = off)
     remasking: str = "low_confidence"  # which masked positions a step commits: see REMASKING
@@ -67,9 +67,8 @@ class SamplerConfig:
         _check(self.remasking in REMASKING, f"unknown remasking {self.remasking!r}; choose from {sorted(REMASKING)}")
         _check(self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         _check(
-            self.temperature_end is None or (self.temperature_end > 0 and self.temperature > 0),
-            f"temperature_end must be > 0 and needs a temperature > 0 to anneal from, or None (constant); got "
-            f"{self.temperature_end} from temperature {self.temperature}",
+            self.temperature_end is None or self.temperature_end > 0,
+            f"temperature_end must be > 0 or None (constant), got {self.temperature_end}",
         )
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1] (1 = off), got {self.top_p}")

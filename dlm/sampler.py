@@ -86,7 +86,7 @@ class MaskedGeneration(Generation):
                 late = sampled_late(config)
                 k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
                 sampling = config  # this step's temperature (annealed when temperature_end is set)
-                if config.temperature_end is not None:
+                if config.temperature_end is not None and config.temperature > 0:  # greedy stays greedy
                     sampling = config.replace(temperature=step_temperature(config.temperature, config.temperature_end,
                                                                            i, block_steps))
                 if config.temperature > 0:

@@ -102,6 +102,11 @@ def test_annealed_temperature_moves_from_start_to_end_in_every_block(roberta, mo
     assert set(seen) == {1.3}
     # the first step draws the same uniforms at the same temperature: the same tokens
     assert torch.equal(trace.steps[0].canvas, constant.steps[0].canvas)
+    # greedy stays greedy: a recommended final temperature (a model card's) does not refuse temperature 0
+    greedy = dlm.generate(roberta, "the cat", length=16, steps=8, remasking=remasking, temperature=0,
+                          temperature_end=0.6, seed=3, block_length=8)
+    assert greedy.texts == dlm.generate(roberta, "the cat", length=16, steps=8, remasking=remasking, temperature=0,
+                                        seed=4, block_length=8).texts
 
 
 def test_step_temperature():
@@ -284,7 +289,6 @@ def test_wordpiece_pieces_read_as_text(bert):
         ({"top_k": -2}, "top_k"),
         ({"threshold": 1.5}, "threshold"),
         ({"temperature": 0.8, "temperature_end": 0}, "temperature_end"),
-        ({"temperature": 0, "temperature_end": 0.5}, "temperature_end"),
         ({"factor": 0}, "factor"),
         ({"entropy_bound": -0.1}, "entropy_bound"),
         ({"threshold": 0.9, "factor": 1.0}, "one parallel-decoding rule"),

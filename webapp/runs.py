@@ -103,8 +103,8 @@ def parse_generate_request(
 ) -> GenerateRequest:
     """Check every field of a generation request; ValueError with a message meant for the user.
 
-    temperature_end: the temperature at a block's last step (annealed from `temperature`); 0 = constant,
-    None = the model's recommendation."""
+    temperature_end: the temperature at a block's last step (annealed from `temperature`; greedy ignores
+    it); 0 = constant, None = the model's recommendation."""
     if model not in (DIFFUSION, AR, CONTINUOUS):
         raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR, CONTINUOUS]}")
     if mode not in MODES:
@@ -158,10 +158,7 @@ def parse_generate_request(
     )
     if temperature_end is not None:
         end = as_float(temperature_end, "final temperature")
-        overrides["temperature_end"] = end if end > 0 else None  # 0 in the UI: constant
-        if end > 0 and not overrides["temperature"] > 0:
-            raise ValueError("a final temperature anneals from the temperature: set a temperature above 0, "
-                             "or the final temperature to 0 (constant)")
+        overrides["temperature_end"] = end if end > 0 else None  # 0 in the UI: constant; greedy ignores it
     if not infill:
         overrides["length"] = length
     dlm.SamplerConfig().replace(**overrides)  # the core's own checks, with its messages
