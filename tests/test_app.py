@@ -534,8 +534,21 @@ def test_long_texts_are_cut_and_say_so(roberta):
 # ---- Compare and Learn ---------------------------------------------------------------------------
 
 
-def test_compare_races_both_and_reports_metrics(app):
-    updates = list(compare_tab.compare(text="the cat", length=10, steps=5, seed=0))
+def test_compare_races_both_and_reports_metrics(app, monkeypatch):
+    used = {}  # each lane's model and settings, from the real start_generation
+    real = compare_tab.start_generation
+
+    def spy(lm, request):
+        used[request.role] = (lm.settings, request.overrides)
+        return real(lm, request)
+
+    monkeypatch.setattr(compare_tab, "start_generation", spy)
+    updates = list(compare_tab.compare(text="the cat", length=10, steps=5, temperature=1.1, seed=0))
+    (diffusion, d), (ar, a) = used["diffusion"], used["autoregressive"]
+    # each model decodes as its card recommends; the request sets length, steps, the diffusion temperature
+    assert (d["temperature"], d["steps"], d["length"]) == (1.1, 5, 10)
+    assert (d["remasking"], d["top_k"], d["top_p"]) == (diffusion.remasking, diffusion.top_k, diffusion.top_p)
+    assert (a["temperature"], a["top_k"], a["top_p"], a["length"]) == (ar.temperature, ar.top_k, ar.top_p, 10)
     assert len(updates) >= 2
     final = last(updates)
     metrics = final[4].set_index("metric")

@@ -188,7 +188,11 @@ def compare(
     seed: int = 0,
     colours: str = "state",
 ):
-    """Race the diffusion and the AR model on one prompt, streaming both canvases (API /compare)."""
+    """Race the diffusion and the AR model on one prompt, streaming both canvases (API /compare).
+
+    Each model decodes the way its card recommends (the diffusion model's order, truncation and annealing;
+    the AR model's temperature and truncation); the request sets the length, the diffusion steps, the
+    diffusion temperature and the seed."""
     if colours not in COLOR_MAP:
         raise ui_error(f"unknown colouring {colours!r}; choose from {sorted(COLOR_MAP)}")
     try:
@@ -197,11 +201,14 @@ def compare(
     except ValueError as error:
         raise ui_error(error) from None
     diffusion, ar = model_or_error(DIFFUSION), model_or_error(AR)
+    own = {DIFFUSION: ("remasking", "schedule", "top_k", "top_p"), AR: ("temperature", "top_k", "top_p")}
+    requests = {role: GenerateRequest(role, False, request.text, request.seed, {
+        **request.overrides, **{k: getattr(lm.settings, k) for k in own[role]}}, request.chat)
+        for role, lm in ((DIFFUSION, diffusion), (AR, ar))}
     try:
         check_positions({DIFFUSION: diffusion, AR: ar}, request)  # both, before either starts
-        lanes = [Lane(DIFFUSION, start_generation(diffusion, request)[0]),
-                 Lane(AR, start_generation(ar, GenerateRequest(AR, False, request.text, request.seed,
-                                                               request.overrides, request.chat))[0])]
+        lanes = [Lane(DIFFUSION, start_generation(diffusion, requests[DIFFUSION])[0]),
+                 Lane(AR, start_generation(ar, requests[AR])[0])]
     except ValueError as error:
         raise ui_error(error) from None
     totals = {DIFFUSION: lanes[0].generation.config.steps, AR: lanes[1].generation.config.length}
@@ -254,7 +261,8 @@ def build(start: dlm.SamplerConfig, ready: bool) -> gr.Button:
     with gr.Row():
         length = Slider(1, MAX_LENGTH, value=start.length, step=1, label="Length (tokens)")
         steps = Slider(1, MAX_STEPS, value=start.steps, step=1, label="Diffusion steps")
-        temperature = Slider(0, 2, value=start.temperature, step=0.05, label="Temperature")
+        temperature = Slider(0, 2, value=start.temperature, step=0.05, label="Diffusion temperature",
+                             info="the AR model keeps its card's sampling")
     button = waiting_button("Race", ready, elem_id="race-button")
     with gr.Row():
         with gr.Column():
