@@ -98,6 +98,7 @@ from dlm.quality import (  # noqa: E402
     load_judge,
     mauve_score,
     mean_interval,
+    perplexity_interval,
     repetition_rate,
     smollm2_folder,
     unigram_entropy,
@@ -346,15 +347,20 @@ def mauve_samples(lm: LanguageModel, reference: dict, config: SamplerConfig, tim
 
 
 def text_quality(judge: Judge, continuations: list[str], prompts: list[str], batch_size: int) -> dict:
-    """Judge perplexity of continuations given their prompts, the unigram entropy of each (under the
+    """Judge perplexity of continuations given their prompts (with a bootstrap 95% interval over the
+    prompts, and each text's NLL for paired comparisons), the unigram entropy of each (under the
     judge's tokenizer; mean and bootstrap 95% interval), distinct-1/2/3 and the repetition rate."""
     scored = judge_perplexity(judge, continuations, contexts=prompts, batch_size=batch_size)
+    interval = perplexity_interval(scored["nll"], scored["num_tokens"])
     entropies = unigram_entropy(continuations, judge.tokenizer)
     entropy = mean_interval(entropies)
     return {
         "judge_perplexity": scored["perplexity"],
+        "judge_perplexity_ci95": [interval["low"], interval["high"]],  # bootstrap over prompts
         "judge_nats_per_token": scored["nats_per_token"],
         "judge_tokens": scored["tokens"],
+        "judge_nll_per_sample": scored["nll"],  # nats, None where skipped: for paired comparisons
+        "judge_tokens_per_sample": scored["num_tokens"],
         "entropy": entropy["mean"],  # nats, mean over samples
         "entropy_ci95": [entropy["low"], entropy["high"]],
         "entropy_per_sample": entropies,

@@ -35,7 +35,7 @@ from bench.ar_vs_diffusion import (  # noqa: E402
 )
 from dlm.cli import add_progress_option, note, progress_bar  # noqa: E402
 from dlm.config import REMASKING  # noqa: E402
-from dlm.quality import judge_mauve, load_judge  # noqa: E402
+from dlm.quality import judge_mauve, load_judge, paired_perplexity_ratio  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ORDERS = tuple(REMASKING)  # random, low_confidence, margin, entropy, dilated
@@ -110,6 +110,11 @@ def frontier(rows: list[dict]) -> list[dict]:
     return [r for r in rows if not any(o["judge_perplexity"] <= r["judge_perplexity"] and o["entropy"] >= r["entropy"]
                                        and o is not r and (o["judge_perplexity"], o["entropy"]) != (r["judge_perplexity"], r["entropy"])
                                        for o in rows)]
+
+
+def judged(row: dict) -> tuple[list, list]:
+    """A judged row's per-prompt NLLs and token counts: what `paired_perplexity_ratio` compares."""
+    return row["judge_nll_per_sample"], row["judge_tokens_per_sample"]
 
 
 def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
@@ -233,16 +238,25 @@ def main(argv: list[str] | None = None) -> int:
     eligible = [r for r in rows if r["eligible"]]
     best = min(eligible, key=lambda r: r["judge_perplexity"]) if eligible else None
     on_frontier = frontier(rows)
+    if best:
+        for row in rows:  # judge PPL / the recommendation's, on the same prompts: is the difference more than noise?
+            paired = paired_perplexity_ratio(judged(row), judged(best))
+            row["vs_recommended"] = {k: paired[k] for k in ("ratio", "low", "high")}
 
     print(f"\n{args.model}: {len(prompts)} held-out prompts, {args.length} tokens, one token per step unless "
           f"the setting says; "
           f"eligible: entropy >= {args.entropy_ratio:g} x AR's ({bar:.3f} nats)\n")
-    print("| decoding | judge PPL | entropy | distinct-2 | rep-4 | eligible | frontier |")
-    print("|---|---:|---:|---:|---:|:-:|:-:|")
+    print("| decoding | judge PPL (95% CI) | × recommended's (paired 95% CI) | entropy | distinct-2 | rep-4 | eligible "
+          "| frontier |")
+    print("|---|---:|---:|---:|---:|---:|:-:|:-:|")
     for r in sorted(rows, key=lambda r: r["judge_perplexity"]) + [reference, human_row]:
         flag = ("yes" if r["eligible"] else "no") if "eligible" in r else ""
-        print(f"| {r['decoding']} | {r['judge_perplexity']:.1f} | {r['entropy']:.3f} | {r['distinct_2']:.2f} | "
-              f"{r['repetition']:.3f} | {flag} | {'*' if r in on_frontier else ''} |")
+        low, high = r["judge_perplexity_ci95"]
+        paired = r.get("vs_recommended")
+        versus = "" if paired is None else ("—" if r is best else
+                                            f"{paired['ratio']:.2f} ({paired['low']:.2f}–{paired['high']:.2f})")
+        print(f"| {r['decoding']} | {r['judge_perplexity']:.1f} ({low:.1f}–{high:.1f}) | {versus} | {r['entropy']:.3f} | "
+              f"{r['distinct_2']:.2f} | {r['repetition']:.3f} | {flag} | {'*' if r in on_frontier else ''} |")
     if best:
         command = (f"python -m training.card {args.model} --length {args.length} --steps {best['steps'] or args.length} "
                    f"--remasking {best['remasking']} --temperature {best['temperature']:g} "
@@ -251,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nrecommended: {best['decoding']} (judge {best['judge_perplexity']:.1f} vs AR "
               f"{reference['judge_perplexity']:.1f}; entropy {best['entropy']:.3f} vs AR {reference['entropy']:.3f})\n"
               f"apply: {command}")
+        ties = [r["decoding"] for r in eligible if r is not best and r["vs_recommended"]["low"] <= 1]
+        if ties:
+            print(f"not told apart from it on these {len(prompts)} prompts (paired interval holds 1): {'; '.join(ties)}")
     else:
         print("\nno setting reaches the entropy bar")
     ar_best = None

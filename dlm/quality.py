@@ -5,6 +5,7 @@
     judge = load_judge("smollm2")            # an independent causal LM (SmolLM2-135M-Instruct)
     judge_perplexity(judge, completions, contexts=prompts)["perplexity"]
     mean_interval(unigram_entropy(completions, judge.tokenizer))   # nats per sample, mean and 95% CI
+    perplexity_interval(scored["nll"], scored["num_tokens"])         # the judge perplexity's 95% CI
     judge_mauve(judge, completions, human, contexts=prompts, reference_contexts=prompts)["mean"]
     with PeakMemory(lm.device) as peak:
         dlm.generate(lm, "It was", length=64)
@@ -128,6 +129,70 @@ def mean_interval(values: list[float], confidence: float = 0.95, resamples: int 
     tail = (1 - confidence) / 2
     low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
     return {"mean": float(kept.mean()), "low": low, "high": high, "n": n, "confidence": confidence}
+
+
+def _scored(nll: list[float | None], num_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The texts a judge scored (nll not None, tokens > 0): (nats, tokens), float64, one entry each."""
+    if len(nll) != len(num_tokens):
+        raise ValueError(f"got {len(nll)} NLLs but {len(num_tokens)} token counts")
+    keep = [i for i, (x, t) in enumerate(zip(nll, num_tokens)) if x is not None and t > 0]
+    return (torch.tensor([nll[i] for i in keep], dtype=torch.float64),
+            torch.tensor([num_tokens[i] for i in keep], dtype=torch.float64))
+
+
+def _bootstrap_quantiles(values: torch.Tensor, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2
+    low, high = torch.quantile(values, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    return low, high
+
+
+def perplexity_interval(nll: list[float | None], num_tokens: list[int], confidence: float = 0.95,
+                        resamples: int = 2000, seed: int = 0) -> dict:
+    """A corpus perplexity, exp(sum nll / sum tokens), with a percentile-bootstrap interval over texts:
+    each resample draws the texts with replacement and recomputes the ratio of sums, so a long text
+    weighs as much as its tokens. `nll` and `num_tokens` are `judge_perplexity`'s per-text lists
+    (skipped texts, None, are left out). With 32 prompts of 128 tokens the interval is typically
+    ±8-10%: two settings whose intervals overlap this much are not told apart by one run.
+
+    Returns {"perplexity", "low", "high", "n" (texts), "confidence"}.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    nats, tokens = _scored(nll, num_tokens)
+    n = len(nats)
+    if n == 0:
+        return {"perplexity": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "confidence": confidence}
+    picks = torch.randint(n, (resamples, n), generator=torch.Generator().manual_seed(seed))  # (resamples, n)
+    rates = nats[picks].sum(dim=1) / tokens[picks].sum(dim=1)  # (resamples,) nats per token
+    low, high = _bootstrap_quantiles(rates, confidence)
+    return {"perplexity": math.exp(float(nats.sum() / tokens.sum())), "low": math.exp(low), "high": math.exp(high),
+            "n": n, "confidence": confidence}
+
+
+def paired_perplexity_ratio(a: tuple[list, list], b: tuple[list, list], confidence: float = 0.95,
+                            resamples: int = 2000, seed: int = 0) -> dict:
+    """PPL(a) / PPL(b) for two sets of continuations of the *same* prompts (text i of each answers
+    prompt i), with a bootstrap interval that resamples prompts jointly: the prompt-to-prompt spread
+    that both share cancels, so the interval is much narrower than two separate ones. `a` and `b` are
+    (nll, num_tokens) pairs from `judge_perplexity`; prompts skipped in either are left out of both.
+    An interval that holds 1 means this many prompts do not tell the two apart.
+
+    Returns {"ratio", "low", "high", "n" (prompts), "confidence"}.
+    """
+    (nll_a, tok_a), (nll_b, tok_b) = a, b
+    if len(nll_a) != len(nll_b):
+        raise ValueError(f"paired sets must answer the same prompts: got {len(nll_a)} and {len(nll_b)} texts")
+    both = [i for i in range(len(nll_a))
+            if nll_a[i] is not None and nll_b[i] is not None and tok_a[i] > 0 and tok_b[i] > 0]
+    if not both:
+        return {"ratio": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "confidence": confidence}
+    na, ta = _scored([nll_a[i] for i in both], [tok_a[i] for i in both])
+    nb, tb = _scored([nll_b[i] for i in both], [tok_b[i] for i in both])
+    picks = torch.randint(len(both), (resamples, len(both)), generator=torch.Generator().manual_seed(seed))
+    log_ratios = na[picks].sum(dim=1) / ta[picks].sum(dim=1) - nb[picks].sum(dim=1) / tb[picks].sum(dim=1)
+    low, high = _bootstrap_quantiles(log_ratios, confidence)
+    ratio = math.exp(float(na.sum() / ta.sum() - nb.sum() / tb.sum()))
+    return {"ratio": ratio, "low": math.exp(low), "high": math.exp(high), "n": len(both), "confidence": confidence}
 
 
 # ---- the judge -------------------------------------------------------------------------------------

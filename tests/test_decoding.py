@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -41,6 +42,11 @@ def test_a_real_sweep_picks_an_eligible_setting_and_writes_json(roberta_dir, gpt
     assert len(result["rows"]) == 3 and all(r["eligible"] for r in result["rows"])  # a bar of 0 admits every setting
     best = min(result["rows"], key=lambda r: r["judge_perplexity"])
     assert result["recommended"]["remasking"] == best["remasking"]
+    assert best["vs_recommended"] == {"ratio": 1.0, "low": 1.0, "high": 1.0}  # paired against itself
+    for r in result["rows"]:  # each row's judge PPL carries its interval, and its ratio to the recommendation's
+        low, high = r["judge_perplexity_ci95"]
+        assert low <= r["judge_perplexity"] <= high and len(r["judge_nll_per_sample"]) == 3
+        assert r["vs_recommended"]["ratio"] == pytest.approx(r["judge_perplexity"] / best["judge_perplexity"])
     assert "apply: python -m training.card" in capsys.readouterr().out
     report = result["report"]  # the recommended setting and AR, again on the benchmark's prompts
     assert report["setting"] == result["recommended"] and report["prompts"] == len(report["diffusion"]["outputs"])
@@ -113,3 +119,37 @@ def test_explicit_settings_and_an_ar_temperature_sweep(roberta_dir, gpt2_dir, tm
         decoding.main(["--settings", "sideways:1:1:0:0"])
     with pytest.raises(SystemExit):
         decoding.main(["--ar-settings", "0.9:1"])
+
+
+def test_compare_pairs_two_runs_setting_by_setting(roberta_dir, gpt2_dir, tmp_path, capsys):
+    from bench import compare_decoding
+
+    paragraphs = tmp_path / "held_out.txt"
+    paragraphs.write_text("\n".join(CORPUS[:7]) + "\n")
+    out = tmp_path / "a.json"
+    assert decoding.main(["--model", roberta_dir, "--ar", gpt2_dir, "--judge", gpt2_dir, "--length", "6",
+                          "--prompts", "3", "--limit", "2", "--paragraphs", str(paragraphs), "--entropy-ratio", "0",
+                          "--json", str(out)]) == 0
+    a = compare_decoding.read_run(out)
+    rows = compare_decoding.compare(a, json.loads(out.read_text()), gpt2_dir)  # a run against itself
+    assert len(rows) == 3 and all(r["ratio"]["ratio"] == r["ratio"]["low"] == r["ratio"]["high"] == 1.0 for r in rows)
+    assert all(r["entropy_difference"]["mean"] == 0 for r in rows)
+
+    worse = json.loads(out.read_text())  # every prompt 0.2 nats/token worse under B, in every setting
+    for r in [*worse["rows"], worse["ar_row"]]:
+        r["judge_nll_per_sample"] = [x + 0.2 * t for x, t in zip(r["judge_nll_per_sample"], r["judge_tokens_per_sample"])]
+    rows = compare_decoding.compare(a, worse, gpt2_dir)
+    assert all(r["ratio"]["low"] == pytest.approx(math.exp(0.2)) == r["ratio"]["high"] for r in rows)
+
+    old = json.loads(out.read_text())  # written before per-prompt NLLs were kept: judged again, to the same figures
+    for r in [*old["rows"], old["ar_row"]]:
+        del r["judge_nll_per_sample"], r["judge_tokens_per_sample"]
+    again = compare_decoding.compare(old, a, gpt2_dir)
+    assert [r["ratio"]["ratio"] for r in again] == pytest.approx([1.0] * 3)
+
+    other = json.loads(out.read_text())
+    other["prompts"] = other["prompts"][::-1]
+    with pytest.raises(ValueError, match="different prompts"):
+        compare_decoding.compare(a, other, gpt2_dir)
+    assert compare_decoding.main([str(out), str(out), "--judge", gpt2_dir]) == 0
+    assert "1.000 (1.000–1.000)" in capsys.readouterr().out

@@ -15,6 +15,8 @@ from dlm.quality import (
     mauve_buckets,
     mauve_score,
     mean_interval,
+    paired_perplexity_ratio,
+    perplexity_interval,
     unigram_entropy,
 )
 
@@ -69,6 +71,44 @@ def test_mean_interval_bootstrap():
     assert math.isnan(mean_interval([])["mean"]) and mean_interval([float("nan")])["n"] == 0
     with pytest.raises(ValueError, match="confidence"):
         mean_interval(values, confidence=1.0)
+
+
+def test_perplexity_interval_is_the_corpus_ratio_with_a_bootstrap_over_texts():
+    nll = [10.0, 30.0, None, 12.0, 50.0]  # nats per text; None: a text the judge skipped
+    tokens = [5, 10, 0, 6, 12]
+    got = perplexity_interval(nll, tokens, seed=0)
+    assert got["n"] == 4 and got["perplexity"] == pytest.approx(math.exp(102.0 / 33))  # tokens weigh, not texts
+    assert got["low"] < got["perplexity"] < got["high"]
+    rates = [x / t for x, t in zip(nll, tokens) if x is not None]
+    assert math.exp(min(rates)) <= got["low"] and got["high"] <= math.exp(max(rates))  # a ratio of sums stays inside
+    assert perplexity_interval(nll, tokens, seed=0) == got  # the seed fixes the resamples
+    same_rate = perplexity_interval([2.0, 6.0, 4.0], [1, 3, 2])  # every text at 2 nats/token: no spread at all
+    assert same_rate["low"] == pytest.approx(math.exp(2)) and same_rate["high"] == pytest.approx(math.exp(2))
+    assert math.isnan(perplexity_interval([None], [0])["perplexity"])
+    with pytest.raises(ValueError, match="token counts"):
+        perplexity_interval([1.0], [1, 2])
+
+
+def test_paired_ratio_cancels_what_two_settings_share():
+    generator = torch.Generator().manual_seed(0)
+    hardness = (torch.rand(40, generator=generator) * 3 + 2).tolist()  # nats/token per prompt: a wide spread
+    tokens = [20] * 40
+    a = ([h * 20 for h in hardness], tokens)
+    b = ([(h + 0.1) * 20 for h in hardness], tokens)  # b is worse by exactly 0.1 nats/token on every prompt
+    paired = paired_perplexity_ratio(b, a, seed=0)
+    assert paired["n"] == 40 and paired["ratio"] == pytest.approx(math.exp(0.1))
+    assert paired["low"] == pytest.approx(math.exp(0.1)) and paired["high"] == pytest.approx(math.exp(0.1))
+    alone_a, alone_b = perplexity_interval(*a), perplexity_interval(*b)
+    assert alone_b["low"] < alone_a["high"]  # judged apart, their intervals overlap: the prompts' spread hides it
+    itself = paired_perplexity_ratio(a, a)
+    assert itself["ratio"] == itself["low"] == itself["high"] == 1.0
+    noisy = ([h * 20 + (5 if i % 2 else -5) for i, h in enumerate(hardness)], tokens)  # same mean, prompt noise
+    spread = paired_perplexity_ratio(noisy, a, seed=0)
+    assert spread["low"] < 1 < spread["high"]
+    skipped = paired_perplexity_ratio(([None, *a[0][1:]], [0, *tokens[1:]]), a)
+    assert skipped["n"] == 39  # a prompt skipped in either set is left out of both
+    with pytest.raises(ValueError, match="same prompts"):
+        paired_perplexity_ratio(a, ([1.0], [1]))
 
 
 # ---- MAUVE ----------------------------------------------------------------------------------------
