@@ -98,6 +98,7 @@ from dlm.quality import (  # noqa: E402
     load_judge,
     mauve_score,
     mean_interval,
+    paired_perplexity_ratio,
     perplexity_interval,
     repetition_rate,
     smollm2_folder,
@@ -506,7 +507,7 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 COLUMNS = ("family", "L", "decoding", "steps", "NFE", "wall s", "first step s", "tokens/s", "peak MB (+run)",
-           "judge PPL", "entropy (95% CI)", "distinct-1/2/3", "rep-4", "MAUVE ± sd")
+           "judge PPL (95% CI)", "entropy (95% CI)", "distinct-1/2/3", "rep-4", "MAUVE ± sd")
 ALIGN = ("---", "---:", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---", "---:", "---:")
 
 
@@ -520,7 +521,10 @@ def _quality_cells(r: dict) -> list[str]:
     entropy = f"{_fmt(r['entropy'])} ({_fmt(low)}–{_fmt(high)})"
     mauve = r.get("mauve")
     score = f"{mauve['mean']:.3f} ± {mauve['std']:.3f}" if mauve and "mean" in mauve else "—"
-    return [_fmt(r["judge_perplexity"], 1), entropy, distinct, _fmt(r["repetition"], 3), score]
+    judged = _fmt(r["judge_perplexity"], 1)
+    if r.get("judge_perplexity_ci95"):  # records written before it was measured have none
+        judged += " ({}–{})".format(*(_fmt(x, 1) for x in r["judge_perplexity_ci95"]))
+    return [judged, entropy, distinct, _fmt(r["repetition"], 3), score]
 
 
 def markdown_tables(records: list[dict], human: list[dict], qa: list[dict], skipped: list[dict],
@@ -718,6 +722,14 @@ def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float 
             f"({entropy_ratio:g} x AR's {_fmt(ar_entropy)})): ")
     if not meeting:
         result["summary"] = head + "not met by any diffusion setting."
+        closest = _closest_to_ar(records, ar, length, floor)
+        if closest:
+            result["closest"] = closest
+            ratio = closest["judge_ratio_to_ar"]
+            result["summary"] += (f" Closest on judge perplexity among the varied enough: {closest['decoding']}, "
+                                  f"{closest['steps']} steps, {ratio['ratio']:.2f}x AR's (paired over the prompts, "
+                                  f"95% CI {ratio['low']:.2f}–{ratio['high']:.2f}), "
+                                  f"{ar['wall_seconds'] / closest['wall_seconds']:.2f}x AR's speed.")
     else:
         best = meeting[0]
         result["summary"] = head + (
@@ -733,6 +745,22 @@ def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float 
     elif meeting:
         result["summary"] += " Entropy condition: every faster, fluent-enough setting meets it."
     return result
+
+
+def _closest_to_ar(records: list[dict], ar: dict, length: int, floor: float) -> dict | None:
+    """The diffusion setting at `length` with entropy >= floor and the lowest judge perplexity, with its
+    judge perplexity over AR's paired prompt by prompt (both continue the same prompts); None when no
+    setting is varied enough or the records predate per-prompt NLLs."""
+    varied = [r for r in records if r["family"] != "ar" and r["length"] == length and r.get("entropy") is not None
+              and math.isfinite(r["entropy"]) and r["entropy"] >= floor and "judge_nll_per_sample" in r]
+    if not varied or "judge_nll_per_sample" not in ar:
+        return None
+    best = min(varied, key=lambda r: r["judge_perplexity"])
+    ratio = paired_perplexity_ratio((best["judge_nll_per_sample"], best["judge_tokens_per_sample"]),
+                                    (ar["judge_nll_per_sample"], ar["judge_tokens_per_sample"]))
+    return {"decoding": best["decoding"], "steps": best.get("steps"), "wall_seconds": best["wall_seconds"],
+            "judge_perplexity": best["judge_perplexity"], "entropy": best["entropy"],
+            "judge_ratio_to_ar": {k: ratio[k] for k in ("ratio", "low", "high", "n")}}
 
 
 def _json_safe(value):

@@ -151,8 +151,8 @@ def perplexity_interval(nll: list[float | None], num_tokens: list[int], confiden
     """A corpus perplexity, exp(sum nll / sum tokens), with a percentile-bootstrap interval over texts:
     each resample draws the texts with replacement and recomputes the ratio of sums, so a long text
     weighs as much as its tokens. `nll` and `num_tokens` are `judge_perplexity`'s per-text lists
-    (skipped texts, None, are left out). With 32 prompts of 128 tokens the interval is typically
-    ±8-10%: two settings whose intervals overlap this much are not told apart by one run.
+    (skipped texts, None, are left out). Settings sampled on the same prompts are better compared
+    with `paired_perplexity_ratio`, whose interval leaves out the spread between prompts.
 
     Returns {"perplexity", "low", "high", "n" (texts), "confidence"}.
     """

@@ -421,3 +421,25 @@ def test_bench_measures_the_continuous_family(gpt2_dir, tmp_path):
     assert [(r["steps"], r["nfe"], r["solver"]) for r in continuous] == [(16, 16, "ddpm"), (64, 64, "ddpm")]
     assert all(r["decoding"].startswith("DDPM") and r["tokens"] == 16 and r["judge_perplexity"] > 1 for r in continuous)
     assert [q["family"] for q in result["qa"]] == ["ar", "continuous"] and result["qa"][1]["total"] == 1
+
+
+def test_an_unmet_goal_names_the_closest_setting_with_a_paired_ratio():
+    bench = load_bench()
+    tokens = [10] * 20
+    ar = {**goal_record("ar", 1.0, math.exp(3.0)), "judge_nll_per_sample": [30.0 + (i % 3) for i in range(20)],
+          "judge_tokens_per_sample": tokens}
+
+    def diffusion(name, shift, entropy=4.0):  # every prompt `shift` nats/token above AR's on that prompt
+        nll = [x + shift * 10 for x in ar["judge_nll_per_sample"]]
+        return {**goal_record("diffusion", 0.5, math.exp(sum(nll) / 200), name, entropy=entropy),
+                "judge_nll_per_sample": nll, "judge_tokens_per_sample": tokens}
+
+    records = [ar, diffusion("far", 0.5), diffusion("near", 0.3), diffusion("looping", 0.01, entropy=3.0)]
+    goal = bench.goal_check(records)
+    assert goal["met"] is False
+    closest = goal["closest"]  # the looping one is nearer AR but under the entropy floor
+    assert closest["decoding"] == "near" and closest["judge_ratio_to_ar"]["ratio"] == pytest.approx(math.exp(0.3))
+    assert closest["judge_ratio_to_ar"]["low"] == pytest.approx(math.exp(0.3))  # the same shift on every prompt
+    assert "Closest on judge perplexity among the varied enough: near, 8 steps, 1.35x AR's" in goal["summary"]
+    old = [{k: v for k, v in r.items() if not k.startswith("judge_nll")} for r in records]  # records before NLLs
+    assert "closest" not in bench.goal_check(old)
