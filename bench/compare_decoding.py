@@ -37,7 +37,7 @@ def read_run(path: Path) -> dict:
 
 
 def compare(a: dict, b: dict, judge_name: str = "smollm2") -> list[dict]:
-    """One row per setting both runs measured (and AR and human text, when both have them)."""
+    """One row per setting both runs measured, AR's reference included (re-judging rows that lack NLLs, in place)."""
     if a["prompts"] != b["prompts"]:
         raise ValueError("the two runs continued different prompts: a paired comparison needs the same ones "
                          "(run bench/decoding.py with the same --prompts, --length and --paragraphs)")

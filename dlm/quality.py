@@ -115,20 +115,22 @@ def mean_interval(values: list[float], confidence: float = 0.95, resamples: int 
 
     Returns {"mean", "low", "high", "n", "confidence"}.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    _check_bootstrap(confidence, resamples)
     kept = torch.tensor([v for v in values if not math.isnan(v)], dtype=torch.float64)  # (n,)
     n = len(kept)
     if n == 0:
         return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0, "confidence": confidence}
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randint(n, (resamples, n), generator=generator)  # (resamples, n)
-    means = kept[picks].mean(dim=1)  # (resamples,)
-    tail = (1 - confidence) / 2
-    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=torch.float64)).tolist()
+    low, high = _bootstrap_quantiles(kept[picks].mean(dim=1), confidence)  # over the resamples' means
     return {"mean": float(kept.mean()), "low": low, "high": high, "n": n, "confidence": confidence}
+
+
+def _check_bootstrap(confidence: float, resamples: int) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
 
 
 def _scored(nll: list[float | None], num_tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,8 +158,7 @@ def perplexity_interval(nll: list[float | None], num_tokens: list[int], confiden
 
     Returns {"perplexity", "low", "high", "n" (texts), "confidence"}.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_bootstrap(confidence, resamples)
     nats, tokens = _scored(nll, num_tokens)
     n = len(nats)
     if n == 0:
@@ -179,6 +180,7 @@ def paired_perplexity_ratio(a: tuple[list, list], b: tuple[list, list], confiden
 
     Returns {"ratio", "low", "high", "n" (prompts), "confidence"}.
     """
+    _check_bootstrap(confidence, resamples)
     (nll_a, tok_a), (nll_b, tok_b) = a, b
     if len(nll_a) != len(nll_b):
         raise ValueError(f"paired sets must answer the same prompts: got {len(nll_a)} and {len(nll_b)} texts")
