@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from dlm.classify import CONFIG_FILE, _classifier_folder, load_classifier, report  # noqa: E402
+from dlm.classify.classifiers import TRUNCATIONS  # noqa: E402
 from dlm.classify.scoring import scoring_options  # noqa: E402
 from dlm.cli import add_progress_option, note, progress_bar  # noqa: E402
 
@@ -83,15 +84,18 @@ def parse_scoring(text: str) -> dict:
 
 
 def bench_classifier(name: str, source: str, rows: list[tuple[str, str]], batch: int,
-                     progress: bool | None = False, scoring: dict | None = None, max_pieces: int | None = None) -> dict:
+                     progress: bool | None = False, scoring: dict | None = None, max_pieces: int | None = None,
+                     truncation: str | None = None) -> dict:
     """progress: a bar on stderr, moved after every classify() call (None: only when stderr is a terminal).
     scoring: Monte-Carlo options for a masked classifier (`parse_scoring`); max_pieces: how many pieces of
-    a long text a generative classifier reads (default: its classifier.json's)."""
+    a long text a generative classifier reads and truncation which (default: its classifier.json's)."""
     folder = _classifier_folder(source)
     spec = json.loads((folder / CONFIG_FILE).read_text())
     options = {"explain": False} if spec["design"] == "discriminative" else dict(scoring or {})
     if max_pieces is not None and spec["design"] != "discriminative":
         options["max_pieces"] = max_pieces
+    if truncation is not None and spec["design"] != "discriminative":
+        options["truncation"] = truncation
     classifier = load_classifier(source, **options)
     texts, truth = [t for t, _ in rows], [y for _, y in rows]
     predictions = []
@@ -168,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-pieces", type=int,
                         help="generative classifiers read up to this many pieces of a long text (default: their own "
                              "setting; 1: the first piece only)")
+    parser.add_argument("--truncation", choices=TRUNCATIONS,
+                        help="generative classifiers: which pieces of a text longer than --max-pieces they read "
+                             "(default: their own setting)")
     parser.add_argument("--no-naive-bayes", action="store_true")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--json", type=Path)
@@ -206,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         reference = None
         for scoring in budgets:
             label = name if scoring is None else f"{name} [{scoring_label(scoring)}]"
-            results.append(bench_classifier(label, source, rows, args.batch, args.progress, scoring, args.max_pieces))
+            results.append(bench_classifier(label, source, rows, args.batch, args.progress, scoring, args.max_pieces,
+                                            args.truncation))
             reference = reference or results[-1]["predicted"]
             if scoring is not None:
                 results[-1]["agreement"] = sum(a == b for a, b in zip(results[-1]["predicted"], reference)) / len(rows)

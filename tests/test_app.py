@@ -992,12 +992,14 @@ def test_a_request_over_the_work_limit_is_refused_with_the_product(app, monkeypa
     assert pieces >= 5 and zero_shot.max_pieces >= pieces
     monkeypatch.setattr(limits, "MAX_CLASSIFY_PASSES", 8 * 4)  # 4 pieces of 2 labels x 4 samples
     fitted, note = fit_work(zero_shot, ["the cat", long], 4)
-    assert fitted.max_pieces == 3 and "1 long text(s) were read to their first" in note and "(3 piece(s))" in note
+    piece = zero_shot.max_text_tokens // zero_shot.max_pieces  # read head+tail: 2 first pieces and the last one
+    assert fitted.max_pieces == 3 and (f"1 long text(s) were each read to its first {2 * piece:,} and last {piece:,} "
+                                       "tokens (3 piece(s))") in note
     assert fitted.count_pieces(["the cat", long]) == [1, 3] and zero_shot.max_pieces == pieces  # a copy
-    with pytest.warns(UserWarning, match=r"read to their first [\d,]+ tokens \(3 piece\(s\)\)"):
+    with pytest.warns(UserWarning, match=r"read to its first [\d,]+ and last [\d,]+ tokens \(3 piece\(s\)\)"):
         summary = classify(app, text=f"the cat\n{long}", labels="a, b", label_prompt="{label}:", samples=4,
                            mode="zero-shot")[4]
-    assert "1 text(s) were cut to the first" in summary
+    assert f"1 long text(s) were cut: each read to its first {2 * piece:,} and last {piece:,} tokens." in summary
     assert fit_work(zero_shot, ["the cat", "the dog"], 4) == (zero_shot, None)  # short texts: as they are
     monkeypatch.setattr(limits, "MAX_CLASSIFY_PASSES", 8)  # not even the first pieces fit: refused
     message = error_message(app, lambda: classify(app, text=f"the cat\n{long}", labels="a, b", label_prompt="{label}:",

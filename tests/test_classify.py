@@ -154,20 +154,27 @@ def test_a_budget_set_at_training_time_is_what_every_user_of_the_classifier_gets
     assert train_classifier.main(["--calibrate-only", "--max-pieces", "0", *data]) == 2
     assert "--max-pieces must be >= 1" in capsys.readouterr().err
     assert json.loads((folder / "classifier.json").read_text())["max_pieces"] == 3
+    assert spec["truncation"] == "head+tail" and clf.truncation == "head+tail"  # written at training time
+    assert train_classifier.main(["--calibrate-only", "--truncation", "head", *data]) == 0
+    assert load_classifier(str(folder)).truncation == "head"
+    assert "a longer text: its first pieces" in (folder / "README.md").read_text()
 
 
 @pytest.mark.parametrize("source", ["per_class", "gpt2"])
 def test_a_long_text_is_scored_as_its_pieces_and_their_log_likelihoods_add(source, per_class, kinds, request):
     """A text longer than one piece: its score is the sum of its consecutive pieces' scores, each piece
-    with the very masks it gets when scored alone (one round at the cap), and the rest is cut."""
+    with the very masks it gets when scored alone (one round at the cap), and the rest is cut (read "head":
+    the first pieces; head+tail has its own test)."""
     from dlm.classify.scoring import score_causal, score_masked
     from dlm.generation import encode
 
     if source == "per_class":
-        clf = load_classifier(str(per_class), round_samples=4, max_samples=4, max_tokens=16, max_pieces=3)
+        clf = load_classifier(str(per_class), round_samples=4, max_samples=4, max_tokens=16, max_pieces=3,
+                              truncation="head")
     else:
         lm = request.getfixturevalue("gpt2")
-        clf = GenerativeClassifier([lm, lm], ["a", "b"], prompts=["animal:", "scripture:"], max_tokens=16, max_pieces=3)
+        clf = GenerativeClassifier([lm, lm], ["a", "b"], prompts=["animal:", "scripture:"], max_tokens=16, max_pieces=3,
+                                   truncation="head")
     text = " ".join(t for t, _ in kinds[1][:6])
     ids = encode(clf.models[0].tokenizer, text)
     assert len(ids) > 48  # more than three pieces: the rest is cut
@@ -192,6 +199,35 @@ def test_a_long_text_is_scored_as_its_pieces_and_their_log_likelihoods_add(sourc
                                    round_samples=4, max_samples=4).classify([text])
     assert first.truncated and len(first.tokens) == 16  # one piece: the first 16 tokens only
     assert math.isclose(first.log_likelihoods[clf.labels[0]], float(alone[0][1][0].mean()), rel_tol=1e-6)
+
+
+def test_head_and_tail_truncation_reads_a_long_text_s_first_and_last_pieces(per_class, kinds):
+    """A text over max_pieces read head+tail: its first ceil(n/2) pieces and its last floor(n/2) (where
+    a review's verdict usually is), each scored exactly as when scored alone; the display marks the gap."""
+    from dlm.classify.classifiers import SKIPPED
+    from dlm.classify.scoring import score_masked
+    from dlm.generation import encode, token_pieces
+
+    clf = load_classifier(str(per_class), round_samples=4, max_samples=4, max_tokens=16, max_pieces=3,
+                          truncation="head+tail")
+    text = " ".join(t for t, _ in kinds[1][:6])
+    ids = encode(clf.models[0].tokenizer, text)
+    assert len(ids) > 60  # the last piece does not overlap the first two
+    [p] = clf.classify([text])
+    read = ids[:32] + ids[-16:]
+    pieces = [ids[:16], ids[16:32], ids[-16:]]
+    assert p.truncated and len(p.tokens) == len(p.contributions) == 48 and p.nfe == 2 * 4 * 3
+    tail = token_pieces(clf.models[0].tokenizer, ids[-16:])
+    assert p.tokens == token_pieces(clf.models[0].tokenizer, ids[:32]) + [SKIPPED + tail[0]] + tail[1:]
+    alone = score_masked(clf.models, clf._contexts, pieces, priors=clf.priors, round_samples=4, max_samples=4,
+                         margin=clf.margin, batch_size=8, seed=clf.seed)
+    for c, label in enumerate(clf.labels):
+        assert math.isclose(p.log_likelihoods[label], sum(float(s[c].mean()) for _, s, _ in alone), rel_tol=1e-6)
+    assert clf._pieces(text)[0] == read
+    short = " ".join(t for t, _ in kinds[1][:1])  # within the budget: read whole, exactly as "head" reads it
+    assert clf._pieces(short)[1:] == (False, load_classifier(str(per_class), max_tokens=16, max_pieces=3)._pieces(short)[2], None)
+    with pytest.raises(ValueError, match="truncation"):
+        load_classifier(str(per_class), truncation="middle")
 
 
 def test_a_text_of_pieces_stops_as_a_whole(per_class, kinds):

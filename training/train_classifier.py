@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="generative designs: a text is scored as up to this many consecutive pieces "
                            "(their log-likelihoods add; default 8); the discriminative one reads its first piece; "
                            "with --calibrate-only, rewrites the classifier's own setting before calibrating")
+    data.add_argument("--truncation", choices=["head+tail", "head"],
+                      help="generative designs: a text longer than --max-pieces is read as its first and last pieces "
+                           "(head+tail, the default: a review's verdict is usually at its end) or its first; with "
+                           "--calibrate-only, rewrites the classifier's own setting before calibrating")
     data.add_argument("--prompt-template", default="{label}:", help="conditional design: the label prompt")
     data.add_argument("--null-prompt", default="",
                       help="conditional design: the prompt of the unconditional model p(text) ('' = the framing alone)")
@@ -224,12 +228,14 @@ def run(args) -> Path:
         if not (folder / CONFIG_FILE).is_file():
             raise DataError(f"{str(folder)!r} has no {CONFIG_FILE}: train the classifier first")
         splits, _ = load_labelled(args.data, args.text_column, args.label_column, args.hub_config)
-        if args.scoring or args.max_pieces is not None:
+        if args.scoring or args.max_pieces is not None or args.truncation:
             spec = json.loads((folder / CONFIG_FILE).read_text())
             if args.scoring:
                 _set_scoring(spec, args.scoring)
             if args.max_pieces is not None:
                 _set_max_pieces(spec, args.max_pieces)
+            if args.truncation:
+                _set_truncation(spec, args.truncation)
             (folder / CONFIG_FILE).write_text(json.dumps(spec, indent=2))
         calibrate_folder(folder, splits["validation"], max(args.calibration_texts, 0), args.seed)
         write_card(folder)
@@ -283,7 +289,8 @@ def run(args) -> Path:
            if args.bayes_weight > 0 and args.bayes_temperature != 1 else {}),
         "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
         "max_tokens": args.max_tokens,
-        **({"max_pieces": args.max_pieces or MAX_PIECES} if args.design != "discriminative" else {}),
+        **({"max_pieces": args.max_pieces or MAX_PIECES, "truncation": args.truncation or "head+tail"}
+           if args.design != "discriminative" else {}),
         "temperature": 1.0,
         "training": {"command": common.command_line("training.train_classifier"), "data": description,
                      "base_model": args.init, "texts": {s: len(r) for s, r in splits.items()},
@@ -508,6 +515,12 @@ def _set_max_pieces(spec: dict, pieces: int) -> None:
     spec["max_pieces"] = pieces
 
 
+def _set_truncation(spec: dict, truncation: str) -> None:
+    if spec["family"] == "discriminative":
+        raise DataError("--truncation sets which pieces a generative classifier reads; this one is discriminative")
+    spec["truncation"] = truncation
+
+
 def calibrate_folder(folder: Path, validation_rows, limit: int, seed: int = 0) -> None:
     """Fit the softmax temperature on validation texts; record accuracy and ECE before and after."""
     from dlm.classify import calibration_report, load_classifier
@@ -543,6 +556,9 @@ def write_card(folder: Path) -> None:
            f"weight {spec['bayes_weight']} (scores divided by {spec.get('bayes_temperature', 1.0)}) beside each "
            f"model's own generative loss"]
           if spec["design"] == "per-class" and "bayes_weight" in spec else []),
+        *([f"- reads up to {spec.get('max_pieces', 1)} piece(s) of {spec['max_tokens']} tokens; a longer text: its "
+           + ("first and last pieces" if spec.get("truncation", "head+tail") == "head+tail" else "first pieces")]
+          if spec["family"] != "discriminative" else []),
         *[f"- continued from: `{t['command']}`" for t in _earlier(spec["training"])],
         f"- command: `{spec['training']['command']}`",
         f"- training: {spec['training']['wall_seconds'] / 60:.1f} min in all on {spec['training']['hardware']}",

@@ -39,6 +39,7 @@ from dlm.loading import BUNDLED_DIR, LanguageModel, ModelNotFoundError
 
 MAX_TOKENS = 128  # a text is scored in pieces of this many tokens (the trainer's pieces)
 MAX_PIECES = 8  # and at most this many pieces (1,024 tokens at 128: a whole review); cost grows with length
+TRUNCATIONS = ("head+tail", "head")  # what of a longer text is read: its first and last pieces, or its first
 CONFIG_FILE = "classifier.json"
 
 
@@ -54,6 +55,7 @@ class GenerativeClassifier:
     temperature_exponent: float = 0.0  # ... and softmax(scores / (temperature · (m / max_tokens)^this)) for m tokens
     max_tokens: int = MAX_TOKENS  # tokens per scored piece (the length the models were trained on)
     max_pieces: int = MAX_PIECES  # a longer text is scored as consecutive pieces, up to this many (then cut)
+    truncation: str = "head+tail"  # a text over max_pieces: its first ceil(n/2) and last floor(n/2) pieces; "head": first n
     round_samples: int = 8  # mask patterns added per round (masked models), shared by all classes
     max_samples: int = 32  # at most this many per text
     margin: float = 3.0  # stop once the top class leads by this many standard errors
@@ -90,6 +92,8 @@ class GenerativeClassifier:
             raise ValueError("need round_samples >= 2 and max_samples >= round_samples")
         if self.max_pieces < 1:
             raise ValueError(f"max_pieces must be >= 1, got {self.max_pieces}")
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
         self._contexts = [encode(lm.tokenizer, p) for lm, p in zip(self.models, self.prompts)]
         self._null_context = encode(self.models[0].tokenizer, self.null_prompt) if self.null_prompt is not None else None
         if self.kind == "causal" and any(lm.bos_id is None for lm in self.models) and not all(self._contexts):
@@ -108,10 +112,11 @@ class GenerativeClassifier:
         if marginal and self._null_context is None:
             raise ValueError("this classifier has no null prompt, so it cannot score p(text): train a conditional "
                              "classifier with --label-dropout > 0")
-        texts_ids, truncated, targets, groups = [], [], [], []
+        texts_ids, truncated, targets, groups, seams = [], [], [], [], []
         for text in texts:
-            ids, cut, pieces = self._pieces(text)
+            ids, cut, pieces, seam = self._pieces(text)
             texts_ids.append(ids)
+            seams.append(seam)
             truncated.append(cut)
             groups.append(list(range(len(targets), len(targets) + len(pieces))))
             targets += pieces
@@ -125,16 +130,17 @@ class GenerativeClassifier:
                                   batch_size=self.batch_size, seed=self.seed, null_context=null_context,
                                   masks=self.masks, groups=groups)
         return [self._predict(texts_ids[i], truncated[i], per_token, samples, exact=self.kind == "causal",
-                              marginal=null, pieces=len(groups[i]))
+                              marginal=null, pieces=len(groups[i]), seam=seams[i])
                 for i, (per_token, samples, null) in enumerate(scores)]
 
     def count_pieces(self, texts: Sequence[str]) -> list[int]:
         """How many pieces (forward rows per class and mask sample) each text is scored as."""
         return [len(self._pieces(text)[2]) for text in texts]
 
-    def _pieces(self, text: str) -> tuple[list[int], bool, list[list[int]]]:
-        """A text's token ids as read (cut to max_text_tokens), whether it was cut, and its consecutive
-        pieces, as the trainer cut its training texts (their log-likelihoods add)."""
+    def _pieces(self, text: str) -> tuple[list[int], bool, list[list[int]], int | None]:
+        """A text's token ids as read (cut to max_text_tokens), whether it was cut, its pieces, cut as the
+        trainer cut its training texts (their log-likelihoods add), and where the read ids skip part of the
+        text (head+tail truncation of a cut text: the index of the first tail token), else None."""
         limit = min(self.max_tokens, self._room())
         if limit < 1:
             raise ValueError("the label prompts leave no room for the text; shorten them")
@@ -144,13 +150,26 @@ class GenerativeClassifier:
         if not ids:
             raise ValueError(f"the text {text[:40]!r} has no tokens")
         cut = len(ids) > limit * self.max_pieces
-        ids = ids[: limit * self.max_pieces]
-        return ids, cut, [ids[i : i + limit] for i in range(0, len(ids), limit)]
+        tail = self.max_pieces // 2 * limit if cut and self.truncation == "head+tail" else 0
+        head = ids[: limit * self.max_pieces - tail]
+        ends = ids[len(ids) - tail :] if tail else []
+        pieces = [head[i : i + limit] for i in range(0, len(head), limit)]
+        pieces += [ends[i : i + limit] for i in range(0, len(ends), limit)]
+        return head + ends, cut, pieces, (len(head) if ends else None)
 
     @property
     def max_text_tokens(self) -> int:
         """The most tokens of a text that are read (the rest is cut, and `Prediction.truncated` says so)."""
         return min(self.max_tokens, self._room()) * self.max_pieces
+
+    def reads(self) -> str:
+        """What of a text longer than max_text_tokens is read, for notes to the user ("its first 512 and last
+        512 tokens")."""
+        piece = self.max_text_tokens // self.max_pieces
+        tail = self.max_pieces // 2 * piece if self.truncation == "head+tail" else 0
+        if tail:
+            return f"its first {self.max_text_tokens - tail:,} and last {tail:,} tokens"
+        return f"its first {self.max_text_tokens:,} tokens"
 
     def text_temperature(self, tokens: int) -> float:
         """The calibration temperature of a text of this many scored tokens (score gaps grow with length)."""
@@ -158,7 +177,8 @@ class GenerativeClassifier:
 
     # -- the decision
 
-    def _predict(self, target, truncated, per_token, samples, *, exact, marginal=None, pieces=1) -> Prediction:
+    def _predict(self, target, truncated, per_token, samples, *, exact, marginal=None, pieces=1,
+                 seam=None) -> Prediction:
         log_priors = [math.log(p) for p in self.priors]
         likelihoods = [float(s.mean()) for s in samples]
         scores = [ll + lp for ll, lp in zip(likelihoods, log_priors)]
@@ -173,7 +193,7 @@ class GenerativeClassifier:
             probabilities=dict(zip(self.labels, probabilities)),
             log_likelihoods=dict(zip(self.labels, likelihoods)),
             runner_up=self.labels[second],
-            tokens=token_pieces(self.models[0].tokenizer, target),
+            tokens=read_tokens(self.models[0].tokenizer, target, seam),
             contributions=(per_token[top] - per_token[second]).tolist(),
             truncated=truncated,
             nfe=(len(self.labels) + (marginal is not None)) * n * pieces,  # one forward row per piece
@@ -194,6 +214,18 @@ class GenerativeClassifier:
             prefix, suffix = framing(lm.tokenizer, lm.kind)
             room = min(room, lm.max_positions - len(prefix) - len(suffix) - len(context))
         return room
+
+
+SKIPPED = " […] "  # shown before the first token read after a skipped middle (head+tail truncation)
+
+
+def read_tokens(tokenizer, ids: list[int], seam: int | None) -> list[str]:
+    """Display pieces of the ids a classifier read, one per token; where a middle was skipped, the first
+    token after it starts with SKIPPED (each side decoded on its own, so no character spans the gap)."""
+    if seam is None:
+        return token_pieces(tokenizer, ids)
+    tail = token_pieces(tokenizer, ids[seam:])
+    return token_pieces(tokenizer, ids[:seam]) + ([SKIPPED + tail[0]] + tail[1:] if tail else [])
 
 
 def ZeroShotClassifier(lm: LanguageModel, labels: Sequence[str], prompts: Sequence[str], num_samples: int = 32,  # noqa: N802
@@ -235,6 +267,9 @@ class DiscriminativeClassifier:
     def max_text_tokens(self) -> int:
         """The most tokens of a text that are read: its first `max_tokens` (one forward pass)."""
         return self.max_tokens
+
+    def reads(self) -> str:
+        return f"its first {self.max_text_tokens:,} tokens"
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         prefix, suffix = special_framing(self.tokenizer)
@@ -308,6 +343,7 @@ def load_classifier(source: str | Path, *, device: str | torch.device | None = N
     common = {"temperature": spec.get("temperature", 1.0), "max_tokens": spec.get("max_tokens", MAX_TOKENS)}
     if design != "discriminative":  # folders from before scoring in pieces were calibrated on the first piece
         common["max_pieces"] = spec.get("max_pieces", 1)
+        common["truncation"] = spec.get("truncation", "head+tail")
         common["temperature_exponent"] = spec.get("temperature_exponent", 0.0)
     if design == "discriminative":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -104,8 +104,9 @@ def fit_work(classifier, texts: list[str], samples: int):
     """The classifier to run within the per-request work limit, and a note when it reads less.
 
     A long text is read as several pieces, each a forward row per label and mask pattern. When the
-    texts read whole would exceed the limit, long ones are read to their first pieces (as many as fit,
-    the same for every text) and the note says so; when even one piece per text is too much, ValueError."""
+    texts read whole would exceed the limit, long ones are read to fewer pieces (as many as fit, the same
+    for every text, taken as the classifier truncates: first and last pieces, or first) and the note says
+    so; when even one piece per text is too much, ValueError."""
     labels, per_label = passes_per_text(classifier, samples)
     if not isinstance(classifier, GenerativeClassifier):
         check_classify_work(len(texts), labels, per_label)
@@ -116,10 +117,9 @@ def fit_work(classifier, texts: list[str], samples: int):
         check_classify_work(len(texts), labels, per_label)
     note = None
     if fit < max(counts):
-        tokens = classifier.max_text_tokens // classifier.max_pieces * fit
-        note = (f"{sum(c > fit for c in counts)} long text(s) were read to their first {tokens:,} tokens ({fit} "
-                f"piece(s)) to stay within the per-request limit; classify fewer texts at once to read them whole.")
         classifier = dataclasses.replace(classifier, max_pieces=fit)
+        note = (f"{sum(c > fit for c in counts)} long text(s) were each read to {classifier.reads()} ({fit} "
+                f"piece(s)) to stay within the per-request limit; classify fewer texts at once to read them whole.")
         counts = [min(c, fit) for c in counts]
     check_classify_work(len(texts), labels, per_label, pieces=sum(counts))
     return classifier, note
@@ -266,7 +266,7 @@ def classify(
         summary = [f"**{len(texts)}** text(s) classified zero-shot by `{html.escape(display_name(lm.source))}` "
                    f"({how}; {passes})."]
     if truncated:
-        summary.append(f"{truncated} text(s) were cut to the first {classifier.max_text_tokens:,} tokens.")
+        summary.append(f"{truncated} long text(s) were cut: each read to {classifier.reads()}.")
     confusion = gr.Dataframe(visible=False)
     if truth is not None:
         evaluation = evaluate([p.label for p in predictions], truth, names)
