@@ -9,8 +9,8 @@ The ELBO a masked classifier scores is an average over mask rates: a sample that
 tokens contributes L / l times the log-probabilities of the masked tokens, and l is uniform on 1..L. At a
 high rate the models guess nearly from nothing (a bag of words, like Naive Bayes); at a low one they
 predict a token from its context. Bayes' rule weighs every rate alike. This bench scores each text (read
-as the classifier reads it: up to max_pieces pieces) with `--samples` masks per piece, the mask counts
-stratified over `--bands` equal bands of rates (the same masks for every class, tiled over positions),
+as the classifier reads it: up to max_pieces pieces) with `--per-band` masks in each of `--bands` equal
+bands of rates per piece, the mask counts stratified within each band (the same masks for every class, tiled over positions),
 and keeps each class's mean ELBO estimate per band. `--analyse` then reports the accuracy of each band
 alone, of rate ranges, of the uniform average (the classifier's own estimate with this many samples),
 and of a weighting over the bands fitted by logistic regression (cross-validated on one file's texts, or
@@ -84,8 +84,9 @@ def accuracy(scores: torch.Tensor, truth: torch.Tensor, log_priors: torch.Tensor
 
 
 def analyse(fit: dict, test: dict) -> dict:
-    """Accuracy on `test` of each band, of rate ranges, of the uniform average, and of band weights
-    fitted on `fit` (binary logistic regression on the per-band score gaps, no intercept beyond the prior)."""
+    """Accuracy on `test` of each band, of rate ranges, of the uniform average, and (two classes) of band
+    weights fitted by logistic regression on the per-band score gaps: on `fit`, or, when `fit` is None,
+    10-fold cross-validated on `test` itself beside the uniform average with a fitted scale and bias."""
     from sklearn.linear_model import LogisticRegression
 
     labels = test["labels"]

@@ -85,7 +85,8 @@ def classifier_card(trained: TrainedClassifier) -> str:
     if text is None:
         clf, training = trained.classifier, trained.spec.get("training") or {}
         facts = [f"- design: {trained.design} ({trained.family})", f"- labels: {', '.join(clf.labels)}",
-                 f"- parameters: {trained.num_parameters:,}", f"- texts read up to {clf.max_text_tokens:,} tokens; a longer one: {clf.reads()}"]
+                 f"- parameters: {trained.num_parameters:,}",
+                 f"- texts read up to {clf.max_text_tokens:,} tokens; a longer one: {clf.reads()}"]
         if isinstance(training, dict):
             facts += [f"- {k}: {html.escape(str(training[k]))}" for k in ("command", "data", "wall_seconds")
                       if k in training]

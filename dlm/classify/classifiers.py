@@ -150,7 +150,7 @@ class GenerativeClassifier:
         if not ids:
             raise ValueError(f"the text {text[:40]!r} has no tokens")
         cut = len(ids) > limit * self.max_pieces
-        tail = self.max_pieces // 2 * limit if cut and self.truncation == "head+tail" else 0
+        tail = self._tail_pieces() * limit if cut else 0
         head = ids[: limit * self.max_pieces - tail]
         ends = ids[len(ids) - tail :] if tail else []
         pieces = [head[i : i + limit] for i in range(0, len(head), limit)]
@@ -165,11 +165,14 @@ class GenerativeClassifier:
     def reads(self) -> str:
         """What of a text longer than max_text_tokens is read, for notes to the user ("its first 512 and last
         512 tokens")."""
-        piece = self.max_text_tokens // self.max_pieces
-        tail = self.max_pieces // 2 * piece if self.truncation == "head+tail" else 0
+        tail = self._tail_pieces() * (self.max_text_tokens // self.max_pieces)
         if tail:
             return f"its first {self.max_text_tokens - tail:,} and last {tail:,} tokens"
         return f"its first {self.max_text_tokens:,} tokens"
+
+    def _tail_pieces(self) -> int:
+        """How many of the max_pieces a cut text's end supplies (floor(n/2) head+tail, else none)."""
+        return self.max_pieces // 2 if self.truncation == "head+tail" else 0
 
     def text_temperature(self, tokens: int) -> float:
         """The calibration temperature of a text of this many scored tokens (score gaps grow with length)."""
