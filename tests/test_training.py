@@ -150,6 +150,28 @@ def test_bundled_style_load_and_generate(diffusion_run):
     assert len(trace.steps) == 16 and trace.texts[0].startswith("the cat")
 
 
+def test_bundle_keeps_a_tokenizer_saved_offline_loadable_from_the_hub(diffusion_run, tmp_path, monkeypatch):
+    import shutil
+
+    from training import bundle
+
+    run = tmp_path / "run"
+    shutil.copytree(diffusion_run, run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    config_file = run / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["local_files_only"] = True  # what transformers records when the run saved under HF_HUB_OFFLINE
+    config_file.write_text(json.dumps(config))
+    monkeypatch.setattr(bundle, "BUNDLED_DIR", tmp_path / "models")
+    (tmp_path / "models").mkdir()
+
+    target = bundle.bundle(run, "mine")
+    bundled = json.loads((target / "tokenizer_config.json").read_text())
+    assert bundled["local_files_only"] is False
+    assert {k: v for k, v in bundled.items() if k != "local_files_only"} == \
+        {k: v for k, v in config.items() if k != "local_files_only"}
+    assert json.loads(config_file.read_text())["local_files_only"] is True  # the run itself is left alone
+
+
 def test_ar_matched_to_diffusion(diffusion_run, corpus, tmp_path):
     from training import train_ar
 

@@ -45,6 +45,7 @@ def bundle(run_dir: Path, name: str) -> Path:
     for file in KEEP:
         if (run_dir / file).is_file():
             shutil.copy2(run_dir / file, target / file)
+    _portable_tokenizer(target)
     _rename_in_card(target, name)
     print(f"bundled {run_dir} as {name!r} in {target} ({total:.1f} MB of bundled weights in all)")
     return target
@@ -75,8 +76,22 @@ def bundle_classifier(run_dir: Path, name: str) -> Path:
         for file in (*KEEP, "dlm_train.json"):
             if (run_dir / folder / file).is_file():
                 shutil.copy2(run_dir / folder / file, target / folder / file)
+        _portable_tokenizer(target / folder)
     print(f"bundled classifier {run_dir} as {name!r} in {target} ({total:.1f} MB of bundled weights in all)")
     return target
+
+
+def _portable_tokenizer(folder: Path) -> None:
+    """A tokenizer saved offline records local_files_only=true; the bundle must also load from the Hub."""
+    import json
+
+    config_file = folder / "tokenizer_config.json"
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text())
+    if config.get("local_files_only"):
+        config["local_files_only"] = False
+        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _rename_in_card(target: Path, name: str) -> None:
