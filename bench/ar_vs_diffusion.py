@@ -22,7 +22,9 @@ beginnings from the corpus's held-out splits), one prompt at a time, each with t
 
 EOS is never sampled (`allow_eos=False`), so every run writes exactly L tokens: time, NFE and the
 judge compare equal amounts of text. Per setting: wall time from `dlm.stream` to the last step and
-time to the first step (medians over prompts; a warm-up run per model comes first), tokens/s
+time to the first step (medians over prompts; a warm-up run per model comes first; at each length the
+settings are timed interleaved, every setting on prompt i before any on prompt i + 1, so drift in the
+machine's speed touches them alike and their ratios hold within the run), tokens/s
 (median of L / wall time), NFE (forward passes per sample), peak memory during generation
 (`dlm.quality.PeakMemory`: the process's peak RSS on CPU, allocated tensors on CUDA; the largest over
 prompts; "+run" is what a run added to what the process already held), the judge's perplexity of
@@ -412,13 +414,24 @@ def parallel_rule(config: SamplerConfig) -> tuple[str, float] | None:
     return next(((name, getattr(config, name)) for name in PARALLEL_RULES if getattr(config, name) is not None), None)
 
 
-def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig, seed: int = 0,
-                    progress: bool | None = False) -> dict:
-    """Run every prompt at one setting (prompt i with seed + i) and summarise: one benchmark record,
-    with every continuation under "outputs" (scored later by `add_quality`). progress: a passing bar on
+def measure_settings(settings: list[tuple[LanguageModel, SamplerConfig]], prompts: list[str], seed: int = 0,
+                     progress: bool | None = False) -> list[dict]:
+    """One record per (model, config) setting, timed interleaved: prompt by prompt, every setting runs
+    prompt i (with seed + i) before any runs prompt i + 1, starting at setting i mod n so none always
+    follows the same neighbour. A machine that speeds up or slows down during the bench (other load,
+    clocks) then touches every setting alike, so the ratios between settings hold within one run even
+    when the absolute times drift. Each run's own time is kept (`wall_per_sample`) for paired ratios;
+    every continuation is under "outputs" (scored later by `add_quality`). progress: a passing bar on
     stderr, moved between runs (outside what they time); None: only when stderr is a terminal."""
-    bar = progress_bar(prompts, desc="timing", unit="prompt", show=progress, leave=False)
-    runs = [timed_run(lm, prompt, config, seed + i) for i, prompt in enumerate(bar)]
+    runs = [[] for _ in settings]
+    work = [(i, (i + k) % len(settings)) for i in range(len(prompts)) for k in range(len(settings))]
+    for i, index in progress_bar(work, desc="timing", unit="run", show=progress, leave=False):
+        lm, config = settings[index]
+        runs[index].append(timed_run(lm, prompts[i], config, seed + i))
+    return [_summary(lm, config, prompts, setting_runs) for (lm, config), setting_runs in zip(settings, runs)]
+
+
+def _summary(lm: LanguageModel, config: SamplerConfig, prompts: list[str], runs: list[dict]) -> dict:
     continuations = [r["continuation"] for r in runs]
     return {
         "family": family_of(lm),
@@ -441,6 +454,7 @@ def measure_setting(lm: LanguageModel, prompts: list[str], config: SamplerConfig
         "nfe": statistics.median(r["nfe"] for r in runs),
         "nfe_mean": statistics.fmean(r["nfe"] for r in runs),
         "wall_seconds": statistics.median(r["wall"] for r in runs),
+        "wall_per_sample": [r["wall"] for r in runs],  # prompt i's run, for ratios paired over prompts
         "first_step_seconds": statistics.median(r["first_step"] for r in runs),
         "tokens": statistics.median(r["tokens"] for r in runs),
         "tokens_per_second": statistics.median(r["tokens"] / r["wall"] for r in runs),
@@ -881,16 +895,22 @@ def main(argv: list[str] | None = None) -> int:
             sweep += [(length, lm, config, reference)
                       for config in sweep_configs(lm, length, divisors, thresholds, semi_ar, plan["continuous"],
                                                   plan["factors"], plan["entropy_bounds"], plan["blocked_rules"])]
-    for length, lm, config, reference in progress_bar(sweep, desc="settings", unit="setting", show=args.progress):
-        family = family_of(lm)
-        record = measure_setting(lm, prompts, config, args.seed, progress=args.progress)
-        record["mauve"] = None  # not measured at this length
-        if reference:  # untimed samples for MAUVE, scored once the judge is loaded
-            record["mauve"] = {"outputs": mauve_samples(lm, reference, config, record["outputs"], args.seed,
-                                                        progress=args.progress)}
-        records.append(record)
-        progress_note(f"L={length} {family} {record['decoding']} steps={record['steps']}: "
-             f"{record['wall_seconds']:.3f} s, NFE {record['nfe']}")
+    for length in lengths:  # each length's settings timed interleaved, prompt by prompt (measure_settings)
+        at_length = [(lm, config, reference) for n, lm, config, reference in sweep if n == length]
+        if not at_length:
+            continue
+        print(f"L={length}: timing {len(at_length)} settings interleaved over {len(prompts)} prompts ...",
+              file=sys.stderr)
+        timed = measure_settings([(lm, config) for lm, config, _ in at_length], prompts, args.seed,
+                                 progress=args.progress)
+        for (lm, config, reference), record in zip(at_length, timed):
+            record["mauve"] = None  # not measured at this length
+            if reference:  # untimed samples for MAUVE, scored once the judge is loaded
+                record["mauve"] = {"outputs": mauve_samples(lm, reference, config, record["outputs"], args.seed,
+                                                            progress=args.progress)}
+            records.append(record)
+            progress_note(f"L={length} {family_of(lm)} {record['decoding']} steps={record['steps']}: "
+                          f"{record['wall_seconds']:.3f} s, NFE {record['nfe']}")
     qa_results = [qa_results_of(lm, qa, args.progress).to_dict() for lm in models]
 
     print(f"loading the judge {args.judge!r} ...", file=sys.stderr)

@@ -322,6 +322,32 @@ def test_bench_settings_and_lengths_that_do_not_fit(roberta, gpt2):
     assert reason is not None and "the model has 128" in reason
 
 
+def test_settings_are_timed_interleaved_prompt_by_prompt(roberta, gpt2, monkeypatch):
+    bench = load_bench()
+    order, real = [], bench.timed_run
+
+    def recording(lm, prompt, config, seed):
+        order.append((lm.kind, config.steps, prompt, seed))
+        return real(lm, prompt, config, seed)
+
+    monkeypatch.setattr(bench, "timed_run", recording)
+    few, many = (roberta.settings.replace(length=8, steps=s, allow_eos=False) for s in (2, 8))
+    ar = gpt2.settings.replace(length=8, allow_eos=False)
+    prompts = ["the cat sat", "once upon a time", "it was"]
+    records = bench.measure_settings([(roberta, few), (roberta, many), (gpt2, ar)], prompts, seed=5)
+    # every setting runs prompt i before any runs prompt i + 1, starting one setting later each prompt
+    settings = [("masked", 2), ("masked", 8), ("causal", ar.steps)]
+    assert [(kind, steps) for kind, steps, _, _ in order] == [settings[(i + k) % 3] for i in range(3) for k in range(3)]
+    assert [(prompt, seed) for _, _, prompt, seed in order] == [(p, 5 + i) for i, p in enumerate(prompts) for _ in range(3)]
+    # each record is its own setting's, in the order given, its runs in prompt order
+    assert [(r["family"], r["nfe"]) for r in records] == [("diffusion", 2), ("diffusion", 8), ("ar", 8)]
+    for record in records:
+        assert len(record["outputs"]) == len(record["wall_per_sample"]) == 3
+        assert record["wall_seconds"] == sorted(record["wall_per_sample"])[1] > 0
+    again = bench.measure_settings([(roberta, many)], prompts, seed=5)[0]  # alone, the same texts
+    assert again["outputs"] == records[1]["outputs"]
+
+
 def goal_record(family, wall, ppl, decoding="d", length=128, entropy=4.0):
     return {"family": family, "length": length, "decoding": decoding, "steps": 8, "nfe": 8, "wall_seconds": wall,
             "judge_perplexity": ppl, "entropy": entropy, "distinct_2": 0.8, "repetition": 0.0}
