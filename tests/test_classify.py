@@ -115,6 +115,48 @@ def test_the_other_designs_train_and_separate_the_kinds(design, init, kinds, req
     assert all(len(p.contributions) == len(p.tokens) for p in predictions)
 
 
+def test_frozen_lower_layers_stay_the_base_s_and_the_class_models_differ_above_them(kinds, roberta_dir, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from training import train_classifier
+
+    folder = tmp_path / "frozen"
+    argv = ["--design", "per-class", "--init", str(roberta_dir), "--data", str(kinds[0]), "--output-dir", str(folder),
+            "--max-steps", "20", "--freeze-layers", "1", "--save-dtype", "float32", *FLAGS]
+    assert train_classifier.main(argv) == 0
+    spec = json.loads((folder / "classifier.json").read_text())
+    assert spec["freeze_layers"] == 1
+    base = load_file(str(Path(roberta_dir) / "model.safetensors"))
+    negative, positive = (load_file(str(folder / spec["models"][c] / "model.safetensors")) for c in ("animal", "scripture"))
+    frozen = [k for k in base if "embeddings.word_embeddings" in k or ".layer.0." in k]
+    trained = [k for k in base if ".layer.1." in k]
+    assert frozen and trained
+    for name in frozen:  # the token embeddings (the tied output matrix too) and layer 0: the base's, bit for bit
+        assert torch.equal(negative[name], base[name]) and torch.equal(positive[name], base[name]), name
+    assert all(not torch.equal(negative[k], positive[k]) for k in trained if k.endswith("weight"))
+    info = json.loads((folder / spec["models"]["animal"] / "dlm_train.json").read_text())
+    assert 0 < info["trained_parameters"] < info["parameters"]
+
+    capsys.readouterr()
+    bad = ["--design", "per-class", "--init", str(roberta_dir), "--data", str(kinds[0]), "--output-dir",
+           str(tmp_path / "bad"), "--max-steps", "2", "--freeze-layers", "3", *FLAGS]
+    assert train_classifier.main(bad) == 2  # the tiny model has 2 layers
+    assert "--freeze-layers must be in [0, 2]" in capsys.readouterr().err
+
+
+def test_freezing_finds_the_layers_of_an_autoregressive_model_too(gpt2_dir):
+    from transformers import AutoModelForCausalLM
+
+    from training.train_classifier import freeze_lower
+
+    model = AutoModelForCausalLM.from_pretrained(gpt2_dir)
+    left = freeze_lower(model, 2)
+    assert not model.transformer.wte.weight.requires_grad and not model.lm_head.weight.requires_grad  # tied
+    assert not any(p.requires_grad for p in model.transformer.h.parameters())
+    assert model.transformer.ln_f.weight.requires_grad
+    assert left == sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+
+
 def test_a_text_with_a_clear_winner_stops_early_and_the_cap_holds(per_class, kinds):
     clear = load_classifier(str(per_class), round_samples=4, max_samples=64, margin=2.0)
     [p] = clear.classify([kinds[1][0][0]])

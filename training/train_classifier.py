@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--lr", type=float, default=3e-4)
     opt.add_argument("--warmup-steps", type=int, default=30)
     opt.add_argument("--weight-decay", type=float, default=0.01)
+    opt.add_argument("--freeze-layers", type=int, default=0, metavar="N",
+                     help="keep the token embeddings (and an output layer tied to them) and the first N transformer "
+                          "layers at the base's weights, so per-class models differ only above them")
     opt.add_argument("--weighting", default="elbo", choices=["elbo", "uniform"], help="diffusion loss weighting")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--bf16", action="store_true")
@@ -285,6 +288,7 @@ def run(args) -> Path:
         **({"null_prompt": args.null_prompt, "label_dropout": args.label_dropout, "bayes_weight": args.bayes_weight,
             "contrast_min_rate": args.contrast_min_rate} if args.design == "conditional" else {}),
         **({"bayes_weight": args.bayes_weight} if joint else {}),  # per-class models trained together
+        **({"freeze_layers": args.freeze_layers} if args.freeze_layers else {}),
         **({"bayes_temperature": args.bayes_temperature}
            if args.bayes_weight > 0 and args.bayes_temperature != 1 else {}),
         "models": ({c: _safe_name(c) for c in labels} if args.design == "per-class" else {"*": "model"}),
@@ -416,6 +420,8 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
         collator, eval_collator = generative_collators(tokenizer, kind, args)
         trainer = DiffusionTrainer(model=model, args=training_args, data_collator=collator, train_dataset=train,
                                    eval_dataset=validation, processing_class=tokenizer, eval_collator=eval_collator)
+    if args.freeze_layers:
+        freeze_lower(model, args.freeze_layers)
     trainer.add_callback(common.TimeLedger(target))
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
@@ -427,11 +433,30 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
     sessions = common.read_time_ledger(target)  # every session of this model, interrupted ones included
     seconds = sum(s["seconds"] for s in sessions) if sessions else result.metrics["train_runtime"]
     info = {"steps": trainer.state.global_step, "pieces": len(train), "seconds": seconds,
-            "eval_loss": metrics.get("eval_loss"), "parameters": sum(p.numel() for p in model.parameters())}
+            "eval_loss": metrics.get("eval_loss"), "parameters": sum(p.numel() for p in model.parameters()),
+            "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     if "eval_label_accuracy" in metrics:  # conditional design: the one-sample Bayes decision on held-out pieces
         info["eval_label_accuracy"] = metrics["eval_label_accuracy"]
     (target / "dlm_train.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def freeze_lower(model, layers: int) -> int:
+    """Freeze the input embeddings (an output layer tied to them too) and the first `layers` transformer
+    layers; returns the parameters left to train. The layers are the model's one ModuleList with
+    config.num_hidden_layers entries (ModernBERT's `layers`, BERT's `encoder.layer`, GPT-2's `h`)."""
+    import torch
+
+    total = model.config.num_hidden_layers
+    if not 0 <= layers <= total:
+        raise DataError(f"--freeze-layers must be in [0, {total}] for this model, got {layers}")
+    stacks = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == total]
+    if len(stacks) != 1:
+        raise DataError(f"cannot tell this model's transformer layers apart ({len(stacks)} candidate lists)")
+    frozen = [model.get_input_embeddings(), *stacks[0][:layers]]
+    for module in frozen:
+        module.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path) -> dict:
@@ -455,6 +480,8 @@ def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path)
     starts = [str(Path(init) / json.loads((Path(init) / CONFIG_FILE).read_text())["models"][c]) if from_classifier
               else init for c in labels]
     models = [language_model(s, kind, load) for s in starts]
+    for model in models if args.freeze_layers else ():
+        freeze_lower(model, args.freeze_layers)
     work = folder / "joint"
     work.mkdir(parents=True, exist_ok=True)
     resume_from = common.prepare_output_dir(work, resume=True, overwrite=False)
