@@ -144,6 +144,34 @@ def test_frozen_lower_layers_stay_the_base_s_and_the_class_models_differ_above_t
     assert "--freeze-layers must be in [0, 2]" in capsys.readouterr().err
 
 
+def test_a_bundled_classifier_is_continued_by_its_name_and_only_as_itself(kinds, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from dlm.loading import BUNDLED_DIR
+    from training import train_classifier
+
+    reviews = tmp_path / "reviews.csv"
+    rows = [f"a {w} film, {i} times over" for i in range(12) for w in ("good", "dull")]
+    reviews.write_text("text,label\n" + "\n".join(f"{r},{'positive' if 'good' in r else 'negative'}" for r in rows) + "\n")
+    out = tmp_path / "more"
+    argv = ["--design", "per-class", "--init", "default-classifier", "--data", str(reviews), "--output-dir", str(out),
+            "--max-steps", "1", "--save-dtype", "float32", *FLAGS]
+    assert train_classifier.main(argv) == 0
+    spec = json.loads((out / "classifier.json").read_text())
+    assert spec["training"]["base_model"] == "default-classifier"  # the card names the bundled one, not a path
+    assert spec["training"]["continued_from"]["command"].startswith("python -m training.train_classifier")
+    bundled = load_file(str(BUNDLED_DIR / "default-classifier" / "class-positive" / "model.safetensors"))
+    continued = load_file(str(out / "class-positive" / "model.safetensors"))
+    name = next(k for k in bundled if "layers.3.mlp.Wo" in k)
+    assert (continued[name] - bundled[name].float()).abs().max() < 1e-2  # one small step from its weights
+
+    capsys.readouterr()
+    other = ["--design", "per-class", "--init", "default-classifier", "--data", str(kinds[0]), "--output-dir",
+             str(tmp_path / "other"), "--max-steps", "1", *FLAGS]
+    assert train_classifier.main(other) == 2
+    assert "it can only be continued as one" in capsys.readouterr().err
+
+
 def test_freezing_finds_the_layers_of_an_autoregressive_model_too(gpt2_dir):
     from transformers import AutoModelForCausalLM
 

@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> Path:
     from transformers import AutoConfig, AutoTokenizer, set_seed
 
-    from dlm.classify.classifiers import MAX_PIECES
-    from dlm.loading import detect_kind, resolve
+    from dlm.classify.classifiers import MAX_PIECES, bundled_classifiers
+    from dlm.loading import BUNDLED_DIR, detect_kind, resolve
 
     common.set_threads(args.threads)
     folder = Path(args.output_dir)
@@ -248,7 +248,8 @@ def run(args) -> Path:
     resuming = args.resume and folder.is_dir()
     common.prepare_output_dir(folder, args.resume, args.overwrite)
     set_seed(args.seed)
-    init = args.init if (Path(args.init) / CONFIG_FILE).is_file() else resolve(args.init)
+    init = str(BUNDLED_DIR / args.init) if args.init in bundled_classifiers() else args.init  # continue its models
+    init = init if (Path(init) / CONFIG_FILE).is_file() else resolve(init)
     first = init
     if (Path(init) / CONFIG_FILE).is_file():  # a classifier folder: its (first) model gives kind and tokenizer
         first = str(Path(init) / sorted(json.loads((Path(init) / CONFIG_FILE).read_text())["models"].values())[0])
@@ -261,6 +262,11 @@ def run(args) -> Path:
     labels = sorted({label for _, label in splits["train"]})
     if len(labels) < 2:
         raise DataError(f"the training split has {len(labels)} label(s) {labels}; a classifier needs at least two")
+    if (Path(init) / CONFIG_FILE).is_file():
+        continued = json.loads((Path(init) / CONFIG_FILE).read_text())
+        if args.design != continued["design"] or sorted(continued["labels"]) != labels:
+            raise DataError(f"{args.init!r} is a {continued['design']} classifier of {sorted(continued['labels'])}; "
+                            f"it can only be continued as one ({args.design} of {labels} asked)")
     counts = [sum(label == c for _, label in splits["train"]) for c in labels]
     if not 0 <= args.label_dropout <= 1:
         raise DataError(f"--label-dropout must be in [0, 1], got {args.label_dropout}")
