@@ -255,6 +255,9 @@ def run(args) -> Path:
         first = str(Path(init) / sorted(json.loads((Path(init) / CONFIG_FILE).read_text())["models"].values())[0])
     config = AutoConfig.from_pretrained(first, trust_remote_code=args.trust_remote_code)
     kind = (getattr(config, "dlm", None) or {}).get("kind") or detect_kind(config)
+    depth = getattr(config, "num_hidden_layers", None)
+    if depth is not None and not 0 <= args.freeze_layers <= depth:  # before the data is read
+        raise DataError(f"--freeze-layers must be in [0, {depth}] for this model, got {args.freeze_layers}")
     tokenizer = AutoTokenizer.from_pretrained(first, trust_remote_code=args.trust_remote_code)
     if tokenizer.pad_token_id is None:
         raise DataError(f"the tokenizer of {args.init!r} has no padding token")
