@@ -150,6 +150,40 @@ def test_bundled_style_load_and_generate(diffusion_run):
     assert len(trace.steps) == 16 and trace.texts[0].startswith("the cat")
 
 
+def test_a_warmup_stable_decay_run_keeps_its_weights_from_before_the_decay_to_continue_from(corpus, tmp_path):
+    import dlm
+    from training import train_diffusion
+
+    out = tmp_path / "wsd"
+    flags = [*TINY_FLAGS, "--schedule", "wsd", "--decay-steps", "4", "--logging-steps", "1"]
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(out), "--max-steps", "12",
+                                 "--eval-steps", "12", "--save-steps", "12", *flags]) == 0
+    rates = {h["step"]: h["learning_rate"] for h in log_history(out) if "learning_rate" in h}
+    # the rate each update used: 2 warm-up steps, the peak for updates 3-9 (the cosine starts at 1), then down
+    assert all(rates[step] == pytest.approx(3e-3) for step in range(3, 10))
+    assert 3e-3 > rates[10] > rates[11] > rates[12] and rates[12] < 3e-3 / 5
+    info = json.loads((out / "dlm_run.json").read_text())
+    assert info["schedule"] == {"type": "wsd", "decay_steps": 4, "stable": "stable"}
+    stable = json.loads((out / "stable" / "dlm_run.json").read_text())
+    tokens_per_step = 8 * 32
+    assert stable["steps"] == 8 and stable["tokens_seen_total"] == 8 * tokens_per_step
+    assert dlm.load(str(out / "stable")).kind == "masked"
+
+    # a next run continues the stable phase from those weights, and counts the tokens they had seen
+    more = tmp_path / "more"
+    assert train_diffusion.main(["--init", str(out / "stable"), "--data", str(corpus), "--output-dir", str(more),
+                                 "--max-steps", "4", "--eval-steps", "4", "--save-steps", "4", *RUN_FLAGS]) == 0
+    assert json.loads((more / "dlm_run.json").read_text())["start_tokens"] == 8 * tokens_per_step
+
+
+def test_a_decay_longer_than_the_run_is_refused(corpus, tmp_path, capsys):
+    from training import train_diffusion
+
+    code = train_diffusion.main(["--data", str(corpus), "--output-dir", str(tmp_path / "bad"), "--max-steps", "10",
+                                 "--schedule", "wsd", "--decay-steps", "9", *TINY_FLAGS])
+    assert code == 2 and "--decay-steps must be in [1, 8]" in capsys.readouterr().err
+
+
 def test_bundle_keeps_a_tokenizer_saved_offline_loadable_from_the_hub(diffusion_run, tmp_path, monkeypatch):
     import shutil
 

@@ -41,6 +41,12 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--lr", type=float, default=1e-3)
     opt.add_argument("--warmup-steps", type=int, default=100)
     opt.add_argument("--weight-decay", type=float, default=0.01)
+    opt.add_argument("--schedule", default="cosine", choices=["cosine", "wsd"],
+                     help="learning rate after the warm-up: a cosine decay to 0 over the run, or warmup-stable-decay "
+                          "(constant, then a cosine decay over the last --decay-steps), which keeps the weights from "
+                          "before the decay in OUTPUT_DIR/stable: a later run continues from them (--init "
+                          "OUTPUT_DIR/stable) at the same learning rate, without a fresh warm-up's setback")
+    opt.add_argument("--decay-steps", type=int, help="wsd: steps of the final decay (default: a fifth of --max-steps)")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     opt.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
@@ -209,6 +215,49 @@ def pack_splits(args, texts, tokenizer):
     return train, validation
 
 
+STABLE_DIR = "stable"  # --schedule wsd: the weights from before the decay
+
+
+def decay_steps(args) -> int | None:
+    """--schedule wsd: how many final steps decay the learning rate (None for cosine)."""
+    if getattr(args, "schedule", "cosine") != "wsd":
+        return None
+    steps = args.decay_steps if args.decay_steps is not None else args.max_steps // 5
+    if not 0 < steps <= args.max_steps - args.warmup_steps:
+        raise DataError(f"--decay-steps must be in [1, {args.max_steps - args.warmup_steps}] "
+                        f"(--max-steps minus --warmup-steps), got {steps}")
+    return steps
+
+
+def schedule_arguments(args) -> dict:
+    """TrainingArguments for the learning-rate schedule --schedule asks for."""
+    decay = decay_steps(args)
+    if decay is None:
+        return {"lr_scheduler_type": "cosine"}
+    return {"lr_scheduler_type": "warmup_stable_decay",
+            "lr_scheduler_kwargs": {"num_decay_steps": decay, "decay_type": "cosine"}}
+
+
+class StableWeights(TrainerCallback):
+    """--schedule wsd: save the model as it is when the decay begins into `folder / STABLE_DIR` (safetensors in
+    the training precision, tokenizer, and the tokens it has seen), so a later run can continue the stable
+    phase from it."""
+
+    def __init__(self, folder: str | Path, step: int, tokenizer, start_tokens: int, tokens_per_step: int):
+        self.folder, self.step, self.tokenizer = Path(folder) / STABLE_DIR, step, tokenizer
+        self.start_tokens, self.tokens_per_step = start_tokens, tokens_per_step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step != self.step or not state.is_world_process_zero:
+            return
+        model.save_pretrained(self.folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(self.folder)
+        tokens = self.step * self.tokens_per_step
+        write_json(self.folder / RUN_FILE, {"steps": self.step, "tokens_seen": tokens,
+                                            "tokens_seen_total": self.start_tokens + tokens,
+                                            "note": "the weights before the learning-rate decay (--schedule wsd)"})
+
+
 def training_arguments(args, resume_from: str | bool, **overrides):
     from transformers import TrainingArguments
 
@@ -221,7 +270,7 @@ def training_arguments(args, resume_from: str | bool, **overrides):
         learning_rate=args.lr,
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
-        lr_scheduler_type="cosine",
+        **schedule_arguments(args),
         adam_beta2=0.98,
         max_grad_norm=1.0,
         eval_strategy="steps",
@@ -272,10 +321,14 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     folder = Path(args.output_dir)
     first_step = int(str(resume_from).rsplit("-", 1)[-1]) if resume_from else 0
     trainer.add_callback(TimeLedger(folder))
+    tokens_per_step = args.batch_size * args.block_size * args.grad_accum * trainer.args.world_size
+    base = getattr(args, "init", None) or getattr(args, "init_from_ar", None)  # the checkpoint the run started from
+    if decay_steps(args):
+        trainer.add_callback(StableWeights(folder, args.max_steps - decay_steps(args), tokenizer, prior_tokens(base),
+                                           tokens_per_step))
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
     state = trainer.state
-    tokens_per_step = args.batch_size * args.block_size * args.grad_accum * trainer.args.world_size
     runtime = result.metrics["train_runtime"]
     # every session, interrupted ones included (the ledger); runs from before it kept completed ones only
     history = [{"steps": s["end_step"] - s["start_step"], "seconds": s["seconds"], "hardware": s["hardware"]}
@@ -283,7 +336,6 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     if not history:
         history = _read_json(folder / RUN_FILE).get("sessions", [])
         history.append({"steps": state.global_step - first_step, "seconds": runtime, "hardware": hardware()})
-    base = getattr(args, "init", None) or getattr(args, "init_from_ar", None)  # the checkpoint the run started from
     info = {
         "command": command_line(module),
         "data": texts.description,
@@ -304,6 +356,8 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "evaluation": {k.removeprefix("eval_"): v for k, v in metrics.items()
                        if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))},
         "block_size": args.block_size,
+        "schedule": ({"type": "wsd", "decay_steps": decay_steps(args), "stable": STABLE_DIR} if decay_steps(args)
+                     else {"type": "cosine"}),
         "sessions": history,
         "loss_by_mask_rate": mask_bucket_losses(state.log_history),
         "repo_id": args.push_to_hub,
