@@ -743,7 +743,7 @@ def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float 
             result["summary"] += (f" Closest on judge perplexity among the varied enough: {closest['decoding']}, "
                                   f"{closest['steps']} steps, {ratio['ratio']:.2f}x AR's (paired over the prompts, "
                                   f"95% CI {ratio['low']:.2f}–{ratio['high']:.2f}), "
-                                  f"{ar['wall_seconds'] / closest['wall_seconds']:.2f}x AR's speed.")
+                                  f"{closest['time_ratio_to_ar']:.2f}x AR's time.")
     else:
         best = meeting[0]
         result["summary"] = head + (
@@ -763,8 +763,9 @@ def goal_check(records: list[dict], length: int = GOAL_LENGTH, tolerance: float 
 
 def _closest_to_ar(records: list[dict], ar: dict, length: int, floor: float) -> dict | None:
     """The diffusion setting at `length` with entropy >= floor and the lowest judge perplexity, with its
-    judge perplexity over AR's paired prompt by prompt (both continue the same prompts); None when no
-    setting is varied enough or the records predate per-prompt NLLs."""
+    judge perplexity over AR's paired prompt by prompt (both continue the same prompts) and its wall time
+    over AR's (the median of the per-prompt ratios where the records keep each prompt's time, else the
+    ratio of the medians); None when no setting is varied enough or the records predate per-prompt NLLs."""
     varied = [r for r in records if r["family"] != "ar" and r["length"] == length and r.get("entropy") is not None
               and math.isfinite(r["entropy"]) and r["entropy"] >= floor and "judge_nll_per_sample" in r]
     if not varied or "judge_nll_per_sample" not in ar:
@@ -772,9 +773,13 @@ def _closest_to_ar(records: list[dict], ar: dict, length: int, floor: float) -> 
     best = min(varied, key=lambda r: r["judge_perplexity"])
     ratio = paired_perplexity_ratio((best["judge_nll_per_sample"], best["judge_tokens_per_sample"]),
                                     (ar["judge_nll_per_sample"], ar["judge_tokens_per_sample"]))
+    if best.get("wall_per_sample") and len(best["wall_per_sample"]) == len(ar.get("wall_per_sample") or ()):
+        time_ratio = statistics.median(b / a for b, a in zip(best["wall_per_sample"], ar["wall_per_sample"]))
+    else:
+        time_ratio = best["wall_seconds"] / ar["wall_seconds"]
     return {"decoding": best["decoding"], "steps": best.get("steps"), "wall_seconds": best["wall_seconds"],
             "judge_perplexity": best["judge_perplexity"], "entropy": best["entropy"],
-            "judge_ratio_to_ar": {k: ratio[k] for k in ("ratio", "low", "high", "n")}}
+            "judge_ratio_to_ar": {k: ratio[k] for k in ("ratio", "low", "high", "n")}, "time_ratio_to_ar": time_ratio}
 
 
 def _json_safe(value):

@@ -467,5 +467,11 @@ def test_an_unmet_goal_names_the_closest_setting_with_a_paired_ratio():
     assert closest["decoding"] == "near" and closest["judge_ratio_to_ar"]["ratio"] == pytest.approx(math.exp(0.3))
     assert closest["judge_ratio_to_ar"]["low"] == pytest.approx(math.exp(0.3))  # the same shift on every prompt
     assert "Closest on judge perplexity among the varied enough: near, 8 steps, 1.35x AR's" in goal["summary"]
+    assert closest["time_ratio_to_ar"] == pytest.approx(0.5) and "0.50x AR's time" in goal["summary"]
+    # with each prompt's time kept: the median of the per-prompt ratios, not the ratio of the medians
+    ar["wall_per_sample"] = [1.0] * 10 + [3.0] * 10
+    for r in records[1:]:
+        r["wall_per_sample"] = [0.9] * 10 + [0.6] * 10
+    assert bench.goal_check(records)["closest"]["time_ratio_to_ar"] == pytest.approx((0.9 + 0.2) / 2)
     old = [{k: v for k, v in r.items() if not k.startswith("judge_nll")} for r in records]  # records before NLLs
     assert "closest" not in bench.goal_check(old)
