@@ -167,7 +167,9 @@ def test_a_warmup_stable_decay_run_keeps_its_weights_from_before_the_decay_to_co
     stable = json.loads((out / "stable" / "dlm_run.json").read_text())
     tokens_per_step = 8 * 32
     assert stable["steps"] == 8 and stable["tokens_seen_total"] == 8 * tokens_per_step
-    assert dlm.load(str(out / "stable")).kind == "masked"
+    lm = dlm.load(str(out / "stable"))
+    assert lm.kind == "masked" and lm.settings.length == 16  # the run's own settings, as the final model has
+    assert json.loads((out / "stable" / "config.json").read_text())["dlm"]["training"]["steps"] == 8
 
     # a next run continues the stable phase from those weights, and counts the tokens they had seen
     more = tmp_path / "more"

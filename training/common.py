@@ -240,19 +240,22 @@ def schedule_arguments(args) -> dict:
 
 class StableWeights(TrainerCallback):
     """--schedule wsd: save the model as it is when the decay begins into `folder / STABLE_DIR` (safetensors in
-    the training precision, tokenizer, and the tokens it has seen), so a later run can continue the stable
-    phase from it."""
+    the training precision, tokenizer, the run's `dlm` settings, and the tokens it has seen), so a later run
+    can continue the stable phase from it and `dlm.load` reads it as the run's kind of model."""
 
-    def __init__(self, folder: str | Path, step: int, tokenizer, start_tokens: int, tokens_per_step: int):
+    def __init__(self, folder: str | Path, step: int, tokenizer, start_tokens: int, tokens_per_step: int,
+                 dlm_block: dict):
         self.folder, self.step, self.tokenizer = Path(folder) / STABLE_DIR, step, tokenizer
-        self.start_tokens, self.tokens_per_step = start_tokens, tokens_per_step
+        self.start_tokens, self.tokens_per_step, self.dlm_block = start_tokens, tokens_per_step, dlm_block
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step != self.step or not state.is_world_process_zero:
             return
+        tokens = self.step * self.tokens_per_step
+        model.config.dlm = {**self.dlm_block, "training": {"steps": self.step, "tokens_seen": tokens,
+                                                           "tokens_seen_total": self.start_tokens + tokens}}
         model.save_pretrained(self.folder, safe_serialization=True)
         self.tokenizer.save_pretrained(self.folder)
-        tokens = self.step * self.tokens_per_step
         write_json(self.folder / RUN_FILE, {"steps": self.step, "tokens_seen": tokens,
                                             "tokens_seen_total": self.start_tokens + tokens,
                                             "note": "the weights before the learning-rate decay (--schedule wsd)"})
@@ -325,7 +328,7 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     base = getattr(args, "init", None) or getattr(args, "init_from_ar", None)  # the checkpoint the run started from
     if decay_steps(args):
         trainer.add_callback(StableWeights(folder, args.max_steps - decay_steps(args), tokenizer, prior_tokens(base),
-                                           tokens_per_step))
+                                           tokens_per_step, dlm_block))
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
     state = trainer.state
