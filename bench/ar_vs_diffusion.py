@@ -7,7 +7,7 @@
 For every length L, both models continue the same prompts (bench/data/prompts.txt, sentence
 beginnings from the corpus's held-out splits), one prompt at a time, each with the seed of its prompt:
 
-- diffusion with steps L/16, L/8, L/4, L/2, L (the model's recommended sampler settings otherwise,
+- diffusion with steps L/16, L/8, L/4, L/2, L and the model's own step count (its recommended sampler settings otherwise,
   `lm.settings`, its semi-autoregressive blocks included);
 - parallel decoding, steps L as an upper bound and low-confidence remasking, the model's sampling
   temperature and nucleus: Fast-dLLM's threshold (every masked position whose confidence reaches
@@ -248,7 +248,7 @@ def sweep_configs(
     blocked_rules=BLOCKED_RULES,
 ) -> list[SamplerConfig]:
     """The settings a model is measured at, for one length: for a masked model a steps sweep at its
-    recommended settings (its blocks included), the parallel-decoding rules (without blocks, then in
+    recommended settings (its blocks included; L/16 to L and its own step count), the parallel-decoding rules (without blocks, then in
     blocks of 32 with the dual cache) and semi-AR decoding without and with the dual cache (SEMI_AR);
     KV-cached decoding for a causal one; for a continuous one its recommended solver at
     `continuous_steps` steps. Never EOS."""
@@ -261,8 +261,10 @@ def sweep_configs(
         return [base.replace(steps=s) for s in continuous_steps]
     own_block = recommended.block_length
     own_blocks = -(-length // own_block) if own_block else 1
-    steps = sorted({max(own_blocks, length // d) for d in divisors})
-    configs = [recommended.replace(steps=s) for s in steps]
+    steps = {max(own_blocks, length // d) for d in divisors}
+    if own_blocks <= recommended.steps <= length:  # the model's own step count, where the sweep skips it
+        steps.add(recommended.steps)
+    configs = [recommended.replace(steps=s) for s in sorted(steps)]
     parallel = base.replace(steps=length, remasking="low_confidence")
     configs += [parallel.replace(threshold=t) for t in thresholds]
     configs += [parallel.replace(factor=f) for f in factors]

@@ -315,6 +315,10 @@ def test_bench_settings_and_lengths_that_do_not_fit(roberta, gpt2):
     blocked = SimpleNamespace(kind="masked", settings=roberta.settings.replace(block_length=32, remasking="entropy"))
     fixed = [c for c in bench.sweep_configs(blocked, 128) if bench.decoding_of(blocked, c) == "fixed steps"]
     assert [c.steps for c in fixed] == [8, 16, 32, 64, 128] and all(c.block_length == 32 for c in fixed)
+    # the model's own step count is measured too where the sweep would skip it
+    six = SimpleNamespace(kind="masked", settings=roberta.settings.replace(steps=6, block_length=None))
+    fixed = [c for c in bench.sweep_configs(six, 128) if bench.decoding_of(six, c) == "fixed steps"]
+    assert [c.steps for c in fixed] == [6, 8, 16, 32, 64, 128]
     [ar] = bench.sweep_configs(gpt2, 64)
     assert ar.length == 64 and not ar.allow_eos
     assert bench.does_not_fit(gpt2, ["the cat sat"], 16) is None
