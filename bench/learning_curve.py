@@ -7,7 +7,8 @@ Reads each run's evaluations from the trainer state of its last checkpoint (`eva
 and the tokens each step consumed. A run continued from an earlier checkpoint (`--init`) starts its
 count at the tokens that checkpoint had already seen (its `dlm_run.json`), so continued runs and
 their starting points share one axis. For every run the table says where it stopped improving: the
-first evaluation after which no later one is more than --tolerance (relative) better.
+first evaluation after which no later one is more than --tolerance (relative) better. A run trained
+with `--ema` also shows its weight average's perplexity at each evaluation.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ def read_run(folder: Path) -> dict:
     seen = {h["step"]: h["num_input_tokens_seen"] for h in state["log_history"] if "num_input_tokens_seen" in h}
     per_step = _tokens_per_step(seen)
     points = []
+    averaged = {h["step"]: h["ema_perplexity"] for h in state["log_history"] if "ema_perplexity" in h}  # --ema
     for h in state["log_history"]:
         if "eval_perplexity" in h:
             points.append({"step": h["step"], "tokens": start + h["step"] * per_step,
                            "perplexity": h["eval_perplexity"]})
+            if h["step"] in averaged:
+                points[-1]["ema_perplexity"] = averaged[h["step"]]
     kind = "causal" if any(a.endswith(("CausalLM", "LMHeadModel")) for a in config.get("architectures", [])) else "masked"
     return {"run": str(folder), "kind": kind, "init": init, "start_tokens": start, "tokens_per_step": per_step,
             "points": points}
@@ -76,11 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         curve["plateau"] = plateau(curve["points"], args.tolerance)
         print(f"\n{curve['run']} ({curve['kind']}; started at {curve['start_tokens'] / 1e6:.2f}M tokens"
               f"{' from ' + curve['init'] if curve['init'] else ''})\n")
-        print("| step | tokens seen | held-out perplexity |")
-        print("|---:|---:|---:|")
+        average = any("ema_perplexity" in p for p in curve["points"])
+        print("| step | tokens seen | held-out perplexity |" + (" weight average (--ema) |" if average else ""))
+        print("|---:|---:|---:|" + ("---:|" if average else ""))
         for p in curve["points"]:
             bound = "≤ " if curve["kind"] == "masked" else ""
-            print(f"| {p['step']} | {p['tokens'] / 1e6:.2f}M | {bound}{p['perplexity']:.2f} |")
+            row = f"| {p['step']} | {p['tokens'] / 1e6:.2f}M | {bound}{p['perplexity']:.2f} |"
+            if average:
+                row += f" {bound}{p['ema_perplexity']:.2f} |" if "ema_perplexity" in p else " |"
+            print(row)
         stop = curve["plateau"]
         if stop and stop is not curve["points"][-1]:
             print(f"\nstops improving (by more than {args.tolerance:.0%}) after {stop['tokens'] / 1e6:.2f}M tokens "

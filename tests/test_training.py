@@ -178,6 +178,87 @@ def test_a_warmup_stable_decay_run_keeps_its_weights_from_before_the_decay_to_co
     assert json.loads((more / "dlm_run.json").read_text())["start_tokens"] == 8 * tokens_per_step
 
 
+def test_the_weight_average_follows_its_decay_and_leaves_the_model_its_own_weights():
+    import torch
+
+    from training.common import EmaWeights
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = EmaWeights(trainer=None, decay=0.25, resume_from=False)
+    ema.on_train_begin(None, None, None, model=model)
+    expected = 1.0
+    for update, value in enumerate([3.0, 5.0, -1.0], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.on_step_end(None, None, None, model=model)
+        decay = min(0.25, (1 + update) / (10 + update))  # 2/11, then the decay itself (3/12 = 0.25 < 4/13)
+        expected = decay * expected + (1 - decay) * value
+        assert ema.shadow[0].flatten().tolist() == pytest.approx([expected, expected])
+    with ema.applied(model):
+        assert model.weight.detach().flatten().tolist() == pytest.approx([expected, expected])
+    assert model.weight.detach().flatten().tolist() == [-1.0, -1.0]
+
+
+def test_a_run_with_a_weight_average_evaluates_it_saves_it_as_a_model_and_resumes_it(corpus, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    import dlm
+    from training import train_diffusion
+
+    flags = [*TINY_FLAGS, "--ema", "0.9", "--max-steps", "8", "--save-steps", "4", "--eval-steps", "4"]
+    out = tmp_path / "ema"
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(out), *flags]) == 0
+    history = log_history(out)
+    assert [h["step"] for h in history if "ema_perplexity" in h] == [4, 8]  # beside every evaluation
+    assert [h["step"] for h in history if "eval_perplexity" in h] == [4, 8]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning_curve", Path(__file__).resolve().parents[1] / "bench" / "learning_curve.py")
+    learning_curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning_curve)
+    curve = learning_curve.read_run(out)["points"]  # the learning curve shows both
+    assert [p["step"] for p in curve] == [4, 8] and all(p["ema_perplexity"] != p["perplexity"] for p in curve)
+    info = json.loads((out / "dlm_run.json").read_text())
+    assert info["ema"]["decay"] == 0.9 and info["ema"]["updates"] == 8 and info["ema"]["folder"] == "ema"
+    average = json.loads((out / "ema" / "dlm_run.json").read_text())
+    assert average["perplexity"] == info["ema"]["perplexity"] != info["perplexity"]
+    assert average["steps"] == 8 and "moving average" in average["note"]
+    lm = dlm.load(str(out / "ema"))  # a model of its own, with the run's settings
+    assert lm.kind == "masked" and lm.settings.length == 16
+    assert "weight average" in (out / "ema" / "README.md").read_text()
+    saved = load_file(str(out / "checkpoint-4" / "ema.safetensors"))
+    weights = load_file(str(out / "checkpoint-4" / "model.safetensors"))
+    assert any(not torch.equal(saved[name], weights[name]) for name in saved if name in weights)
+
+    # resumed from step 4, the run reads the average back instead of restarting it from the weights
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(out / "checkpoint-4", resumed / "checkpoint-4")
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(resumed), *flags, "--resume"]) == 0
+    assert json.loads((resumed / "dlm_run.json").read_text())["ema"]["updates"] == 8  # 4 read back + 4 new
+    from transformers import AutoModelForMaskedLM
+
+    from training.common import EmaWeights
+
+    ema = EmaWeights(trainer=None, decay=0.9, resume_from=str(out / "checkpoint-4"))
+    ema.on_train_begin(None, None, None, model=AutoModelForMaskedLM.from_pretrained(out / "checkpoint-4"))
+    assert ema.updates == 4 and all(torch.equal(a, saved[name]) for name, a in zip(ema.names, ema.shadow))
+
+
+def test_a_weight_average_needs_a_decay_below_one(corpus, tmp_path, capsys):
+    from training import train_diffusion
+
+    with pytest.raises(SystemExit) as refused:  # refused with the flags, before any data is read
+        train_diffusion.main(["--data", str(corpus), "--output-dir", str(tmp_path / "bad"), "--ema", "1.5", *TINY_FLAGS])
+    assert refused.value.code == 2 and "--ema must be a decay in (0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_decay_longer_than_the_run_is_refused(corpus, tmp_path, capsys):
     from training import train_diffusion
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import os
 import platform
@@ -47,6 +49,10 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                           "before the decay in OUTPUT_DIR/stable: a later run continues from them (--init "
                           "OUTPUT_DIR/stable) at the same learning rate, without a fresh warm-up's setback")
     opt.add_argument("--decay-steps", type=int, help="wsd: steps of the final decay (default: a fifth of --max-steps)")
+    opt.add_argument("--ema", type=_ema_decay, default=0.0, metavar="DECAY",
+                     help="also keep an exponential moving average of the weights with this decay (e.g. 0.999; "
+                          "0 = off), evaluated beside the weights at every evaluation, kept in each checkpoint "
+                          "for --resume, and saved at the end as a model of its own in OUTPUT_DIR/ema")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     opt.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
@@ -63,6 +69,13 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--num-samples", type=int, default=5, help="unedited samples written into the model card")
     out.add_argument("--push-to-hub", metavar="REPO_ID", help="push the final model to this Hub repo")
     out.add_argument("--private", action="store_true", help="with --push-to-hub: make the repo private")
+
+
+def _ema_decay(text: str) -> float:
+    value = float(text)
+    if not (value == 0.0 or 0.0 < value < 1.0):
+        raise argparse.ArgumentTypeError(f"--ema must be a decay in (0, 1), e.g. 0.999, or 0 for none; got {text}")
+    return value
 
 
 def prepare_output_dir(folder: str | Path, resume: bool, overwrite: bool) -> str | bool:
@@ -261,6 +274,92 @@ class StableWeights(TrainerCallback):
                                             "note": "the weights before the learning-rate decay (--schedule wsd)"})
 
 
+EMA_DIR = "ema"  # --ema: the averaged weights, a model of their own
+EMA_FILE = "ema.safetensors"  # --ema: the average inside each checkpoint, for --resume
+
+
+class EmaWeights(TrainerCallback):
+    """--ema: an exponential moving average of the trained weights (float32), updated after every optimizer
+    step with decay min(decay, (1 + n) / (10 + n)) at its n-th update, so the start weighs less than a
+    fixed decay would give it. It is evaluated beside the weights at every evaluation (`ema_loss`,
+    `ema_perplexity` in the log), saved into each checkpoint (`EMA_FILE`) and read back from the one a
+    run resumes, so an interrupted run keeps its average."""
+
+    def __init__(self, trainer, decay: float, resume_from: str | bool):
+        if not 0.0 < decay < 1.0:
+            raise DataError(f"--ema must be a decay in (0, 1), e.g. 0.999; got {decay}")
+        self.trainer, self.decay, self.resume_from = trainer, decay, resume_from
+        self.names: list[str] = []
+        self.shadow: list[torch.Tensor] = []
+        self.updates = 0
+        self.metrics: dict = {}  # the average's latest evaluation (`ema_loss`, `ema_perplexity`, ...)
+        self._evaluating = False
+
+    def _parameters(self, model) -> list[torch.Tensor]:
+        named = dict(model.named_parameters())
+        return [named[name] for name in self.names]
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        self.shadow = [p.detach().float().clone() for p in self._parameters(model)]
+        self.updates = 0
+        saved = Path(self.resume_from) / EMA_FILE if self.resume_from else None
+        if saved and saved.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(saved), framework="pt") as f:
+                missing = sorted(set(self.names) - set(f.keys()))
+                if missing:
+                    raise DataError(f"{saved} does not average this model's weights (no {missing[0]!r})")
+                self.shadow = [f.get_tensor(name).float() for name in self.names]
+                self.updates = int(f.metadata().get("updates", 0))
+        elif saved:
+            print(f"{saved.parent.name} has no average of the weights: --ema starts from its weights",
+                  file=sys.stderr)
+
+    @torch.no_grad()
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = [p.detach().float() for p in self._parameters(model)]
+        torch._foreach_lerp_(self.shadow, current, 1.0 - decay)
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from safetensors.torch import save_file
+
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            save_file(dict(zip(self.names, self.shadow)), str(folder / EMA_FILE),
+                      metadata={"updates": str(self.updates), "decay": str(self.decay)})
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._evaluating or not self.shadow:  # the average's own evaluation calls back here
+            return
+        self._evaluating = True
+        try:
+            with self.applied(self.trainer.model):
+                self.metrics = self.trainer.evaluate(metric_key_prefix="ema")
+        finally:
+            self._evaluating = False
+
+    @contextlib.contextmanager
+    def applied(self, model):
+        """The model holds the averaged weights inside the block and its own weights again after it."""
+        params = self._parameters(model)
+        own = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, average in zip(params, self.shadow):
+                p.copy_(average)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for p, mine in zip(params, own):
+                    p.copy_(mine)
+
+
 def training_arguments(args, resume_from: str | bool, **overrides):
     from transformers import TrainingArguments
 
@@ -329,8 +428,13 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     if decay_steps(args):
         trainer.add_callback(StableWeights(folder, args.max_steps - decay_steps(args), tokenizer, prior_tokens(base),
                                            tokens_per_step, dlm_block))
+    ema = EmaWeights(trainer, args.ema, resume_from) if getattr(args, "ema", 0.0) else None
+    if ema:
+        trainer.add_callback(ema)
     result = trainer.train(resume_from_checkpoint=resume_from or None)
-    metrics = trainer.evaluate()
+    metrics = trainer.evaluate()  # with --ema, the average is evaluated too (`ema_` metrics)
+    if ema:
+        metrics = {**metrics, **ema.metrics}
     state = trainer.state
     runtime = result.metrics["train_runtime"]
     # every session, interrupted ones included (the ledger); runs from before it kept completed ones only
@@ -365,13 +469,19 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "loss_by_mask_rate": mask_bucket_losses(state.log_history),
         "repo_id": args.push_to_hub,
     }
+    if ema:
+        info["ema"] = {"decay": ema.decay, "updates": ema.updates, "folder": EMA_DIR, "eval_loss": metrics.get("ema_loss"),
+                       "perplexity": metrics.get("ema_perplexity")}
     trainer.model.config.dlm = {**dlm_block, "training": {k: info[k] for k in
                                 ("command", "data", "steps", "tokens_seen", "tokens_seen_total", "perplexity",
                                  "block_size")
                                 if info[k] is not None}}
-    save_final(trainer, tokenizer, folder, args.save_dtype)
     info["settings"] = dlm_block.get("sampler", {})
     info["dlm"] = dlm_block
+    if ema:  # before save_final casts the model
+        save_ema_model(trainer, tokenizer, ema, folder / EMA_DIR, args.save_dtype, info, metrics, kind=kind, title=title,
+                       num_samples=args.num_samples)
+    save_final(trainer, tokenizer, folder, args.save_dtype)
     samples = generate_samples(folder, args.num_samples)
     info["samples"] = samples
     write_json(folder / RUN_FILE, info)
@@ -384,6 +494,33 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         url = push(folder, args.push_to_hub, private=args.private)
         print(f"pushed to {url}")
     return folder
+
+
+def save_ema_model(trainer, tokenizer, ema: EmaWeights, folder: Path, save_dtype: str, info: dict, metrics: dict,
+                   *, kind: str, title: str, num_samples: int) -> None:
+    """The averaged weights as a model of their own in `folder`: config (with the run's `dlm` settings and the
+    average's held-out figures), tokenizer, run record and card, as a run's final model has, so `dlm.load`,
+    `training.card` and `training.bundle` take it like any run."""
+    from training.card import generate_samples, write_card
+
+    with ema.applied(trainer.model):
+        model = copy.deepcopy(trainer.model)
+    record = {**info, "perplexity": metrics.get("ema_perplexity"), "eval_loss": metrics.get("ema_loss"),
+              "evaluation": {k.removeprefix("ema_"): v for k, v in metrics.items()
+                             if k.startswith("ema_") and not k.endswith(("runtime", "per_second"))},
+              "note": f"exponential moving average of the weights (decay {ema.decay}, {ema.updates} updates)"}
+    record.pop("ema", None)
+    model.config.dlm = {**trainer.model.config.dlm,
+                        "training": {**trainer.model.config.dlm.get("training", {}),
+                                     **({"perplexity": record["perplexity"]} if record["perplexity"] else {}),
+                                     "ema": ema.decay}}
+    if save_dtype != "float32":
+        model = model.to(getattr(torch, save_dtype))
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    record["samples"] = generate_samples(folder, num_samples)
+    write_json(folder / RUN_FILE, record)
+    write_card(folder, title=title + " (weight average)", kind=kind, info=record, samples=record["samples"])
 
 
 def mask_bucket_losses(log_history: list[dict]) -> dict:
