@@ -311,7 +311,8 @@ class EmaWeights(TrainerCallback):
                 missing = sorted(set(self.names) - set(f.keys()))
                 if missing:
                     raise DataError(f"{saved} does not average this model's weights (no {missing[0]!r})")
-                self.shadow = [f.get_tensor(name).float() for name in self.names]
+                self.shadow = [f.get_tensor(name).float().to(p.device)
+                               for name, p in zip(self.names, self._parameters(model))]
                 self.updates = int(f.metadata().get("updates", 0))
         elif saved:
             print(f"{saved.parent.name} has no average of the weights: --ema starts from its weights",
@@ -331,7 +332,7 @@ class EmaWeights(TrainerCallback):
 
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            save_file(dict(zip(self.names, self.shadow)), str(folder / EMA_FILE),
+            save_file({name: average.cpu() for name, average in zip(self.names, self.shadow)}, str(folder / EMA_FILE),
                       metadata={"updates": str(self.updates), "decay": str(self.decay)})
 
     def on_evaluate(self, args, state, control, **kwargs):
