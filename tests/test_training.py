@@ -426,6 +426,18 @@ def test_push_then_load_from_the_hub(diffusion_run, hub_online):  # noqa: F811
         push(diffusion_run / "tokenizer", "test-user/x", api=api)
 
 
+def test_a_push_sends_the_final_model_and_leaves_the_run_s_other_models_behind(tmp_path):
+    from training.push import files_to_push
+
+    for name in ("config.json", "model.safetensors", "README.md", "tokenizer.json", "checkpoint-8/model.safetensors",
+                 "checkpoint-8/ema.safetensors", "checkpoint-8/optimizer.pt", "ema/model.safetensors",
+                 "ema/config.json", "stable/model.safetensors", "training_args.bin"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert files_to_push(tmp_path) == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
+    assert files_to_push(tmp_path / "ema") == ["config.json", "model.safetensors"]  # the average, pushed itself
+
+
 def test_run_records_are_replaced_whole(tmp_path, monkeypatch):
     """The ledger and the run record are rewritten at every log; a run killed in the middle of a write
     leaves the last complete version for --resume (a truncated file made --resume fail to read it)."""

@@ -15,8 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+# checkpoints, pickles, and the models of their own a run keeps beside its final one (`stable/` from --schedule
+# wsd, `ema/` from --ema: push those folders themselves to publish them)
 IGNORE = ["checkpoint-*", "checkpoint-*/**", "tokenizer/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
-          "runs/**", ".write-test"]
+          "runs/**", ".write-test", "stable/**", "ema/**"]
 RETRIES = 3  # upload attempts before giving up
 BACKOFF_SECONDS = 2.0  # wait before the second attempt; doubles each time
 
@@ -73,7 +75,8 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, token: str 
 
 
 def files_to_push(folder: Path) -> list[str]:
-    """Paths (relative, posix) of the files that go up: everything but checkpoints and pickles."""
+    """Paths (relative, posix) of the files that go up: everything but checkpoints, pickles and the run's
+    other models (`stable/`, `ema/`)."""
     from huggingface_hub.utils import filter_repo_objects
 
     local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
