@@ -406,9 +406,10 @@ def hardware() -> str:
     return f"CPU, {threads} thread{'s' if threads > 1 else ''} ({platform.processor() or platform.machine()})"
 
 
-def save_final(trainer, tokenizer, folder: str | Path, save_dtype: str) -> None:
-    """The final model in `folder` (safetensors), cast to `save_dtype`, with its tokenizer."""
-    model = trainer.model
+def save_final(trainer, tokenizer, folder: str | Path, save_dtype: str, model=None) -> None:
+    """The final model (`trainer.model` unless another is given) in `folder` (safetensors), cast to
+    `save_dtype`, with its tokenizer."""
+    model = trainer.model if model is None else model
     if save_dtype != "float32":
         model = model.to(getattr(torch, save_dtype))
     model.save_pretrained(folder, safe_serialization=True)
@@ -515,10 +516,7 @@ def save_ema_model(trainer, tokenizer, ema: EmaWeights, folder: Path, save_dtype
                         "training": {**trainer.model.config.dlm.get("training", {}),
                                      **({"perplexity": record["perplexity"]} if record["perplexity"] else {}),
                                      "ema": ema.decay}}
-    if save_dtype != "float32":
-        model = model.to(getattr(torch, save_dtype))
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    save_final(trainer, tokenizer, folder, save_dtype, model=model)
     record["samples"] = generate_samples(folder, num_samples)
     write_json(folder / RUN_FILE, record)
     write_card(folder, title=title + " (weight average)", kind=kind, info=record, samples=record["samples"])
