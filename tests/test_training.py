@@ -250,6 +250,47 @@ def test_a_run_with_a_weight_average_evaluates_it_saves_it_as_a_model_and_resume
     assert ema.updates == 4 and all(torch.equal(a, saved[name]) for name, a in zip(ema.names, ema.shadow))
 
 
+def test_a_checkpoint_s_weight_average_becomes_a_model_while_the_run_goes_on(corpus, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    import dlm
+    from training import average, train_diffusion
+
+    flags = [*TINY_FLAGS, "--ema", "0.9", "--max-steps", "8", "--save-steps", "4", "--eval-steps", "4"]
+    out = tmp_path / "run"
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(out), *flags]) == 0
+
+    # mid-run: the average at step 4 as a model, its weights the checkpoint's average, its settings the checkpoint's
+    assert average.main([str(out / "checkpoint-4"), "--output-dir", str(tmp_path / "avg4")]) == 0
+    saved = load_file(str(out / "checkpoint-4" / "ema.safetensors"))
+    lm = dlm.load(str(tmp_path / "avg4"))
+    weights = dict(lm.model.named_parameters())
+    assert saved and all(torch.equal(weights[name].detach(), tensor) for name, tensor in saved.items())
+    assert lm.kind == "masked" and lm.settings == dlm.load(str(out / "checkpoint-4")).settings
+    record = json.loads((tmp_path / "avg4" / "dlm_run.json").read_text())
+    at_4 = [h for h in log_history(out) if h.get("step") == 4 and "ema_perplexity" in h][0]
+    assert record["steps"] == 4 and record["perplexity"] == at_4["ema_perplexity"] and record["ema"]["updates"] == 4
+    assert lm.model.config.dlm["training"]["perplexity"] == at_4["ema_perplexity"]
+
+    # the last checkpoint's average is the model the run wrote to OUTPUT_DIR/ema when it ended
+    assert average.main([str(out / "checkpoint-8"), "--output-dir", str(tmp_path / "avg8")]) == 0
+    final = load_file(str(out / "ema" / "model.safetensors"))
+    exported = load_file(str(tmp_path / "avg8" / "model.safetensors"))
+    assert final.keys() == exported.keys() and all(torch.equal(final[k], exported[k]) for k in final)
+
+    # a checkpoint without an average, or an output folder in use, is refused and nothing is written
+    capsys.readouterr()
+    (tmp_path / "plain").mkdir()
+    for file in ("config.json", "model.safetensors", "trainer_state.json"):
+        (tmp_path / "plain" / file).write_bytes((out / "checkpoint-4" / file).read_bytes())
+    assert average.main([str(tmp_path / "plain"), "--output-dir", str(tmp_path / "none")]) == 2
+    assert "holds no weight average" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert average.main([str(out / "checkpoint-4"), "--output-dir", str(tmp_path / "avg8")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert torch.equal(load_file(str(tmp_path / "avg8" / "model.safetensors"))[next(iter(final))], final[next(iter(final))])
+
+
 def test_a_weight_average_needs_a_decay_below_one(corpus, tmp_path, capsys):
     from training import train_diffusion
 
