@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from training.common import EMA_FILE, RUN_FILE, OutputDirError, prepare_output_dir, run_cli, write_json
+from training.common import EMA_FILE, RUN_FILE, OutputDirError, prepare_output_dir, run_cli, save_final, write_json
 from training.data import DataError
 
 
@@ -60,8 +60,7 @@ def export_average(checkpoint: str | Path, output_dir: str | Path, *, save_dtype
                 "ema": decay}
     config_block = dict(getattr(lm.model.config, "dlm", None) or {})
     lm.model.config.dlm = {**config_block, "training": {k: v for k, v in training.items() if v is not None}}
-    lm.model.to(getattr(torch, save_dtype)).save_pretrained(folder, safe_serialization=True)
-    lm.tokenizer.save_pretrained(folder)
+    save_final(None, lm.tokenizer, folder, save_dtype, model=lm.model)
     write_json(folder / RUN_FILE, {
         **{k: v for k, v in record.items() if k not in ("samples",)},
         **{k: v for k, v in training.items() if k != "ema"},
