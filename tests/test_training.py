@@ -250,6 +250,61 @@ def test_a_run_with_a_weight_average_evaluates_it_saves_it_as_a_model_and_resume
     assert ema.updates == 4 and all(torch.equal(a, saved[name]) for name, a in zip(ema.names, ema.shadow))
 
 
+def test_an_average_started_from_an_average_continues_it_at_the_full_decay(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from training.common import EMA_FILE, EmaWeights
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = EmaWeights(trainer=None, decay=0.9, resume_from=False, continues=True)
+    ema.on_train_begin(None, None, None, model=model)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    ema.on_step_end(None, None, None, model=model)
+    assert ema.shadow[0].flatten().tolist() == pytest.approx([0.9 * 1.0 + 0.1 * 3.0] * 2)  # not the ramp's 2/11
+
+    # the checkpoint remembers it, so a resumed run keeps the full decay
+    class Args:
+        output_dir = str(tmp_path)
+
+    class State:
+        global_step, is_world_process_zero = 1, True
+
+    (tmp_path / "checkpoint-1").mkdir()
+    ema.on_save(Args, State, None)
+    with safe_open(str(tmp_path / "checkpoint-1" / EMA_FILE), framework="pt") as f:
+        assert f.metadata()["continues"] == "1"
+    resumed = EmaWeights(trainer=None, decay=0.9, resume_from=str(tmp_path / "checkpoint-1"))
+    resumed.on_train_begin(None, None, None, model=model)
+    assert resumed.continues and resumed.updates == 1
+
+
+def test_a_run_from_a_weight_average_continues_it_and_its_checkpoints_drop_the_init_s_record(corpus, tmp_path):
+    from safetensors import safe_open
+
+    from training import train_diffusion
+
+    flags = [*TINY_FLAGS, "--ema", "0.9", "--max-steps", "4", "--save-steps", "4", "--eval-steps", "4"]
+    first = tmp_path / "first"
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(first), *flags]) == 0
+    cases = {"average": ["--init", str(first / "ema")], "fresh": ["--init", str(first / "ema"), "--ema-fresh"],
+             "weights": ["--init", str(first)]}  # the final weights: not an average
+    for name, init in cases.items():
+        out = tmp_path / name
+        assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(out), *init, *flags]) == 0
+        info = json.loads((out / "dlm_run.json").read_text())
+        assert info["ema"]["continues"] == (str(first / "ema") if name == "average" else None), name
+        with safe_open(str(out / "checkpoint-4" / "ema.safetensors"), framework="pt") as f:
+            assert f.metadata()["continues"] == ("1" if name == "average" else "0")
+        # the checkpoint's config no longer claims the init's training (its steps, perplexity, average)
+        config = json.loads((out / "checkpoint-4" / "config.json").read_text())
+        assert "training" not in config.get("dlm", {}), name
+        assert json.loads((out / "config.json").read_text())["dlm"]["training"]["steps"] == 4
+
+
 def test_a_checkpoint_s_weight_average_becomes_a_model_while_the_run_goes_on(corpus, tmp_path, capsys):
     import torch
     from safetensors.torch import load_file

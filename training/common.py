@@ -53,6 +53,10 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                      help="also keep an exponential moving average of the weights with this decay (e.g. 0.999; "
                           "0 = off), evaluated beside the weights at every evaluation, kept in each checkpoint "
                           "for --resume, and saved at the end as a model of its own in OUTPUT_DIR/ema")
+    opt.add_argument("--ema-fresh", action="store_true",
+                     help="with --ema and an --init that is itself a weight average (a run's ema/ folder): start a "
+                          "new average, ramping up from the --init weights, instead of continuing that one with the "
+                          "full decay from the first step")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
     opt.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
@@ -281,14 +285,16 @@ EMA_FILE = "ema.safetensors"  # --ema: the average inside each checkpoint, for -
 class EmaWeights(TrainerCallback):
     """--ema: an exponential moving average of the trained weights (float32), updated after every optimizer
     step with decay min(decay, (1 + n) / (10 + n)) at its n-th update, so the start weighs less than a
-    fixed decay would give it. It is evaluated beside the weights at every evaluation (`ema_loss`,
-    `ema_perplexity` in the log), saved into each checkpoint (`EMA_FILE`) and read back from the one a
-    run resumes, so an interrupted run keeps its average."""
+    fixed decay would give it. `continues`: the starting weights are themselves an average (a run's `ema/`
+    as --init), so the average goes on with the full decay from the first update instead of ramping, which
+    would forget those weights within a few hundred noisy steps. It is evaluated beside the weights at every
+    evaluation (`ema_loss`, `ema_perplexity` in the log), saved into each checkpoint (`EMA_FILE`) and read
+    back from the one a run resumes, so an interrupted run keeps its average."""
 
-    def __init__(self, trainer, decay: float, resume_from: str | bool):
+    def __init__(self, trainer, decay: float, resume_from: str | bool, continues: bool = False):
         if not 0.0 < decay < 1.0:
             raise DataError(f"--ema must be a decay in (0, 1), e.g. 0.999; got {decay}")
-        self.trainer, self.decay, self.resume_from = trainer, decay, resume_from
+        self.trainer, self.decay, self.resume_from, self.continues = trainer, decay, resume_from, continues
         self.names: list[str] = []
         self.shadow: list[torch.Tensor] = []
         self.updates = 0
@@ -313,7 +319,9 @@ class EmaWeights(TrainerCallback):
                     raise DataError(f"{saved} does not average this model's weights (no {missing[0]!r})")
                 self.shadow = [f.get_tensor(name).float().to(p.device)
                                for name, p in zip(self.names, self._parameters(model))]
-                self.updates = int(f.metadata().get("updates", 0))
+                meta = f.metadata() or {}
+                self.updates = int(meta.get("updates", 0))
+                self.continues = meta.get("continues") == "1"
         elif saved:
             print(f"{saved.parent.name} has no average of the weights: --ema starts from its weights",
                   file=sys.stderr)
@@ -321,7 +329,7 @@ class EmaWeights(TrainerCallback):
     @torch.no_grad()
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        decay = self.decay if self.continues else min(self.decay, (1 + self.updates) / (10 + self.updates))
         current = [p.detach().float() for p in self._parameters(model)]
         torch._foreach_lerp_(self.shadow, current, 1.0 - decay)
 
@@ -333,7 +341,8 @@ class EmaWeights(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
             save_file({name: average.cpu() for name, average in zip(self.names, self.shadow)}, str(folder / EMA_FILE),
-                      metadata={"updates": str(self.updates), "decay": str(self.decay)})
+                      metadata={"updates": str(self.updates), "decay": str(self.decay),
+                                "continues": "1" if self.continues else "0"})
 
     def on_evaluate(self, args, state, control, **kwargs):
         if self._evaluating or not self.shadow:  # the average's own evaluation calls back here
@@ -406,6 +415,15 @@ def hardware() -> str:
     return f"CPU, {threads} thread{'s' if threads > 1 else ''} ({platform.processor() or platform.machine()})"
 
 
+def continues_average(model, args) -> bool:
+    """Whether --ema continues the --init checkpoint's average: that checkpoint is a weight average (its config's
+    `dlm.training.ema`, which a run's `ema/` and `training.average` exports carry) and --ema-fresh is not given."""
+    if getattr(args, "ema_fresh", False) or not getattr(args, "init", None):
+        return False
+    block = getattr(model.config, "dlm", None) or {}
+    return bool((block.get("training") or {}).get("ema"))
+
+
 def save_final(trainer, tokenizer, folder: str | Path, save_dtype: str, model=None) -> None:
     """The final model (`trainer.model` unless another is given) in `folder` (safetensors), cast to
     `save_dtype`, with its tokenizer."""
@@ -430,7 +448,11 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     if decay_steps(args):
         trainer.add_callback(StableWeights(folder, args.max_steps - decay_steps(args), tokenizer, prior_tokens(base),
                                            tokens_per_step, dlm_block))
-    ema = EmaWeights(trainer, args.ema, resume_from) if getattr(args, "ema", 0.0) else None
+    ema = EmaWeights(trainer, args.ema, resume_from, continues=continues_average(trainer.model, args)) \
+        if getattr(args, "ema", 0.0) else None
+    block = getattr(trainer.model.config, "dlm", None)
+    if block and "training" in block:  # the --init checkpoint's record: checkpoints of this run must not claim it
+        trainer.model.config.dlm = {k: v for k, v in block.items() if k != "training"}
     if ema:
         trainer.add_callback(ema)
     result = trainer.train(resume_from_checkpoint=resume_from or None)
@@ -473,7 +495,8 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     }
     if ema:
         info["ema"] = {"decay": ema.decay, "updates": ema.updates, "folder": EMA_DIR, "eval_loss": metrics.get("ema_loss"),
-                       "perplexity": metrics.get("ema_perplexity")}
+                       "perplexity": metrics.get("ema_perplexity"),
+                       "continues": source_name(base) if ema.continues else None}
     trainer.model.config.dlm = {**dlm_block, "training": {k: info[k] for k in
                                 ("command", "data", "steps", "tokens_seen", "tokens_seen_total", "perplexity",
                                  "block_size")
