@@ -24,8 +24,8 @@ import dlm  # noqa: E402
 from dlm.cli import add_progress_option, progress_bar  # noqa: E402
 
 
-def held_out_reviews(count: int) -> list[str]:
-    """The first count/2 full reviews and count/2 Rotten Tomatoes sentences of the reviews' validation split,
+def held_out_reviews(count: int, split: str = "validation") -> list[str]:
+    """The first count/2 full reviews and count/2 Rotten Tomatoes sentences of the reviews' `split`,
     interleaved (the split holds far more sentences than reviews, so both kinds are scored)."""
     import csv
 
@@ -33,7 +33,7 @@ def held_out_reviews(count: int) -> list[str]:
 
     with contextlib.redirect_stdout(sys.stderr):  # its summary is not a result: keep stdout for the table
         folder = build_reviews()
-    with open(folder / "validation.csv", encoding="utf-8", newline="") as f:
+    with open(folder / f"{split}.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     reviews = [r for r in rows if r["source"] == "pang_lee_reviews"][: (count + 1) // 2]
     sentences = [r for r in rows if r["source"] == "rt_snippets"][: count // 2]
@@ -41,13 +41,13 @@ def held_out_reviews(count: int) -> list[str]:
     return [" ".join(r["text"].split()) for r in paired][:count]
 
 
-def held_out_texts(path: Path | None, count: int, source: str = "prose") -> list[str]:
+def held_out_texts(path: Path | None, count: int, source: str = "prose", split: str = "validation") -> list[str]:
     if source == "reviews" and path is None:
-        return held_out_reviews(count)
+        return held_out_reviews(count, split)
     if path is None:
         from training.corpus import build_prose_corpus
 
-        path = build_prose_corpus() / "validation.txt"
+        path = build_prose_corpus() / f"{split}.txt"
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return lines[:count]
 
@@ -76,18 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, help="one text per line (default: the --source validation split)")
     parser.add_argument("--source", choices=["prose", "reviews"], default="prose",
                         help="held-out texts: prose paragraphs, or movie reviews (half full reviews, half sentences)")
+    parser.add_argument("--split", choices=["validation", "train"], default="validation",
+                        help="which split of --source: the held-out one, or the training texts themselves (the "
+                             "difference is the generalisation gap: how much a model has memorised)")
     parser.add_argument("--texts", type=int, default=100)
     parser.add_argument("--samples", type=int, default=32, help="Monte-Carlo samples per text (diffusion)")
     parser.add_argument("--max-tokens", type=int, default=120)
     parser.add_argument("--json", type=Path)
     add_progress_option(parser)
     args = parser.parse_args(argv)
-    texts = held_out_texts(args.file, args.texts, args.source)
+    texts = held_out_texts(args.file, args.texts, args.source, args.split)
     rows = {}
     for source in args.models:
         lm = dlm.load(source)
         rows[source] = {"kind": lm.kind, **score(lm, texts, args.samples, args.max_tokens, args.progress)}
-    print(f"{len(texts)} held-out texts, at most {args.max_tokens} tokens each\n")
+    what = "held-out" if args.file or args.split == "validation" else "training"
+    print(f"{len(texts)} {what} texts, at most {args.max_tokens} tokens each\n")
     print("| model | kind | perplexity | nats/token | ± (s.e.) | tokens | forward passes |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for source, r in rows.items():
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['stderr_nats_per_token']:.4f} | {r['tokens']} | {r['nfe']} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"texts": len(texts), "max_tokens": args.max_tokens, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"texts": len(texts), "split": None if args.file else args.split, "max_tokens": args.max_tokens, "rows": rows}, indent=2))
     return 0
 
 

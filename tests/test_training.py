@@ -305,6 +305,34 @@ def test_a_run_from_a_weight_average_continues_it_and_its_checkpoints_drop_the_i
         assert json.loads((out / "config.json").read_text())["dlm"]["training"]["steps"] == 4
 
 
+def test_bf16_on_a_cpu_autocasts_the_training_step_and_evaluates_in_float32(corpus, tmp_path, monkeypatch):
+    import torch
+
+    from training import train_diffusion
+    from training.trainers import DiffusionTrainer
+
+    seen = []  # (training?, autocast on?, dtype of the logits the loss reads)
+    original = DiffusionTrainer.compute_loss
+
+    def spy(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = original(self, model, inputs, return_outputs=True)
+        seen.append((model.training, torch.is_autocast_enabled("cpu"), outputs["logits"].dtype))
+        return (loss, outputs) if return_outputs else loss
+
+    monkeypatch.setattr(DiffusionTrainer, "compute_loss", spy)
+    out = tmp_path / "bf16"
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(out), *TINY_FLAGS, "--bf16",
+                                 "--max-steps", "4", "--eval-steps", "4", "--save-steps", "4"]) == 0
+    training = [s for s in seen if s[0]]
+    evaluation = [s for s in seen if not s[0]]
+    assert len(training) == 4 and all(on and dtype == torch.bfloat16 for _, on, dtype in training)
+    assert evaluation and all(not on and dtype == torch.float32 for _, on, dtype in evaluation)
+    from safetensors.torch import load_file
+
+    assert all(t.dtype == torch.float32 for t in load_file(str(out / "checkpoint-4" / "model.safetensors")).values())
+    assert json.loads((out / "dlm_run.json").read_text())["perplexity"] < 300  # it learned (uniform: 300)
+
+
 def test_a_checkpoint_s_weight_average_becomes_a_model_while_the_run_goes_on(corpus, tmp_path, capsys):
     import torch
     from safetensors.torch import load_file

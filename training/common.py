@@ -58,7 +58,9 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                           "new average, ramping up from the --init weights, instead of continuing that one with the "
                           "full decay from the first step")
     opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
+    opt.add_argument("--bf16", action="store_true",
+                     help="bfloat16 mixed precision: on a GPU through the Trainer; on a CPU, autocast in the training "
+                          "step only (evaluation stays float32), about 1.6x faster where the CPU has AVX-512 BF16 or AMX")
     opt.add_argument("--threads", type=int, help="CPU threads for torch (default: all)")
 
     out = parser.add_argument_group("output")
@@ -393,7 +395,7 @@ def training_arguments(args, resume_from: str | bool, **overrides):
         logging_steps=args.logging_steps,
         logging_first_step=True,
         seed=args.seed,
-        bf16=args.bf16,
+        bf16=args.bf16 and torch.cuda.is_available(),  # on a CPU: `cpu_bf16` (training_autocast)
         report_to="none",
         remove_unused_columns=False,
         prediction_loss_only=True,
@@ -413,6 +415,16 @@ def hardware() -> str:
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
     threads = torch.get_num_threads()
     return f"CPU, {threads} thread{'s' if threads > 1 else ''} ({platform.processor() or platform.machine()})"
+
+
+def training_autocast(trainer, args) -> None:
+    """--bf16 without a GPU: bfloat16 autocast in the training step (`TrainingAutocastMixin`), evaluation in float32."""
+    if not getattr(args, "bf16", False) or torch.cuda.is_available():
+        return
+    trainer.cpu_bf16 = True
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print("--bf16: this CPU has no native bfloat16 (AVX-512 BF16 or AMX); training runs, but likely slower "
+              "than float32", file=sys.stderr)
 
 
 def continues_average(model, args) -> bool:
@@ -448,6 +460,7 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
     if decay_steps(args):
         trainer.add_callback(StableWeights(folder, args.max_steps - decay_steps(args), tokenizer, prior_tokens(base),
                                            tokens_per_step, dlm_block))
+    training_autocast(trainer, args)
     ema = EmaWeights(trainer, args.ema, resume_from, continues=continues_average(trainer.model, args)) \
         if getattr(args, "ema", 0.0) else None
     block = getattr(trainer.model.config, "dlm", None)

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "layers at the base's weights, so per-class models differ only above them")
     opt.add_argument("--weighting", default="elbo", choices=["elbo", "uniform"], help="diffusion loss weighting")
     opt.add_argument("--seed", type=int, default=0)
-    opt.add_argument("--bf16", action="store_true")
+    opt.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (on a CPU: the training step only)")
     opt.add_argument("--threads", type=int)
     out = parser.add_argument_group("output")
     out.add_argument("--output-dir", required=True)
@@ -390,12 +390,12 @@ def generative_collators(tokenizer, kind: str, args):
 def train_one(args, init, tokenizer, kind, labels, spec, train, validation, target: Path, steps: int) -> dict:
     """Fine-tune one model into `target` (resuming its checkpoints), saved in --save-dtype."""
     import torch
-    from transformers import AutoModelForSequenceClassification, Trainer
+    from transformers import AutoModelForSequenceClassification
 
     from dlm.generation import encode
     from training.collator import LabelCollator
     from training.conditional import ConditionalTrainer
-    from training.trainers import CausalTrainer, DiffusionTrainer
+    from training.trainers import CausalTrainer, DiffusionTrainer, LabelTrainer
 
     num_labels = len(labels)
     target.mkdir(parents=True, exist_ok=True)
@@ -408,8 +408,8 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
             init, num_labels=num_labels, id2label=dict(enumerate(labels)), label2id={c: i for i, c in enumerate(labels)}, **load)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
-        trainer = Trainer(model=model, args=training_args, data_collator=LabelCollator(tokenizer.pad_token_id),
-                                        train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
+        trainer = LabelTrainer(model=model, args=training_args, data_collator=LabelCollator(tokenizer.pad_token_id),
+                               train_dataset=train, eval_dataset=validation, processing_class=tokenizer)
     elif args.design == "conditional":
         model = language_model(init, kind, load)
         prompts = [encode(tokenizer, p) for p in spec["prompts"]]
@@ -432,6 +432,7 @@ def train_one(args, init, tokenizer, kind, labels, spec, train, validation, targ
     if args.freeze_layers:
         freeze_lower(model, args.freeze_layers)
     trainer.add_callback(common.TimeLedger(target))
+    common.training_autocast(trainer, args)
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
     common.save_final(trainer, tokenizer, target, args.save_dtype)
@@ -505,6 +506,7 @@ def train_joint(args, init, tokenizer, kind, labels, spec, splits, folder: Path)
                               log_priors=[math.log(p) for p in spec["priors"]], bayes_weight=args.bayes_weight,
                               bayes_temperature=args.bayes_temperature, causal=kind == "causal")
     trainer.add_callback(common.TimeLedger(work))
+    common.training_autocast(trainer, args)
     result = trainer.train(resume_from_checkpoint=resume_from or None)
     metrics = trainer.evaluate()
     sessions = common.read_time_ledger(work)

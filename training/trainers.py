@@ -27,6 +27,20 @@ def bucket_name(i: int) -> str:
     return f"loss_mask_{i * 10:02d}_{(i + 1) * 10:03d}"
 
 
+class TrainingAutocastMixin:
+    """`cpu_bf16`: the training step's forward runs under bfloat16 autocast on the CPU (weights, optimizer and
+    gradients stay float32; the backward follows the forward's dtypes), and evaluation stays float32, so held-out
+    figures compare with float32 runs. On a GPU, `--bf16` goes through the Trainer (accelerate) instead."""
+
+    cpu_bf16 = False
+
+    def compute_loss_context_manager(self):
+        stack = super().compute_loss_context_manager()
+        if self.cpu_bf16 and self.model.training:
+            stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+        return stack
+
+
 class PerplexityMixin:
     """Adds `eval_perplexity` = exp(eval_loss) to every evaluation."""
 
@@ -39,7 +53,7 @@ class PerplexityMixin:
         return metrics
 
 
-class DiffusionTrainer(PerplexityMixin, Trainer):
+class DiffusionTrainer(TrainingAutocastMixin, PerplexityMixin, Trainer):
     def __init__(self, *args, eval_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_collator = eval_collator  # fixed masks and no prefix, so evaluations are comparable
@@ -85,11 +99,15 @@ class DiffusionTrainer(PerplexityMixin, Trainer):
             self.data_collator = train_collator
 
 
-class CausalTrainer(PerplexityMixin, Trainer):
+class LabelTrainer(TrainingAutocastMixin, Trainer):
+    """The discriminative classifier's plain `Trainer` (cross-entropy on the label), with `--bf16` on a CPU."""
+
+
+class CausalTrainer(TrainingAutocastMixin, PerplexityMixin, Trainer):
     """Plain next-token training; the model shifts the labels itself."""
 
 
-class ContinuousTrainer(Trainer):
+class ContinuousTrainer(TrainingAutocastMixin, Trainer):
     """Trains `dlm.continuous.ContinuousDiffusionLM` (the model computes its own loss) and logs the
     two parts of the loss: the x0 mean squared error and the rounding cross-entropy, overall and per
     band of the diffusion step t (0-10% of T, ..., 90-100%), in training and evaluation alike."""
