@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -38,16 +39,19 @@ def read_run(folder: Path) -> dict:
     seen = {h["step"]: h["num_input_tokens_seen"] for h in state["log_history"] if "num_input_tokens_seen" in h}
     per_step = _tokens_per_step(seen)
     points = []
-    averaged = {h["step"]: h["ema_perplexity"] for h in state["log_history"] if "ema_perplexity" in h}  # --ema
+    # --ema: `ema_perplexity` for the first decay, `ema-DECAY_perplexity` for more
+    averaged = {(h["step"], k): v for h in state["log_history"] for k, v in h.items() if AVERAGE.fullmatch(k)}
     for h in state["log_history"]:
         if "eval_perplexity" in h:
             points.append({"step": h["step"], "tokens": start + h["step"] * per_step,
                            "perplexity": h["eval_perplexity"]})
-            if h["step"] in averaged:
-                points[-1]["ema_perplexity"] = averaged[h["step"]]
+            points[-1].update({k: v for (step, k), v in averaged.items() if step == h["step"]})
     kind = "causal" if any(a.endswith(("CausalLM", "LMHeadModel")) for a in config.get("architectures", [])) else "masked"
     return {"run": str(folder), "kind": kind, "init": init, "start_tokens": start, "tokens_per_step": per_step,
             "points": points}
+
+
+AVERAGE = re.compile(r"ema(-[0-9.e-]+)?_perplexity")  # an --ema average's held-out perplexity in the log
 
 
 def _tokens_per_step(seen: dict[int, int]) -> int:
@@ -80,14 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         curve["plateau"] = plateau(curve["points"], args.tolerance)
         print(f"\n{curve['run']} ({curve['kind']}; started at {curve['start_tokens'] / 1e6:.2f}M tokens"
               f"{' from ' + curve['init'] if curve['init'] else ''})\n")
-        average = any("ema_perplexity" in p for p in curve["points"])
-        print("| step | tokens seen | held-out perplexity |" + (" weight average (--ema) |" if average else ""))
-        print("|---:|---:|---:|" + ("---:|" if average else ""))
+        averages = sorted({k for p in curve["points"] for k in p if AVERAGE.fullmatch(k)},
+                          key=lambda k: (k != "ema_perplexity", k))
+        header = ["weight average (--ema)" if k == "ema_perplexity" else f"average {k.removesuffix('_perplexity')}"
+                  for k in averages]
+        print("| step | tokens seen | held-out perplexity |" + "".join(f" {h} |" for h in header))
+        print("|---:|---:|---:|" + "---:|" * len(averages))
         for p in curve["points"]:
             bound = "≤ " if curve["kind"] == "masked" else ""
             row = f"| {p['step']} | {p['tokens'] / 1e6:.2f}M | {bound}{p['perplexity']:.2f} |"
-            if average:
-                row += f" {bound}{p['ema_perplexity']:.2f} |" if "ema_perplexity" in p else " |"
+            row += "".join(f" {bound}{p[k]:.2f} |" if k in p else " |" for k in averages)
             print(row)
         stop = curve["plateau"]
         if stop and stop is not curve["points"][-1]:

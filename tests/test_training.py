@@ -259,7 +259,7 @@ def test_an_average_started_from_an_average_continues_it_at_the_full_decay(tmp_p
     model = torch.nn.Linear(2, 1, bias=False)
     with torch.no_grad():
         model.weight.fill_(1.0)
-    ema = EmaWeights(trainer=None, decay=0.9, resume_from=False, continues=True)
+    ema = EmaWeights(trainer=None, decay=0.9, resume_from=False, continues="runs/earlier/ema")
     ema.on_train_begin(None, None, None, model=model)
     with torch.no_grad():
         model.weight.fill_(3.0)
@@ -276,10 +276,10 @@ def test_an_average_started_from_an_average_continues_it_at_the_full_decay(tmp_p
     (tmp_path / "checkpoint-1").mkdir()
     ema.on_save(Args, State, None)
     with safe_open(str(tmp_path / "checkpoint-1" / EMA_FILE), framework="pt") as f:
-        assert f.metadata()["continues"] == "1"
+        assert f.metadata()["continues"] == "runs/earlier/ema"
     resumed = EmaWeights(trainer=None, decay=0.9, resume_from=str(tmp_path / "checkpoint-1"))
     resumed.on_train_begin(None, None, None, model=model)
-    assert resumed.continues and resumed.updates == 1
+    assert resumed.continues == "runs/earlier/ema" and resumed.updates == 1
 
 
 def test_a_run_from_a_weight_average_continues_it_and_its_checkpoints_drop_the_init_s_record(corpus, tmp_path):
@@ -298,7 +298,7 @@ def test_a_run_from_a_weight_average_continues_it_and_its_checkpoints_drop_the_i
         info = json.loads((out / "dlm_run.json").read_text())
         assert info["ema"]["continues"] == (str(first / "ema") if name == "average" else None), name
         with safe_open(str(out / "checkpoint-4" / "ema.safetensors"), framework="pt") as f:
-            assert f.metadata()["continues"] == ("1" if name == "average" else "0")
+            assert f.metadata()["continues"] == (str(first / "ema") if name == "average" else "")
         # the checkpoint's config no longer claims the init's training (its steps, perplexity, average)
         config = json.loads((out / "checkpoint-4" / "config.json").read_text())
         assert "training" not in config.get("dlm", {}), name
@@ -372,6 +372,70 @@ def test_a_checkpoint_s_weight_average_becomes_a_model_while_the_run_goes_on(cor
     assert average.main([str(out / "checkpoint-4"), "--output-dir", str(tmp_path / "avg8")]) == 2
     assert "not empty" in capsys.readouterr().err
     assert torch.equal(load_file(str(tmp_path / "avg8" / "model.safetensors"))[next(iter(final))], final[next(iter(final))])
+
+
+def test_a_run_keeps_several_averages_and_one_added_on_resume_starts_from_the_first(corpus, tmp_path, capsys):
+    import importlib.util
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from training import average, train_diffusion
+    from training.common import EmaWeights
+
+    flags = [*TINY_FLAGS, "--max-steps", "8", "--save-steps", "4", "--eval-steps", "4"]
+    out = tmp_path / "two"
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(out), *flags, "--ema", "0.9,0.2"]) == 0
+    for step in (4, 8):
+        assert {f.name for f in (out / f"checkpoint-{step}").glob("ema*.safetensors")} == {"ema.safetensors",
+                                                                                          "ema-0.2.safetensors"}
+    history = log_history(out)
+    for key in ("eval_perplexity", "ema_perplexity", "ema-0.2_perplexity"):  # each evaluated once per evaluation
+        assert [h["step"] for h in history if key in h] == [4, 8], key
+    at_8 = [h for h in history if h.get("step") == 8]  # the ramp (1 + n)/(10 + n) passes 0.2 at the second update
+    assert next(h["ema_perplexity"] for h in at_8 if "ema_perplexity" in h) != \
+        next(h["ema-0.2_perplexity"] for h in at_8 if "ema-0.2_perplexity" in h)
+    info = json.loads((out / "dlm_run.json").read_text())
+    assert info["ema"]["decay"] == 0.9 and [o["decay"] for o in info["ema"]["others"]] == [0.2]
+    assert info["ema"]["others"][0]["folder"] == "ema-0.2" and (out / "ema-0.2" / "model.safetensors").is_file()
+    assert json.loads((out / "ema-0.2" / "dlm_run.json").read_text())["perplexity"] == info["ema"]["others"][0]["perplexity"]
+    spec = importlib.util.spec_from_file_location("learning_curve", Path(__file__).resolve().parents[1] / "bench" / "learning_curve.py")
+    learning_curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning_curve)
+    assert all("ema-0.2_perplexity" in p for p in learning_curve.read_run(out)["points"])
+
+    # training.average picks one by its decay; one the checkpoint does not keep is refused
+    assert average.main([str(out / "checkpoint-8"), "--output-dir", str(tmp_path / "half"), "--decay", "0.2"]) == 0
+    kept = load_file(str(out / "checkpoint-8" / "ema-0.2.safetensors"))
+    exported = load_file(str(tmp_path / "half" / "model.safetensors"))
+    assert all(torch.equal(exported[k], v) for k, v in kept.items() if k in exported)
+    record = json.loads((tmp_path / "half" / "dlm_run.json").read_text())
+    assert record["ema"]["decay"] == 0.2 and record["perplexity"] == info["ema"]["others"][0]["perplexity"]
+    capsys.readouterr()
+    assert average.main([str(out / "checkpoint-8"), "--output-dir", str(tmp_path / "none"), "--decay", "0.7"]) == 2
+    assert "keeps no average with decay 0.7 (it keeps 0.2, 0.9)" in capsys.readouterr().err
+
+    # a run resumed with one more decay starts it from the checkpoint's first average, at its full decay
+    one = tmp_path / "one"
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(one), *flags, "--ema", "0.9"]) == 0
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(one / "checkpoint-4", resumed / "checkpoint-4")
+    added = EmaWeights(trainer=None, decay=0.2, resume_from=str(resumed / "checkpoint-4"), name="ema-0.2")
+    from transformers import AutoModelForMaskedLM
+
+    added.on_train_begin(None, None, None, model=AutoModelForMaskedLM.from_pretrained(resumed / "checkpoint-4"))
+    first = load_file(str(one / "checkpoint-4" / "ema.safetensors"))
+    assert all(torch.equal(a, first[name]) for name, a in zip(added.names, added.shadow))
+    assert added.continues == "checkpoint-4/ema.safetensors"
+    assert train_diffusion.main(["--data", str(corpus), "--output-dir", str(resumed), *flags, "--ema", "0.9,0.2",
+                                 "--resume"]) == 0
+    with safe_open(str(resumed / "checkpoint-8" / "ema-0.2.safetensors"), framework="pt") as f:
+        assert f.metadata()["continues"] == "checkpoint-4/ema.safetensors"
+    assert json.loads((resumed / "dlm_run.json").read_text())["ema"]["others"][0]["continues"] == \
+        "checkpoint-4/ema.safetensors"
 
 
 def test_a_weight_average_needs_a_decay_below_one(corpus, tmp_path, capsys):

@@ -49,10 +49,11 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                           "before the decay in OUTPUT_DIR/stable: a later run continues from them (--init "
                           "OUTPUT_DIR/stable) at the same learning rate, without a fresh warm-up's setback")
     opt.add_argument("--decay-steps", type=int, help="wsd: steps of the final decay (default: a fifth of --max-steps)")
-    opt.add_argument("--ema", type=_ema_decay, default=0.0, metavar="DECAY",
+    opt.add_argument("--ema", type=_ema_decays, default=(), metavar="DECAY[,DECAY...]",
                      help="also keep an exponential moving average of the weights with this decay (e.g. 0.999; "
                           "0 = off), evaluated beside the weights at every evaluation, kept in each checkpoint "
-                          "for --resume, and saved at the end as a model of its own in OUTPUT_DIR/ema")
+                          "for --resume, and saved at the end as a model of its own in OUTPUT_DIR/ema; more decays "
+                          "(0.999,0.9995) keep more averages, the others in OUTPUT_DIR/ema-DECAY")
     opt.add_argument("--ema-fresh", action="store_true",
                      help="with --ema and an --init that is itself a weight average (a run's ema/ folder): start a "
                           "new average, ramping up from the --init weights, instead of continuing that one with the "
@@ -77,11 +78,17 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--private", action="store_true", help="with --push-to-hub: make the repo private")
 
 
-def _ema_decay(text: str) -> float:
-    value = float(text)
-    if not (value == 0.0 or 0.0 < value < 1.0):
-        raise argparse.ArgumentTypeError(f"--ema must be a decay in (0, 1), e.g. 0.999, or 0 for none; got {text}")
-    return value
+def _ema_decays(text: str) -> tuple[float, ...]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = [float("nan")]
+    if values == [0.0]:
+        return ()
+    if not all(0.0 < v < 1.0 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"--ema must be a decay in (0, 1), e.g. 0.999, several different ones "
+                                         f"separated by commas, or 0 for none; got {text}")
+    return tuple(values)
 
 
 def prepare_output_dir(folder: str | Path, resume: bool, overwrite: bool) -> str | bool:
@@ -284,24 +291,33 @@ EMA_DIR = "ema"  # --ema: the averaged weights, a model of their own
 EMA_FILE = "ema.safetensors"  # --ema: the average inside each checkpoint, for --resume
 
 
+def average_name(decay: float, first: bool) -> str:
+    """The name of an --ema average: its folder, its checkpoint file (+ .safetensors) and its metrics' prefix.
+    The first decay's is `ema`; the others' `ema-DECAY`."""
+    return EMA_DIR if first else f"{EMA_DIR}-{decay:g}"
+
+
 class EmaWeights(TrainerCallback):
     """--ema: an exponential moving average of the trained weights (float32), updated after every optimizer
     step with decay min(decay, (1 + n) / (10 + n)) at its n-th update, so the start weighs less than a
-    fixed decay would give it. `continues`: the starting weights are themselves an average (a run's `ema/`
-    as --init), so the average goes on with the full decay from the first update instead of ramping, which
-    would forget those weights within a few hundred noisy steps. It is evaluated beside the weights at every
+    fixed decay would give it. `continues` names the average the starting weights already are (a run's `ema/`
+    as --init): this one goes on from it with the full decay from the first update instead of ramping, which
+    would forget it within a few hundred noisy steps. It is evaluated beside the weights at every
     evaluation (`ema_loss`, `ema_perplexity` in the log), saved into each checkpoint (`EMA_FILE`) and read
-    back from the one a run resumes, so an interrupted run keeps its average."""
+    back from the one a run resumes, so an interrupted run keeps its average. `name` tells several averages
+    apart (`average_name`): their files, folders and metrics; one added when a run resumes starts from the
+    checkpoint's first average (`EMA_FILE`) and continues it at its own decay."""
 
-    def __init__(self, trainer, decay: float, resume_from: str | bool, continues: bool = False):
+    def __init__(self, trainer, decay: float, resume_from: str | bool, continues: str | None = None,
+                 name: str = EMA_DIR):
         if not 0.0 < decay < 1.0:
             raise DataError(f"--ema must be a decay in (0, 1), e.g. 0.999; got {decay}")
         self.trainer, self.decay, self.resume_from, self.continues = trainer, decay, resume_from, continues
+        self.name = name
         self.names: list[str] = []
         self.shadow: list[torch.Tensor] = []
         self.updates = 0
         self.metrics: dict = {}  # the average's latest evaluation (`ema_loss`, `ema_perplexity`, ...)
-        self._evaluating = False
 
     def _parameters(self, model) -> list[torch.Tensor]:
         named = dict(model.named_parameters())
@@ -311,7 +327,12 @@ class EmaWeights(TrainerCallback):
         self.names = [name for name, p in model.named_parameters() if p.requires_grad]
         self.shadow = [p.detach().float().clone() for p in self._parameters(model)]
         self.updates = 0
-        saved = Path(self.resume_from) / EMA_FILE if self.resume_from else None
+        saved = Path(self.resume_from) / f"{self.name}.safetensors" if self.resume_from else None
+        seeded = saved is not None and not saved.is_file() and (saved.parent / EMA_FILE).is_file()
+        if seeded:  # an average added on --resume: it goes on from the checkpoint's first one
+            saved = saved.parent / EMA_FILE
+            print(f"{self.name}: starting from {saved.parent.name}/{EMA_FILE} at the full decay {self.decay}",
+                  file=sys.stderr)
         if saved and saved.is_file():
             from safetensors import safe_open
 
@@ -323,7 +344,8 @@ class EmaWeights(TrainerCallback):
                                for name, p in zip(self.names, self._parameters(model))]
                 meta = f.metadata() or {}
                 self.updates = int(meta.get("updates", 0))
-                self.continues = meta.get("continues") == "1"
+                kept = meta.get("continues")  # "0": a checkpoint from before averages recorded what they continue
+                self.continues = f"{saved.parent.name}/{EMA_FILE}" if seeded else (None if kept in (None, "", "0") else kept)
         elif saved:
             print(f"{saved.parent.name} has no average of the weights: --ema starts from its weights",
                   file=sys.stderr)
@@ -342,19 +364,21 @@ class EmaWeights(TrainerCallback):
 
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if folder.is_dir():
-            save_file({name: average.cpu() for name, average in zip(self.names, self.shadow)}, str(folder / EMA_FILE),
+            save_file({name: average.cpu() for name, average in zip(self.names, self.shadow)},
+                      str(folder / f"{self.name}.safetensors"),
                       metadata={"updates": str(self.updates), "decay": str(self.decay),
-                                "continues": "1" if self.continues else "0"})
+                                "continues": self.continues or ""})
 
     def on_evaluate(self, args, state, control, **kwargs):
-        if self._evaluating or not self.shadow:  # the average's own evaluation calls back here
+        # an average's own evaluation calls every average back: only the trainer's evaluation starts theirs
+        if getattr(self.trainer, "_evaluating_average", False) or not self.shadow:
             return
-        self._evaluating = True
+        self.trainer._evaluating_average = True
         try:
             with self.applied(self.trainer.model):
-                self.metrics = self.trainer.evaluate(metric_key_prefix="ema")
+                self.metrics = self.trainer.evaluate(metric_key_prefix=self.name)
         finally:
-            self._evaluating = False
+            self.trainer._evaluating_average = False
 
     @contextlib.contextmanager
     def applied(self, model):
@@ -427,13 +451,13 @@ def training_autocast(trainer, args) -> None:
               "than float32", file=sys.stderr)
 
 
-def continues_average(model, args) -> bool:
-    """Whether --ema continues the --init checkpoint's average: that checkpoint is a weight average (its config's
+def continues_average(model, args) -> str | None:
+    """The --init checkpoint, when --ema continues its average: it is a weight average (its config's
     `dlm.training.ema`, which a run's `ema/` and `training.average` exports carry) and --ema-fresh is not given."""
     if getattr(args, "ema_fresh", False) or not getattr(args, "init", None):
-        return False
+        return None
     block = getattr(model.config, "dlm", None) or {}
-    return bool((block.get("training") or {}).get("ema"))
+    return source_name(args.init) if (block.get("training") or {}).get("ema") else None
 
 
 def save_final(trainer, tokenizer, folder: str | Path, save_dtype: str, model=None) -> None:
@@ -461,17 +485,18 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         trainer.add_callback(StableWeights(folder, args.max_steps - decay_steps(args), tokenizer, prior_tokens(base),
                                            tokens_per_step, dlm_block))
     training_autocast(trainer, args)
-    ema = EmaWeights(trainer, args.ema, resume_from, continues=continues_average(trainer.model, args)) \
-        if getattr(args, "ema", 0.0) else None
+    continues = continues_average(trainer.model, args)
+    averages = [EmaWeights(trainer, decay, resume_from, continues=continues, name=average_name(decay, i == 0))
+                for i, decay in enumerate(getattr(args, "ema", ()) or ())]
     block = getattr(trainer.model.config, "dlm", None)
     if block and "training" in block:  # the --init checkpoint's record: checkpoints of this run must not claim it
         trainer.model.config.dlm = {k: v for k, v in block.items() if k != "training"}
-    if ema:
-        trainer.add_callback(ema)
+    for i, average in enumerate(averages):  # Trainer.add_callback warns about a second callback of a class
+        trainer.add_callback(average) if i == 0 else trainer.callback_handler.callbacks.append(average)
     result = trainer.train(resume_from_checkpoint=resume_from or None)
-    metrics = trainer.evaluate()  # with --ema, the average is evaluated too (`ema_` metrics)
-    if ema:
-        metrics = {**metrics, **ema.metrics}
+    metrics = trainer.evaluate()  # with --ema, the averages are evaluated too (`ema_`, `ema-DECAY_` metrics)
+    for average in averages:
+        metrics = {**metrics, **average.metrics}
     state = trainer.state
     runtime = result.metrics["train_runtime"]
     # every session, interrupted ones included (the ledger); runs from before it kept completed ones only
@@ -506,19 +531,21 @@ def train_and_finish(trainer, tokenizer, args, resume_from, texts, *, kind, modu
         "loss_by_mask_rate": mask_bucket_losses(state.log_history),
         "repo_id": args.push_to_hub,
     }
-    if ema:
-        info["ema"] = {"decay": ema.decay, "updates": ema.updates, "folder": EMA_DIR, "eval_loss": metrics.get("ema_loss"),
-                       "perplexity": metrics.get("ema_perplexity"),
-                       "continues": source_name(base) if ema.continues else None}
+    described = [{"decay": a.decay, "updates": a.updates, "folder": a.name, "eval_loss": metrics.get(f"{a.name}_loss"),
+                  "perplexity": metrics.get(f"{a.name}_perplexity"),
+                  "continues": a.continues}
+                 for a in averages]
+    if described:
+        info["ema"] = {**described[0], **({"others": described[1:]} if described[1:] else {})}
     trainer.model.config.dlm = {**dlm_block, "training": {k: info[k] for k in
                                 ("command", "data", "steps", "tokens_seen", "tokens_seen_total", "perplexity",
                                  "block_size")
                                 if info[k] is not None}}
     info["settings"] = dlm_block.get("sampler", {})
     info["dlm"] = dlm_block
-    if ema:  # before save_final casts the model
-        save_ema_model(trainer, tokenizer, ema, folder / EMA_DIR, args.save_dtype, info, metrics, kind=kind, title=title,
-                       num_samples=args.num_samples)
+    for average in averages:  # before save_final casts the model
+        save_ema_model(trainer, tokenizer, average, folder / average.name, args.save_dtype, info, metrics, kind=kind,
+                       title=title, num_samples=args.num_samples)
     save_final(trainer, tokenizer, folder, args.save_dtype)
     samples = generate_samples(folder, args.num_samples)
     info["samples"] = samples
@@ -543,9 +570,10 @@ def save_ema_model(trainer, tokenizer, ema: EmaWeights, folder: Path, save_dtype
 
     with ema.applied(trainer.model):
         model = copy.deepcopy(trainer.model)
-    record = {**info, "perplexity": metrics.get("ema_perplexity"), "eval_loss": metrics.get("ema_loss"),
-              "evaluation": {k.removeprefix("ema_"): v for k, v in metrics.items()
-                             if k.startswith("ema_") and not k.endswith(("runtime", "per_second"))},
+    prefix = f"{ema.name}_"
+    record = {**info, "perplexity": metrics.get(f"{prefix}perplexity"), "eval_loss": metrics.get(f"{prefix}loss"),
+              "evaluation": {k.removeprefix(prefix): v for k, v in metrics.items()
+                             if k.startswith(prefix) and not k.endswith(("runtime", "per_second"))},
               "note": f"exponential moving average of the weights (decay {ema.decay}, {ema.updates} updates)"}
     record.pop("ema", None)
     model.config.dlm = {**trainer.model.config.dlm,
