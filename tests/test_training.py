@@ -362,6 +362,15 @@ def test_a_checkpoint_s_weight_average_becomes_a_model_while_the_run_goes_on(cor
     exported = load_file(str(tmp_path / "avg8" / "model.safetensors"))
     assert final.keys() == exported.keys() and all(torch.equal(final[k], exported[k]) for k in final)
 
+    # a checkpoint moved away from its run folder still exports, with a warning that its start is unknown
+    import shutil
+
+    capsys.readouterr()
+    shutil.copytree(out / "checkpoint-4", tmp_path / "moved" / "checkpoint-4")
+    assert average.main([str(tmp_path / "moved" / "checkpoint-4"), "--output-dir", str(tmp_path / "avg-moved")]) == 0
+    assert "has no run record beside it" in capsys.readouterr().err
+    assert json.loads((tmp_path / "avg-moved" / "dlm_run.json").read_text())["steps"] == 4
+
     # a checkpoint without an average, or an output folder in use, is refused and nothing is written
     capsys.readouterr()
     (tmp_path / "plain").mkdir()

@@ -57,6 +57,9 @@ def export_average(checkpoint: str | Path, output_dir: str | Path, *, save_dtype
     state = json.loads((checkpoint / "trainer_state.json").read_text()) if (checkpoint / "trainer_state.json").is_file() else {}
     run = checkpoint.parent / RUN_FILE  # the run's record from its start: command, starting checkpoint, tokens
     record = json.loads(run.read_text()) if run.is_file() else {}
+    if not record:
+        print(f"{checkpoint} has no run record beside it ({RUN_FILE} in its run folder): the tokens seen before "
+              f"this run are unknown and counted as 0, and the command is left out", file=sys.stderr)
 
     lm = dlm.load(str(checkpoint), device="cpu", dtype=torch.float32)
     parameters = dict(lm.model.named_parameters())
