@@ -333,6 +333,36 @@ def test_bf16_on_a_cpu_autocasts_the_training_step_and_evaluates_in_float32(corp
     assert json.loads((out / "dlm_run.json").read_text())["perplexity"] < 300  # it learned (uniform: 300)
 
 
+def test_bf16_on_a_cpu_trains_the_ar_and_continuous_models_too(diffusion_run, corpus, tmp_path, monkeypatch):
+    import math
+
+    import torch
+
+    from training import train_ar, train_continuous
+    from training.trainers import CausalTrainer, ContinuousTrainer
+
+    seen = []  # (trainer, training?, autocast on?) at every loss the trainers compute
+    for cls in (CausalTrainer, ContinuousTrainer):
+        def spy(self, model, inputs, *args, _cls=cls, _original=cls.compute_loss, **kwargs):
+            seen.append((_cls.__name__, model.training, torch.is_autocast_enabled("cpu")))
+            return _original(self, model, inputs, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "compute_loss", spy)
+    assert train_ar.main(["--match", str(diffusion_run), "--data", str(corpus), "--output-dir", str(tmp_path / "ar"),
+                          "--max-steps", "4", "--eval-steps", "4", "--save-steps", "4", "--bf16", *RUN_FLAGS]) == 0
+    assert train_continuous.main([
+        "--data", str(corpus), "--output-dir", str(tmp_path / "continuous"), "--embedding-dim", "16",
+        "--hidden-size", "32", "--layers", "1", "--heads", "2", "--intermediate-size", "64", "--block-size", "32",
+        "--batch-size", "4", "--max-steps", "4", "--eval-steps", "4", "--save-steps", "4", "--eval-blocks", "2",
+        "--num-samples", "1", "--threads", "1", "--bf16"]) == 0
+    for trainer in ("CausalTrainer", "ContinuousTrainer"):
+        steps = [on for name, training, on in seen if name == trainer and training]
+        evaluations = [on for name, training, on in seen if name == trainer and not training]
+        assert len(steps) == 4 and all(steps) and evaluations and not any(evaluations), trainer
+    for run in ("ar", "continuous"):
+        assert math.isfinite(json.loads((tmp_path / run / "dlm_run.json").read_text())["eval_loss"]), run
+
+
 def test_a_checkpoint_s_weight_average_becomes_a_model_while_the_run_goes_on(corpus, tmp_path, capsys):
     import torch
     from safetensors.torch import load_file
