@@ -115,6 +115,32 @@ def test_the_other_designs_train_and_separate_the_kinds(design, init, kinds, req
     assert all(len(p.contributions) == len(p.tokens) for p in predictions)
 
 
+@pytest.mark.parametrize("design", ["per-class", "discriminative"])
+def test_bf16_on_a_cpu_trains_a_classifier_in_autocast_and_evaluates_it_in_float32(design, kinds, roberta_dir, tmp_path,
+                                                                                monkeypatch):
+    import torch
+
+    from training import train_classifier
+    from training.trainers import TrainingAutocastMixin
+
+    seen = []  # (training?, autocast on?) each time a loss is computed through the trainer's context
+    original = TrainingAutocastMixin.compute_loss_context_manager
+
+    def spy(self):
+        stack = original(self)
+        seen.append((self.model.training, torch.is_autocast_enabled("cpu")))
+        return stack
+
+    monkeypatch.setattr(TrainingAutocastMixin, "compute_loss_context_manager", spy)
+    out = tmp_path / design
+    assert train_classifier.main(["--design", design, "--init", str(roberta_dir), "--data", str(kinds[0]),
+                                  "--output-dir", str(out), "--max-steps", "4", "--bf16", *FLAGS]) == 0
+    assert [on for training, on in seen if training] and all(on for training, on in seen if training)
+    assert not any(on for training, on in seen if not training)
+    predictions = load_classifier(str(out)).classify([text for text, _ in kinds[1][:2]])
+    assert all(math.isfinite(v) for p in predictions for v in p.logits.values())
+
+
 def test_frozen_lower_layers_stay_the_base_s_and_the_class_models_differ_above_them(kinds, roberta_dir, tmp_path, capsys):
     from safetensors.torch import load_file
 
