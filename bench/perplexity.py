@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['stderr_nats_per_token']:.4f} | {r['tokens']} | {r['nfe']} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"texts": len(texts), "split": None if args.file else args.split, "max_tokens": args.max_tokens, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"texts": len(texts), "split": None if args.file else args.split,
+                                         "max_tokens": args.max_tokens, "rows": rows}, indent=2))
     return 0
 
 

@@ -344,8 +344,7 @@ class EmaWeights(TrainerCallback):
                                for name, p in zip(self.names, self._parameters(model))]
                 meta = f.metadata() or {}
                 self.updates = int(meta.get("updates", 0))
-                kept = meta.get("continues")  # "0": a checkpoint from before averages recorded what they continue
-                self.continues = f"{saved.parent.name}/{EMA_FILE}" if seeded else (None if kept in (None, "", "0") else kept)
+                self.continues = f"{saved.parent.name}/{EMA_FILE}" if seeded else meta.get("continues") or None
         elif saved:
             print(f"{saved.parent.name} has no average of the weights: --ema starts from its weights",
                   file=sys.stderr)
