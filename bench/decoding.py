@@ -49,42 +49,47 @@ GRID = (
 
 
 SETTING_KEYS = ("remasking", "temperature", "top_p", "top_k", "block_length", "steps",
-                "temperature_end")  # steps None: = length; temperature_end None: constant
+                "temperature_end", "min_p")  # steps None: = length; temperature_end None: constant; min_p 0: off
 
 
 def parse_setting(text: str) -> tuple:
-    """'remasking:temperature:top_p:top_k:block[:steps]' (block 0: no blocks; steps: default one token per
-    step; temperature 'A-B': annealed from A at a block's first step to B at its last) -> a GRID entry
-    (with steps and the final temperature, None when constant)."""
+    """'remasking:temperature:top_p:top_k:block[:steps[:min_p]]' (block 0: no blocks; steps: default one token
+    per step; temperature 'A-B': annealed from A at a block's first step to B at its last; min_p default 0,
+    off) -> a GRID entry (with steps, the final temperature, None when constant, and min-p)."""
     parts = text.split(":")
-    if len(parts) not in (5, 6) or parts[0] not in ORDERS:
-        raise argparse.ArgumentTypeError(f"a setting is remasking:temperature:top_p:top_k:block[:steps] with remasking "
-                                         f"one of {list(ORDERS)}, e.g. margin:0.75:0.95:0:32 or random:0.7:0.95:0:0:32; "
-                                         f"got {text!r}")
+    if len(parts) not in (5, 6, 7) or parts[0] not in ORDERS:
+        raise argparse.ArgumentTypeError(f"a setting is remasking:temperature:top_p:top_k:block[:steps[:min_p]] with "
+                                         f"remasking one of {list(ORDERS)}, e.g. margin:0.75:0.95:0:32 or "
+                                         f"random:0.7:0.95:0:0:32; got {text!r}")
     try:
         start, _, end = parts[1].partition("-")
         temperature, top_p, top_k, block = float(start), float(parts[2]), int(parts[3]), int(parts[4])
         temperature_end = float(end) if end else None
-        steps = int(parts[5]) if len(parts) == 6 else None
+        steps = int(parts[5]) if len(parts) >= 6 else None
+        min_p = float(parts[6]) if len(parts) == 7 else 0.0
     except ValueError:
         raise argparse.ArgumentTypeError(f"numbers expected in {text!r}") from None
     if steps is not None and steps < 1:
         raise argparse.ArgumentTypeError(f"steps must be >= 1 in {text!r}")
     if temperature_end is not None and not (temperature > 0 and temperature_end > 0):
         raise argparse.ArgumentTypeError(f"an annealed temperature A-B needs A, B > 0 in {text!r}")
-    return parts[0], temperature, top_p, top_k, block or None, steps, temperature_end
+    if not 0 <= min_p <= 1:
+        raise argparse.ArgumentTypeError(f"min_p must be in [0, 1] in {text!r}")
+    return parts[0], temperature, top_p, top_k, block or None, steps, temperature_end, min_p
 
 
-def parse_ar_setting(text: str) -> tuple[float, float, int]:
-    """'temperature:top_p:top_k' -> an AR sampler setting (top_p 1 and top_k 0 are off)."""
+def parse_ar_setting(text: str) -> tuple[float, float, int, float]:
+    """'temperature:top_p:top_k[:min_p]' -> an AR sampler setting (top_p 1, top_k 0 and min_p 0 are off)."""
     parts = text.split(":")
     try:
         temperature, top_p, top_k = float(parts[0]), float(parts[1]), int(parts[2])
-        if len(parts) != 3:
+        min_p = float(parts[3]) if len(parts) == 4 else 0.0
+        if len(parts) not in (3, 4) or not 0 <= min_p <= 1:
             raise ValueError
     except (ValueError, IndexError):
-        raise argparse.ArgumentTypeError(f"an AR setting is temperature:top_p:top_k, e.g. 0.9:1:20; got {text!r}") from None
-    return temperature, top_p, top_k
+        raise argparse.ArgumentTypeError(f"an AR setting is temperature:top_p:top_k[:min_p], e.g. 0.9:1:20 or "
+                                         f"1:1:0:0.1; got {text!r}") from None
+    return temperature, top_p, top_k, min_p
 
 
 def tuning_prompts(tokenizer, length: int, count: int, exclude: list[str],
@@ -97,7 +102,9 @@ def tuning_prompts(tokenizer, length: int, count: int, exclude: list[str],
 
 def describe(setting: dict) -> str:
     top = f"top-p {setting['top_p']:g}" if setting["top_p"] < 1 else (
-        f"top-k {setting['top_k']}" if setting["top_k"] else "full")
+        f"top-k {setting['top_k']}" if setting["top_k"] else "full" if not setting.get("min_p") else "")
+    if setting.get("min_p"):
+        top = ", ".join(filter(None, [top, f"min-p {setting['min_p']:g}"]))
     block = f", blocks of {setting['block_length']}" if setting["block_length"] else ""
     steps = f", {setting['steps']} steps" if setting.get("steps") else ""
     end = setting.get("temperature_end")
@@ -121,7 +128,7 @@ def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
     """The recommended setting and AR on the benchmark's own prompts (judge perplexity, entropy), and
     MAUVE of each against held-out human continuations of --mauve-prompts other prompts."""
     prompts = read_prompts(HERE / "data" / "prompts.txt")
-    setting = {k: best.get(k) for k in SETTING_KEYS}
+    setting = {**{k: best.get(k) for k in SETTING_KEYS}, "min_p": best.get("min_p") or 0.0}
     configs = {
         "diffusion": (lm, lm.settings.replace(**{**setting, "steps": setting["steps"] or args.length},
                                               length=args.length, allow_eos=False, num_samples=1, threshold=None,
@@ -148,7 +155,7 @@ def measure_on_benchmark(lm, ar, judge, best: dict, args) -> dict:
         score = f"{mauve['mean']:.3f} ± {mauve['std']:.3f} ({mauve['n_p']})" if mauve else "—"
         decoding = describe(setting if name == "diffusion" else {"remasking": "AR", "temperature": config.temperature,
                                                                  "top_p": config.top_p, "top_k": config.top_k,
-                                                                 "block_length": None})
+                                                                 "min_p": config.min_p, "block_length": None})
         print(f"| {model.source} | {decoding} | {row['judge_perplexity']:.1f} | {row['entropy']:.3f} "
               f"({low:.3f}–{high:.3f}) | {row['distinct_2']:.2f} | {row['repetition']:.3f} | {score} |")
     diffusion, causal = report["diffusion"], report["ar"]
@@ -169,14 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paragraphs", type=Path, help="held-out paragraphs, one per line (default: the prose "
                                                          "corpus's validation split)")
     parser.add_argument("--limit", type=int, help="only the first N settings of the grid (a smoke test)")
-    parser.add_argument("--settings", nargs="+", type=parse_setting, metavar="R:T:P:K:B",
+    parser.add_argument("--settings", nargs="+", type=parse_setting, metavar="R:T:P:K:B[:S[:M]]",
                         help="tune these settings instead of the built-in grid, each remasking:temperature:top_p:"
-                             "top_k:block (block 0 = none), e.g. margin:0.75:0.95:0:32")
+                             "top_k:block[:steps[:min_p]] (block 0 = none; temperature A-B anneals), e.g. "
+                             "margin:0.75:0.95:0:32 or dilated:1.1-0.6:1:0:0:8:0.1")
     parser.add_argument("--ar-temperatures", nargs="+", type=float, default=[],
                         help="also sample the AR model at these temperatures (its card's top-p): its own frontier, "
                              "and its recommendation, the lowest judge perplexity with entropy >= the ratio x human's")
-    parser.add_argument("--ar-settings", nargs="+", type=parse_ar_setting, default=[], metavar="T:P:K",
-                        help="also sample the AR model at these temperature:top_p:top_k settings (e.g. 0.9:1:20), "
+    parser.add_argument("--ar-settings", nargs="+", type=parse_ar_setting, default=[], metavar="T:P:K[:M]",
+                        help="also sample the AR model at these temperature:top_p:top_k[:min_p] settings (e.g. 0.9:1:20), "
                              "judged like --ar-temperatures: the fair check that a truncation helping diffusion "
                              "does not help AR as much")
     parser.add_argument("--report", action="store_true",
@@ -205,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = rest[0] if rest and rest[0] not in (None, args.length) else None  # None: one token per step
         setting = {"remasking": remasking, "temperature": temperature, "top_p": top_p, "top_k": top_k,
                    "block_length": block, "steps": steps,
-                   "temperature_end": rest[1] if len(rest) > 1 else None}  # None: constant (not the card's)
+                   "temperature_end": rest[1] if len(rest) > 1 else None,  # None: constant (not the card's)
+                   "min_p": rest[2] if len(rest) > 2 else 0.0}  # 0: off (not the card's)
         start = time.perf_counter()
         config = base.replace(**{k: v for k, v in setting.items() if k != "steps"}, steps=steps or args.length)
         outputs = sample_continuations(lm, prompts, config, progress=args.progress,
@@ -213,21 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({**setting, "decoding": describe(setting), "outputs": outputs,
                      "seconds": time.perf_counter() - start})
         note(f"generated: {describe(setting)} ({rows[-1]['seconds']:.0f} s)")
-    reference = {"decoding": describe({"remasking": "AR", "temperature": ar.settings.temperature,
-                                       "top_p": ar.settings.top_p, "top_k": ar.settings.top_k, "block_length": None}),
+    reference = {"decoding": describe({"remasking": "AR", "temperature": ar.settings.temperature, "top_p": ar.settings.top_p,
+                                       "top_k": ar.settings.top_k, "min_p": ar.settings.min_p, "block_length": None}),
                  "outputs": sample_continuations(ar, prompts, ar.settings.replace(length=args.length, allow_eos=False,
                                                                                    num_samples=1),
                                                  progress=args.progress, desc=f"AR {args.ar}")}
     human_row = {"decoding": "held-out human text", "outputs": human}
-    ar_grid = [(t, ar.settings.top_p, ar.settings.top_k) for t in args.ar_temperatures] + args.ar_settings
-    own = (ar.settings.temperature, ar.settings.top_p, ar.settings.top_k)
+    own = (ar.settings.temperature, ar.settings.top_p, ar.settings.top_k, ar.settings.min_p)
+    ar_grid = [(t, *own[1:]) for t in args.ar_temperatures] + args.ar_settings
     ar_rows = []
-    for t, p, k in dict.fromkeys(s for s in ar_grid if s != own):  # the card's own setting is the reference
-        name = describe({"remasking": "AR", "temperature": t, "top_p": p, "top_k": k, "block_length": None})
-        ar_rows.append({"decoding": name, "temperature": t, "top_p": p, "top_k": k,
+    for t, p, k, m in dict.fromkeys(s for s in ar_grid if s != own):  # the card's own setting is the reference
+        name = describe({"remasking": "AR", "temperature": t, "top_p": p, "top_k": k, "min_p": m, "block_length": None})
+        ar_rows.append({"decoding": name, "temperature": t, "top_p": p, "top_k": k, "min_p": m,
                         "outputs": sample_continuations(ar, prompts, ar.settings.replace(
-                            length=args.length, allow_eos=False, num_samples=1, temperature=t, top_p=p, top_k=k),
-                            progress=args.progress, desc=name)})
+                            length=args.length, allow_eos=False, num_samples=1, temperature=t, top_p=p, top_k=k,
+                            min_p=m), progress=args.progress, desc=name)})
     judge = load_judge(args.judge)
     for row in progress_bar([*rows, reference, human_row, *ar_rows], desc="judging", unit="setting",
                             show=args.progress):
@@ -261,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         command = (f"python -m training.card {args.model} --length {args.length} --steps {best['steps'] or args.length} "
                    f"--remasking {best['remasking']} --temperature {best['temperature']:g} "
                    f"--temperature-end {best.get('temperature_end') or 0:g} --top-p {best['top_p']:g} "
-                   f"--top-k {best['top_k']} --block-length {best['block_length'] or 0}")  # 0: one block / constant
+                   f"--top-k {best['top_k']} --min-p {best['min_p']:g} "
+                   f"--block-length {best['block_length'] or 0}")  # 0: one block / constant
         print(f"\nrecommended: {best['decoding']} (judge {best['judge_perplexity']:.1f} vs AR "
               f"{reference['judge_perplexity']:.1f}; entropy {best['entropy']:.3f} vs AR {reference['entropy']:.3f})\n"
               f"apply: {command}")
@@ -273,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     ar_best = None
     if ar_rows:
         ar_bar = args.entropy_ratio * human_row["entropy"]
-        candidates = [r for r in [{**reference, "temperature": own[0], "top_p": own[1], "top_k": own[2]}, *ar_rows]
+        candidates = [r for r in [{**reference, "temperature": own[0], "top_p": own[1], "top_k": own[2], "min_p": own[3]},
+                                  *ar_rows]
                       if r["entropy"] >= ar_bar]
         ar_best = min(candidates, key=lambda r: r["judge_perplexity"]) if candidates else None
         print(f"\nAR at other settings (eligible: entropy >= {args.entropy_ratio:g} x human text's, {ar_bar:.3f}):\n")
@@ -291,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": args.model, "ar": args.ar, "length": args.length, "prompts": prompts,
             "entropy_ratio": args.entropy_ratio, "rows": rows, "ar_row": reference, "human": human_row,
             "ar_rows": ar_rows,
-            "ar_recommended": ar_best and {k: ar_best[k] for k in ("temperature", "top_p", "top_k")},
+            "ar_recommended": ar_best and {k: ar_best[k] for k in ("temperature", "top_p", "top_k", "min_p")},
             "recommended": best and {k: best[k] for k in SETTING_KEYS},
             "report": report,
         }, indent=2, default=float))

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "(0 = constant)")
     sampling.add_argument("--top-k", type=int)
     sampling.add_argument("--top-p", type=float)
+    sampling.add_argument("--min-p", type=float, help="keep only tokens at least this fraction as probable as the "
+                                                      "most probable one (0 = off)")
     sampling.add_argument("--threshold", type=float, help="Fast-dLLM parallel decoding threshold")
     sampling.add_argument("--factor", type=float, help="Fast-dLLM factor rule: commit the n most confident while "
                                                          "(n + 1)(1 - confidence) < factor")
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict:
-    names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "threshold", "factor",
+    names = ["length", "steps", "remasking", "schedule", "temperature", "top_k", "top_p", "min_p", "threshold", "factor",
              "entropy_bound", "block_length", "cache", "cfg_scale", "num_samples", "solver", "rounding", "clamp"]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if getattr(args, "temperature_end", None) is not None:

@@ -50,6 +50,7 @@ class SamplerConfig:
     temperature_end: float | None = None  # masked: anneal linearly from `temperature` at a block's first step to this at its last; None = constant; greedy ignores it
     top_k: int = 0  # sample only among the k most likely tokens (0 = no limit)
     top_p: float = 1.0  # nucleus sampling: the smallest set holding this much probability (1 = off)
+    min_p: float = 0.0  # keep only tokens at least this fraction as probable as the most probable one (0 = off)
     remasking: str = "low_confidence"  # which masked positions a step commits: see REMASKING
     threshold: float | None = None  # Fast-dLLM: also commit every position with confidence >= this
     factor: float | None = None  # Fast-dLLM's factor rule: also commit the n most confident while (n+1)(1-c_n) < this
@@ -72,6 +73,7 @@ class SamplerConfig:
         )
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
+        _check(0 <= self.min_p <= 1, f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
         _check(
             self.threshold is None or 0 < self.threshold <= 1,
             f"threshold must be in (0, 1] or None (off), got {self.threshold}",

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from transformers.generation.logits_process import (
     LogitsProcessorList,
+    MinPLogitsWarper,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
@@ -37,7 +38,7 @@ def row_uniforms(generators: list[torch.Generator], n: int, device: torch.device
 
 
 def logits_warpers(config: SamplerConfig) -> LogitsProcessorList:
-    """transformers' own warpers for temperature, top-k and top-p, applied in that order."""
+    """transformers' own warpers for temperature, top-k, top-p and min-p, applied in that order (as `generate`)."""
     warpers = LogitsProcessorList()
     if config.temperature > 0 and config.temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(config.temperature))
@@ -45,6 +46,8 @@ def logits_warpers(config: SamplerConfig) -> LogitsProcessorList:
         warpers.append(TopKLogitsWarper(config.top_k))
     if config.top_p < 1.0:
         warpers.append(TopPLogitsWarper(config.top_p))
+    if config.min_p > 0:
+        warpers.append(MinPLogitsWarper(config.min_p))
     return warpers
 
 
@@ -56,9 +59,10 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     inverse CDF in float64 (low-precision sampling distorts the tail, as LLaDA notes for Gumbel-max),
     over the kept tokens in vocabulary order: the token the full warped distribution would give.
 
-    Temperature is one division; top-k and top-p never sort the vocabulary's indices: `kept_tokens`
+    Temperature is one division; top-k, top-p and min-p never sort the vocabulary's indices: `kept_tokens`
     finds the kept set, the same set as transformers' warpers (`logits_warpers`), which still decide
-    the rare rows whose cut-off splits a group of tied logits. On the CPU the rows go one by one through
+    the rare rows whose cut-off splits a group of tied logits (or, for min-p, falls within rounding of a
+    token). On the CPU the rows go one by one through
     NumPy (`_kept_row`, `_draw_row`: a dozen array calls per row; a step commits only a few); on an
     accelerator, vectorised in torch (partial selection for top-k, a threshold search for top-p).
     """
@@ -69,17 +73,17 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     if config.temperature != 1.0:
         scores = scores / config.temperature  # as TemperatureLogitsWarper, in float32
     u = uniforms.reshape(b * t, 1)
-    if config.top_k <= 0 and config.top_p >= 1.0:
+    if config.top_k <= 0 and config.top_p >= 1.0 and config.min_p <= 0:
         return _inverse_cdf(scores, u).reshape(b, t)
     if _by_row(scores):
         x, draws = scores.numpy(), u.cpu().numpy()[:, 0]
         tokens, split = np.empty(b * t, dtype=np.int64), np.zeros(b * t, dtype=bool)
         for r in range(b * t):
-            kept, split[r] = _kept_row(x[r], config.top_k, config.top_p)
+            kept, split[r] = _kept_row(x[r], config.top_k, config.top_p, config.min_p)
             tokens[r] = _draw_row(x[r], kept, draws[r])
         tokens, tied = torch.from_numpy(tokens), torch.from_numpy(split.nonzero()[0])
     else:
-        kept, tied = kept_tokens(scores, config.top_k, config.top_p)
+        kept, tied = kept_tokens(scores, config.top_k, config.top_p, config.min_p)
         tokens = _inverse_cdf(scores.masked_fill(~kept, float("-inf")), u)
     if tied.numel():  # the cut-off splits tied logits: transformers' own warpers pick which stay
         warped = logits_warpers(config)(None, logits.reshape(b * t, v)[tied].float())
@@ -110,16 +114,19 @@ def _draw_row(x: np.ndarray, kept: np.ndarray, u: float) -> int:
     return int(kept[min(j, len(kept) - 1)])
 
 
-def _kept_row(x: np.ndarray, top_k: int, top_p: float, prefix: int = 256) -> tuple[np.ndarray, bool]:
+def _kept_row(x: np.ndarray, top_k: int, top_p: float, min_p: float = 0.0, prefix: int = 256) -> tuple[np.ndarray, bool]:
     """`kept_tokens` in NumPy for one row x (V,) float32: (the kept token ids, ascending; whether the cut-off
     splits tied scores). One sort of the row's values (not of indices: NumPy's SIMD sort takes a few
     microseconds for 4,096 float32), the cut found on them (top-k: the k-th value; top-p: float64
     probabilities, over the k kept after top-k, else over the whole vocabulary and then taken for the
     first `prefix` ranks, the rest only for a wider nucleus), and the kept tokens are those scoring at or
-    above the cut."""
+    above the cut and, with min-p, at or above `min_p_floor` (no sort)."""
     v = x.shape[0]
     if top_p >= 1.0 and not 0 < top_k < v:
-        return np.arange(v), False
+        if min_p <= 0:
+            return np.arange(v), False
+        floor, near = min_p_floor(float(x.max()), min_p, x)
+        return np.flatnonzero(x >= floor), near
     ranked = np.sort(x)[::-1]  # descending values
     if 0 < top_k < v:
         ranked = ranked[: top_k + 1]  # one beyond, to see a tie across the cut
@@ -138,7 +145,25 @@ def _kept_row(x: np.ndarray, top_k: int, top_p: float, prefix: int = 256) -> tup
     size = max(size, 1)
     cut = ranked[size - 1]
     tied = tied or bool(size < ranked.shape[0] and ranked[size] == cut)
+    if min_p > 0:
+        floor, near = min_p_floor(float(ranked[0]), min_p, x)
+        cut, tied = max(cut, floor), tied or near
     return np.flatnonzero(x >= cut), tied
+
+
+def min_p_floor(top: float, min_p: float, x):
+    """(floor, near) for min-p on scores x whose largest is `top`: a token stays when its probability is
+    >= min_p times the top token's, that is when its score is >= top + log(min_p) = floor (the ratio does
+    not depend on what top-k or top-p removed first, so min-p after them is this one more cut). near:
+    whether a score lies within float32 rounding of the floor, where transformers' MinPLogitsWarper,
+    comparing float32 probabilities, may decide otherwise (the caller then leaves the row to it);
+    (N,) rows for a torch x (N, V) with `top` (N, 1)."""
+    if isinstance(x, torch.Tensor):
+        floor = top.double() + math.log(min_p)
+        tolerance = 1e-5 * top.double().abs().clamp(min=1.0)
+        return floor, ((x.double() - floor).abs() <= tolerance).any(-1)
+    floor = top + math.log(min_p)
+    return floor, bool((np.abs(x.astype(np.float64) - floor) <= 1e-5 * max(1.0, abs(top))).any())
 
 
 def _in_nucleus(p: np.ndarray, top_p: float, before: float = 0.0) -> int:
@@ -147,32 +172,45 @@ def _in_nucleus(p: np.ndarray, top_p: float, before: float = 0.0) -> int:
     return int(np.count_nonzero(p.cumsum() - p < top_p - before))
 
 
-def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept (N, V) bool, tied (M,) rows): the tokens transformers' TopKLogitsWarper then
-    TopPLogitsWarper keep, found without sorting the vocabulary.
+def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float, min_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept (N, V) bool, tied (M,) rows): the tokens transformers' TopKLogitsWarper, TopPLogitsWarper
+    then MinPLogitsWarper keep, found without sorting the vocabulary.
 
     scores: (N, V) float32, after temperature. The warpers' rule: keep every score >= the k-th largest
     (top-k), then drop the tokens whose ascending cumulative probability is <= 1 - top_p, keeping at
     least one (top-p). Equivalently, in descending order a token stays while the mass of the tokens
     ranked before it is < top_p. On the CPU, row by row in NumPy (`_kept_row`: one sort of the values);
     elsewhere top-k is one `torch.topk(k + 1)`, top-p after it a cumulative sum over those k, and
-    top-p alone `nucleus`; none sorts the vocabulary's indices. tied: the rows whose cut-off falls
-    inside a group of equal scores, where which of them stay is the order of transformers' sort to
-    decide: their mask is not to be used, the caller leaves them to the warpers.
+    top-p alone `nucleus`; none sorts the vocabulary's indices; min-p is one more cut (`min_p_floor`).
+    tied: the rows whose cut-off falls inside a group of equal scores, where which of them stay is the
+    order of transformers' sort to decide (or, for min-p, within rounding of a score): their mask is not
+    to be used, the caller leaves them to the warpers.
     """
-    n_rows, v = scores.shape
+    n_rows = scores.shape[0]
     rows = torch.arange(n_rows, device=scores.device)
     if _by_row(scores):
         kept = torch.zeros_like(scores, dtype=torch.bool)
         split = torch.zeros(n_rows, dtype=torch.bool)
         for r, x in enumerate(scores.numpy()):
-            ids, split[r] = _kept_row(x, top_k, top_p)
+            ids, split[r] = _kept_row(x, top_k, top_p, min_p)
             kept[r, torch.from_numpy(ids)] = True
         return kept, rows[split]
+    kept, split = _top_k_p(scores, top_k, top_p)
+    if min_p > 0:
+        floor, near = min_p_floor(scores.amax(dim=-1, keepdim=True), min_p, scores)
+        kept &= scores.double() >= floor
+        split |= near
+    return kept, rows[split]
+
+
+def _top_k_p(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`kept_tokens` without min-p, vectorised: (kept (N, V), split (N,) bool)."""
+    n_rows, v = scores.shape
     if top_k <= 0 or top_k >= v:
         if top_p >= 1.0:
-            return torch.ones_like(scores, dtype=torch.bool), rows[:0]
-        return nucleus(scores, top_p)
+            return torch.ones_like(scores, dtype=torch.bool), torch.zeros(n_rows, dtype=torch.bool, device=scores.device)
+        kept, tied = nucleus(scores, top_p)
+        return kept, torch.zeros(n_rows, dtype=torch.bool, device=scores.device).index_fill_(0, tied, True)
     k = top_k
     vals, idx = scores.topk(top_k + 1, dim=-1)  # one beyond, to see a tie across the cut
     split = vals[:, top_k] == vals[:, top_k - 1]
@@ -187,7 +225,7 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.T
         split |= (size < k) & (after == last)
     in_nucleus = torch.arange(k, device=scores.device) < size.unsqueeze(1)
     kept = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, in_nucleus)
-    return kept, rows[split]
+    return kept, split
 
 
 def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

@@ -63,9 +63,12 @@ def test_a_setting_may_name_its_steps_and_the_recommendation_keeps_them(roberta_
                         lambda lm, prompts, config, **kw: used.append((lm.kind, config.steps, config.temperature_end))
                         or real(lm, prompts, config, **kw))
 
-    assert decoding.parse_setting("random:0.7:0.95:0:0") == ("random", 0.7, 0.95, 0, None, None, None)
-    assert decoding.parse_setting("entropy:0.8:0.95:0:4:2") == ("entropy", 0.8, 0.95, 0, 4, 2, None)
-    assert decoding.parse_setting("dilated:1.3-0.6:1:20:0:8") == ("dilated", 1.3, 1.0, 20, None, 8, 0.6)
+    assert decoding.parse_setting("random:0.7:0.95:0:0") == ("random", 0.7, 0.95, 0, None, None, None, 0.0)
+    assert decoding.parse_setting("entropy:0.8:0.95:0:4:2") == ("entropy", 0.8, 0.95, 0, 4, 2, None, 0.0)
+    assert decoding.parse_setting("dilated:1.3-0.6:1:20:0:8") == ("dilated", 1.3, 1.0, 20, None, 8, 0.6, 0.0)
+    assert decoding.parse_setting("dilated:1.3-0.6:1:0:0:8:0.1") == ("dilated", 1.3, 1.0, 0, None, 8, 0.6, 0.1)
+    assert decoding.parse_ar_setting("0.9:1:20") == (0.9, 1.0, 20, 0.0)
+    assert decoding.parse_ar_setting("1:1:0:0.05") == (1.0, 1.0, 0, 0.05)
     for bad in ("random:0.7:0.95:0:0:0", "random:0.7:0.95:0:0:x", "random:0.7:0.95:0", "dilated:0-0.6:1:20:0",
                 "dilated:1.3-x:1:20:0"):
         with pytest.raises(argparse.ArgumentTypeError):

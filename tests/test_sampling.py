@@ -1,11 +1,13 @@
-"""Top-k / top-p sampling by partial selection against transformers' own warpers."""
+"""Top-k / top-p / min-p sampling by partial selection against transformers' own warpers."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from scipy.stats import chisquare
-from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.logits_process import MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from dlm.config import SamplerConfig
 from dlm.sampling import kept_tokens, logits_warpers, nucleus, sample_tokens
@@ -86,7 +88,8 @@ def expected_probs(logits: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "options", [dict(top_p=0.8), dict(top_p=0.5, temperature=0.7), dict(top_k=6, top_p=0.9), dict(top_k=5), dict()]
+    "options", [dict(top_p=0.8), dict(top_p=0.5, temperature=0.7), dict(top_k=6, top_p=0.9), dict(top_k=5), dict(),
+                dict(min_p=0.1), dict(min_p=0.3, temperature=1.5), dict(top_k=8, top_p=0.95, min_p=0.05)]
 )
 def test_distribution_matches_transformers(options, top_p_path):
     """20,000 draws at one position against transformers' warped probabilities: chi-squared, p > 0.001."""
@@ -104,7 +107,8 @@ def test_distribution_matches_transformers(options, top_p_path):
     assert result.pvalue > 0.001, (options, result)
 
 
-@pytest.mark.parametrize("options", [dict(top_p=0.9), dict(top_k=20, top_p=0.9), dict(top_k=20), dict()])
+@pytest.mark.parametrize("options", [dict(top_p=0.9), dict(top_k=20, top_p=0.9), dict(top_k=20), dict(),
+                                     dict(min_p=0.05), dict(top_k=20, min_p=0.1)])
 def test_fixed_uniforms_same_tokens_and_same_as_full_warpers(options, top_p_path):
     """Same uniforms give the same tokens, run to run, and (distinct logits) the very tokens of the
     full sort: the nucleus is drawn in vocabulary order as the whole distribution was."""
@@ -119,6 +123,32 @@ def test_fixed_uniforms_same_tokens_and_same_as_full_warpers(options, top_p_path
     full = torch.searchsorted(cdf, u.reshape(-1, 1) * cdf[:, -1:]).clamp_(max=499).reshape(2, 64)
     assert (first == full).float().mean() > 0.99  # equal up to float64 rounding at a CDF boundary
     assert torch.equal(sample_tokens(logits, SamplerConfig(temperature=0.0), u), logits.argmax(-1))
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 1.0), (3, 1.0), (40, 1.0), (0, 0.9), (40, 0.95)])
+def test_min_p_keeps_what_transformers_keeps(top_k, top_p, top_p_path):
+    """Min-p after top-k / top-p: the kept set of transformers' MinPLogitsWarper (which compares float32
+    probabilities) on every row not left to it; rows left to it are those with a score within rounding of
+    the floor, none here but the contrived one; the top token always stays."""
+    gen = torch.Generator().manual_seed(11 + top_k)
+    for min_p in (1e-4, 0.01, 0.05, 0.2, 0.5, 0.9):
+        for v in (7, 150, 4096):
+            scores = torch.randn(16, v, generator=gen) * (float(torch.rand(1, generator=gen)) * 6 + 0.1)
+            scores[0, : v // 3] = float("-inf")  # forbidden tokens
+            scores[1, 1] = scores[1].max() + math.log(min_p)  # a score right at the floor: left to transformers
+            mask, tied = kept_tokens(scores, top_k, top_p, min_p)
+            left = torch.zeros(16, dtype=torch.bool)
+            left[tied] = True
+            warped = TopKLogitsWarper(top_k)(None, scores.clone()) if top_k else scores.clone()
+            warped = TopPLogitsWarper(top_p)(None, warped) if top_p < 1 else warped
+            ref = MinPLogitsWarper(min_p)(None, warped) > float("-inf")
+            rows = ~left & ~reference(scores, top_k, top_p)[1] if top_p < 1 else ~left  # nor a top-p cut within rounding
+            assert int(rows.sum()) >= 12
+            assert left[1] and not left[2:].any(), (min_p, v)
+            assert torch.equal(mask[rows], ref[rows]), (min_p, v)
+            assert mask[torch.arange(16), scores.argmax(-1)].all()
+    with pytest.raises(ValueError, match="min_p must be in"):
+        SamplerConfig(min_p=1.5)
 
 
 @pytest.mark.parametrize("undecided", [1, 8, 64])

@@ -139,9 +139,9 @@ def _headline_metric(kind: str, info: dict) -> dict:
 
 
 def _describe(settings: dict) -> str:
-    keys = ("length", "steps", "remasking", "temperature", "temperature_end", "top_p", "top_k", "block_length", "threshold", "factor",
+    keys = ("length", "steps", "remasking", "temperature", "temperature_end", "top_p", "top_k", "min_p", "block_length", "threshold", "factor",
             "entropy_bound", "solver", "rounding", "clamp", "cfg_scale")
-    return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings and not (k == "top_k" and not settings[k]))
+    return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings and not (k in ("top_k", "min_p") and not settings[k]))
 
 
 def refresh(folder: str | Path, num_samples: int = 5, **sampler) -> Path:
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", help="a run folder, or a bundled model's name (refreshed in place)")
     parser.add_argument("--num-samples", type=int, default=5)
     for name, kind in (("length", int), ("steps", int), ("temperature", float), ("temperature_end", float),
-                       ("top_p", float), ("top_k", int),
+                       ("top_p", float), ("top_k", int), ("min_p", float),
                        ("threshold", float), ("factor", float), ("entropy_bound", float), ("block_length", int)):
         parser.add_argument("--" + name.replace("_", "-"), type=kind,
                             help="0 = constant" if name == "temperature_end" else
