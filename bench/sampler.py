@@ -9,7 +9,7 @@ recording the step): the engine's own overhead. Medians over --repeats runs, mea
 Throughput (generated tokens per second, all samples of the batch) is given twice: end to end, and
 as the forward alone would allow; each also as a multiple of batch 1's at the same steps, so how far
 batching pays, and whether the engine keeps up with the forward's own scaling, can be read off.
---temperature 0 is greedy; --top-k / --top-p / --temperature, --remasking, --block-length, --cache and the
+--temperature 0 is greedy; --top-k / --top-p / --min-p / --temperature, --remasking, --block-length, --cache and the
 parallel rules (--threshold, --factor, --entropy-bound) override the model's recommendation.
 """
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, help="default: the model's recommendation")
     parser.add_argument("--top-p", type=float, help="default: the model's recommendation")
     parser.add_argument("--top-k", type=int, help="default: the model's recommendation")
+    parser.add_argument("--min-p", type=float, help="default: the model's recommendation")
     parser.add_argument("--remasking", help="default: the model's recommendation")
     parser.add_argument("--block-length", type=int, help="default: the model's recommendation; 0 = one block")
     parser.add_argument("--cache", choices=["none", "prefix", "dual"], help="default: the model's recommendation")
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the sampler benchmark needs a masked (diffusion) model")
     timer = ForwardTimer(lm.model)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("top_k", args.top_k),
-                                  ("remasking", args.remasking), ("threshold", args.threshold), ("factor", args.factor),
+                                  ("min_p", args.min_p), ("remasking", args.remasking), ("threshold", args.threshold), ("factor", args.factor),
                                   ("entropy_bound", args.entropy_bound)) if v is not None}
     if args.block_length is not None:
         sampling["block_length"] = args.block_length or None
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name(0) if lm.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     settings = lm.settings.replace(**sampling)
     print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; temperature "
-          f"{settings.temperature}, top_k {settings.top_k}, top_p {settings.top_p}, remasking {settings.remasking}, "
+          f"{settings.temperature}, top_k {settings.top_k}, top_p {settings.top_p}, min_p {settings.min_p}, remasking {settings.remasking}, "
           f"blocks {settings.block_length}, cache {settings.cache}, threshold {settings.threshold}, factor "
           f"{settings.factor}, entropy bound {settings.entropy_bound}; medians of {args.repeats} runs\n")
     print("| length | steps | batch | ms/step | forward ms | other ms | overhead | tokens/s | vs batch 1 | "

@@ -104,6 +104,17 @@ def test_final_temperature_anneals_and_0_keeps_it_constant(app):
     assert greedy[4].startswith("**Done**") and greedy[5] == last(generate_tab.generate(**GOOD, temperature=0))[5]
 
 
+def test_min_p_reaches_the_sampler_and_a_bad_value_is_refused(app):
+    """The Min-p slider reaches the sampler (the run's config records it) and changes what is sampled at a
+    temperature of 1 (the tiny untrained model's distributions are nearly flat: 0.99 keeps few tokens); a
+    value outside [0, 1] gets the core's message."""
+    warm = dict(GOOD, temperature=1.0, seed=3)
+    cut = last(generate_tab.generate(**warm, min_p=0.99))
+    assert cut[6]["trace"].config["min_p"] == 0.99 and cut[5].startswith("the cat")
+    assert cut[5] != last(generate_tab.generate(**warm, min_p=0))[5]
+    assert "min_p must be in [0, 1]" in error_message(app, lambda: generate_tab.generate(**GOOD, min_p=1.5))
+
+
 def test_infill_keeps_the_template(app):
     final = last(generate_tab.generate(mode="infill", text="the [MASK] sat on the [MASK]", steps=8))
     assert final[5].startswith("the") and " sat on the" in final[5]
@@ -841,8 +852,8 @@ def test_api_a_lone_surrogate_is_refused_with_its_field(client):
 
 def test_api_too_few_values_are_named(client):
     message = raw_call(client, "generate", ["diffusion", "continue"])
-    assert "/generate takes 19 values (model, mode, text, length, steps," in message
-    assert "got 2: text, length, steps" in message and "colours, temperature_end are missing" in message
+    assert "/generate takes 20 values (model, mode, text, length, steps," in message
+    assert "got 2: text, length, steps" in message and "colours, temperature_end, min_p are missing" in message
 
 
 def test_api_a_file_that_was_not_uploaded_is_refused_with_its_field(client, tmp_path):
@@ -929,7 +940,7 @@ def api_signature(demo) -> dict:
 
 def test_the_page_has_the_same_named_endpoints_and_parameters_as_before(app):
     """tests/app_endpoints.json was written from the one-file app.py before it became webapp/ (since then
-    /generate and /animate gained temperature_end, after colours)."""
+    /generate and /animate gained temperature_end, after colours, then min_p after it)."""
     before = json.loads((ROOT / "tests" / "app_endpoints.json").read_text())
     assert api_signature(app.build_demo()) == before
     assert api_signature(app.demo) == before

@@ -100,11 +100,12 @@ def parse_generate_request(
     num_samples,
     allow_eos: bool,
     temperature_end=None,
+    min_p=None,
 ) -> GenerateRequest:
     """Check every field of a generation request; ValueError with a message meant for the user.
 
     temperature_end: the temperature at a block's last step (annealed from `temperature`; greedy ignores
-    it); 0 = constant, None = the model's recommendation."""
+    it); 0 = constant, None = the model's recommendation. min_p: 0 = off, None = the model's recommendation."""
     if model not in (DIFFUSION, AR, CONTINUOUS):
         raise ValueError(f"unknown model {model!r}; choose from {[DIFFUSION, AR, CONTINUOUS]}")
     if mode not in MODES:
@@ -159,6 +160,8 @@ def parse_generate_request(
     if temperature_end is not None:
         end = as_float(temperature_end, "final temperature")
         overrides["temperature_end"] = end if end > 0 else None  # 0 in the UI: constant; greedy ignores it
+    if min_p is not None:
+        overrides["min_p"] = as_float(min_p, "min-p")
     if not infill:
         overrides["length"] = length
     dlm.SamplerConfig().replace(**overrides)  # the core's own checks, with its messages

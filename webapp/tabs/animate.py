@@ -66,6 +66,7 @@ def animate(
     allow_eos: bool = True,
     colours: str = "state",
     temperature_end: float = START.temperature_end or 0.0,
+    min_p: float = START.min_p,
     frame_ms: int = 250,
     race_ar: bool = True,
     last_run: dict | None = None,
@@ -76,7 +77,7 @@ def animate(
     try:
         request = parse_generate_request(model, mode, text, length, steps, schedule, temperature, top_k, top_p,
                                          remasking, threshold, block_length, cache, guidance, seed,
-                                         num_samples, allow_eos, temperature_end)
+                                         num_samples, allow_eos, temperature_end, min_p)
         frame_ms = in_range(as_int(frame_ms, "frame speed (ms)"), "frame speed (ms)", MIN_FRAME_MS, MAX_FRAME_MS)
     except ValueError as error:
         raise ui_error(error) from None

@@ -61,6 +61,7 @@ def generate(
     allow_eos: bool = True,
     colours: str = "state",
     temperature_end: float = START.temperature_end or 0.0,
+    min_p: float = START.min_p,
 ):
     """Stream a generation: each update is the canvas after one step (Gradio handler, API /generate)."""
     if colours not in COLOR_MAP:
@@ -68,7 +69,7 @@ def generate(
     try:
         request = parse_generate_request(model, mode, text, length, steps, schedule, temperature, top_k, top_p,
                                          remasking, threshold, block_length, cache, guidance, seed,
-                                         num_samples, allow_eos, temperature_end)
+                                         num_samples, allow_eos, temperature_end, min_p)
     except ValueError as error:
         raise ui_error(error) from None
     lm = model_or_error(request.role)
@@ -188,6 +189,8 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
                                      info="diffusion: anneal to this by a block's last step (0 = constant)")
             top_k = Slider(0, 200, value=start.top_k, step=1, label="Top-k", info="0 = off")
             top_p = Slider(0.05, 1, value=start.top_p, step=0.05, label="Top-p", info="1 = off")
+            min_p = Slider(0, 1, value=start.min_p, step=0.01, label="Min-p",
+                           info="keep tokens at least this fraction as likely as the likeliest (0 = off)")
             guidance = Slider(0, 5, value=0, step=0.25, label="Guidance scale",
                               info="classifier-free guidance on the prompt (0 = off)")
             allow_eos = gr.Checkbox(value=True, label="Stop at end of text")
@@ -201,7 +204,8 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
     last_run = gr.State(None, time_to_live=STATE_TTL_SECONDS)
 
     inputs = [model_choice, mode, text, length, steps, schedule, temperature, top_k, top_p, remasking,
-              threshold, block_length, kv_cache, guidance, seed, num_samples, allow_eos, colours, temperature_end]
+              threshold, block_length, kv_cache, guidance, seed, num_samples, allow_eos, colours, temperature_end,
+              min_p]
     event = gr.on([run_button.click, text.submit], generate, inputs=inputs,
                   outputs=[*canvases, stats, final_text, last_run], api_name="generate",
                   concurrency_id="model", show_progress="minimal")
@@ -209,7 +213,7 @@ def build(start: dlm.SamplerConfig, ready: bool) -> GenerateTab:
     mode.change(switch_mode, mode, [text, length], api_visibility="private", queue=False)
     length.input(cap_steps, [length, steps], steps, api_visibility="private", queue=False)
     controls = [length, steps, schedule, remasking, temperature, top_k, top_p, threshold, block_length,
-                temperature_end]
+                temperature_end, min_p]
     return GenerateTab(inputs, last_run, controls, run_button, mode)
 
 
@@ -224,4 +228,5 @@ def recommended_controls(settings: dlm.SamplerConfig, max_positions: int | None)
     s = fit_to_app(settings, max_positions)
     return (Slider(value=s.length), Slider(value=s.steps, maximum=s.length), gr.Dropdown(value=s.schedule),
             gr.Dropdown(value=s.remasking), Slider(value=s.temperature), Slider(value=s.top_k), Slider(value=s.top_p),
-            Slider(value=s.threshold or 0), Slider(value=s.block_length or 0), Slider(value=s.temperature_end or 0))
+            Slider(value=s.threshold or 0), Slider(value=s.block_length or 0), Slider(value=s.temperature_end or 0),
+            Slider(value=s.min_p))
