@@ -36,20 +36,28 @@ def read_run(path: Path) -> dict:
     return run
 
 
-def compare(a: dict, b: dict, judge_name: str = "smollm2") -> list[dict]:
-    """One row per setting both runs measured, AR's reference included (re-judging rows that lack NLLs, in place)."""
+def compare(a: dict, b: dict, judge_name: str = "smollm2", pairs: list[tuple[str, str]] | None = None) -> list[dict]:
+    """One row per setting both runs measured, AR's reference included (re-judging rows that lack NLLs, in place);
+    with `pairs`, one row per (setting in A, setting in B) named there instead, AR's other settings included:
+    two decodings (of one model or two) on the same prompts."""
     if a["prompts"] != b["prompts"]:
         raise ValueError("the two runs continued different prompts: a paired comparison needs the same ones "
                          "(run bench/decoding.py with the same --prompts, --length and --paragraphs)")
-    rows_a = {r["decoding"]: r for r in [*a["rows"], a["ar_row"]]}
-    rows_b = {r["decoding"]: r for r in [*b["rows"], b["ar_row"]]}
-    shared = [name for name in rows_a if name in rows_b]
-    if not shared:
-        raise ValueError("the two runs share no setting")
+    rows_a = {r["decoding"]: r for r in [*a["rows"], a["ar_row"], *a.get("ar_rows", [])]}
+    rows_b = {r["decoding"]: r for r in [*b["rows"], b["ar_row"], *b.get("ar_rows", [])]}
+    if pairs:
+        for name, rows, run in [(n, rows_a, "A") for n, _ in pairs] + [(n, rows_b, "B") for _, n in pairs]:
+            if name not in rows:
+                raise ValueError(f"run {run} has no setting {name!r}; it has {sorted(rows)}")
+    else:
+        pairs = [(name, name) for name in rows_a if name in rows_b]
+        if not pairs:
+            raise ValueError("the two runs share no setting")
     judge = None
     out = []
-    for name in shared:
-        ra, rb = rows_a[name], rows_b[name]
+    for name_a, name_b in pairs:
+        ra, rb = rows_a[name_a], rows_b[name_b]
+        name = name_a if name_a == name_b else f"{name_b} / {name_a}"
         for r in (ra, rb):
             if "judge_nll_per_sample" not in r:  # written before per-prompt NLLs were stored
                 judge = judge or load_judge(judge_name)
@@ -66,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="the first run's JSON (the baseline)")
     parser.add_argument("b", type=Path, help="the second run's JSON")
+    parser.add_argument("--pair", nargs=2, action="append", metavar=("SETTING_A", "SETTING_B"),
+                        help="compare this setting of A with this one of B (their `decoding` names, e.g. "
+                             "'AR, T 0.9, top-k 20'), instead of every setting both share; repeatable")
     parser.add_argument("--judge", default="smollm2", help="the judge, if a run must be judged again")
     parser.add_argument("--threads", type=int, help="torch threads (default: all)")
     parser.add_argument("--json", type=Path)
@@ -73,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     a, b = read_run(args.a), read_run(args.b)
-    rows = compare(a, b, args.judge)
+    try:
+        rows = compare(a, b, args.judge, [tuple(p) for p in args.pair] if args.pair else None)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"\nA = {a['model']} ({args.a}), B = {b['model']} ({args.b}); {len(a['prompts'])} shared prompts\n")
     print("| decoding | judge PPL A → B | B / A (paired 95% CI) | entropy A → B | B − A (paired 95% CI) |")
     print("|---|---:|---:|---:|---:|")

@@ -156,3 +156,14 @@ def test_compare_pairs_two_runs_setting_by_setting(roberta_dir, gpt2_dir, tmp_pa
         compare_decoding.compare(a, other, gpt2_dir)
     assert compare_decoding.main([str(out), str(out), "--judge", gpt2_dir]) == 0
     assert "1.000 (1.000–1.000)" in capsys.readouterr().out
+
+    # --pair: one setting of A against another of B (here the first diffusion setting against AR's, both in A's file)
+    first, ar_name = a["rows"][0]["decoding"], a["ar_row"]["decoding"]
+    rows = compare_decoding.compare(a, worse, gpt2_dir, [(ar_name, first)])
+    b_row, a_row = worse["rows"][0], a["ar_row"]
+    expected = math.exp(sum(b_row["judge_nll_per_sample"]) / sum(b_row["judge_tokens_per_sample"])
+                        - sum(a_row["judge_nll_per_sample"]) / sum(a_row["judge_tokens_per_sample"]))
+    assert len(rows) == 1 and rows[0]["decoding"] == f"{first} / {ar_name}"
+    assert rows[0]["ratio"]["ratio"] == pytest.approx(expected)
+    assert compare_decoding.main([str(out), str(out), "--judge", gpt2_dir, "--pair", first, "no such setting"]) == 2
+    assert "run B has no setting 'no such setting'" in capsys.readouterr().err
