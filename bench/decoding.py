@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also sample the AR model at these temperatures (its card's top-p): its own frontier, "
                              "and its recommendation, the lowest judge perplexity with entropy >= the ratio x human's")
     parser.add_argument("--ar-settings", nargs="+", type=parse_ar_setting, default=[], metavar="T:P:K[:M]",
-                        help="also sample the AR model at these temperature:top_p:top_k[:min_p] settings (e.g. 0.9:1:20), "
+                        help="also sample the AR model at these temperature:top_p:top_k[:min_p] settings (e.g. "
+                             "0.9:1:20), "
                              "judged like --ar-temperatures: the fair check that a truncation helping diffusion "
                              "does not help AR as much")
     parser.add_argument("--report", action="store_true",
@@ -222,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({**setting, "decoding": describe(setting), "outputs": outputs,
                      "seconds": time.perf_counter() - start})
         note(f"generated: {describe(setting)} ({rows[-1]['seconds']:.0f} s)")
-    reference = {"decoding": describe({"remasking": "AR", "temperature": ar.settings.temperature, "top_p": ar.settings.top_p,
-                                       "top_k": ar.settings.top_k, "min_p": ar.settings.min_p, "block_length": None}),
+    reference = {"decoding": describe({"remasking": "AR", "temperature": ar.settings.temperature,
+                                       "top_p": ar.settings.top_p, "top_k": ar.settings.top_k,
+                                       "min_p": ar.settings.min_p, "block_length": None}),
                  "outputs": sample_continuations(ar, prompts, ar.settings.replace(length=args.length, allow_eos=False,
                                                                                    num_samples=1),
                                                  progress=args.progress, desc=f"AR {args.ar}")}
@@ -283,9 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     ar_best = None
     if ar_rows:
         ar_bar = args.entropy_ratio * human_row["entropy"]
-        candidates = [r for r in [{**reference, "temperature": own[0], "top_p": own[1], "top_k": own[2], "min_p": own[3]},
-                                  *ar_rows]
-                      if r["entropy"] >= ar_bar]
+        own_row = {**reference, "temperature": own[0], "top_p": own[1], "top_k": own[2], "min_p": own[3]}
+        candidates = [r for r in [own_row, *ar_rows] if r["entropy"] >= ar_bar]
         ar_best = min(candidates, key=lambda r: r["judge_perplexity"]) if candidates else None
         print(f"\nAR at other settings (eligible: entropy >= {args.entropy_ratio:g} x human text's, {ar_bar:.3f}):\n")
         print("| decoding | judge PPL | entropy | distinct-2 | rep-4 | eligible |")

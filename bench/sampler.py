@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the sampler benchmark needs a masked (diffusion) model")
     timer = ForwardTimer(lm.model)
     sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p), ("top_k", args.top_k),
-                                  ("min_p", args.min_p), ("remasking", args.remasking), ("threshold", args.threshold), ("factor", args.factor),
-                                  ("entropy_bound", args.entropy_bound)) if v is not None}
+                                  ("min_p", args.min_p), ("remasking", args.remasking), ("threshold", args.threshold),
+                                  ("factor", args.factor), ("entropy_bound", args.entropy_bound)) if v is not None}
     if args.block_length is not None:
         sampling["block_length"] = args.block_length or None
     if args.cache is not None:
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name(0) if lm.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     settings = lm.settings.replace(**sampling)
     print(f"model {args.model} ({lm.num_parameters / 1e6:.1f}M parameters) on {device}; temperature "
-          f"{settings.temperature}, top_k {settings.top_k}, top_p {settings.top_p}, min_p {settings.min_p}, remasking {settings.remasking}, "
+          f"{settings.temperature}, top_k {settings.top_k}, top_p {settings.top_p}, min_p {settings.min_p}, "
+          f"remasking {settings.remasking}, "
           f"blocks {settings.block_length}, cache {settings.cache}, threshold {settings.threshold}, factor "
           f"{settings.factor}, entropy bound {settings.entropy_bound}; medians of {args.repeats} runs\n")
     print("| length | steps | batch | ms/step | forward ms | other ms | overhead | tokens/s | vs batch 1 | "

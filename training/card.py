@@ -139,9 +139,10 @@ def _headline_metric(kind: str, info: dict) -> dict:
 
 
 def _describe(settings: dict) -> str:
-    keys = ("length", "steps", "remasking", "temperature", "temperature_end", "top_p", "top_k", "min_p", "block_length", "threshold", "factor",
-            "entropy_bound", "solver", "rounding", "clamp", "cfg_scale")
-    return ", ".join(f"{k} {settings[k]}" for k in keys if k in settings and not (k in ("top_k", "min_p") and not settings[k]))
+    keys = ("length", "steps", "remasking", "temperature", "temperature_end", "top_p", "top_k", "min_p", "block_length",
+            "threshold", "factor", "entropy_bound", "solver", "rounding", "clamp", "cfg_scale")
+    return ", ".join(f"{k} {settings[k]}" for k in keys
+                     if k in settings and not (k in ("top_k", "min_p") and not settings[k]))
 
 
 def refresh(folder: str | Path, num_samples: int = 5, **sampler) -> Path:

@@ -204,7 +204,8 @@ def compare(
     except ValueError as error:
         raise ui_error(error) from None
     diffusion, ar = model_or_error(DIFFUSION), model_or_error(AR)
-    own = {DIFFUSION: ("remasking", "schedule", "top_k", "top_p", "min_p"), AR: ("temperature", "top_k", "top_p", "min_p")}
+    own = {DIFFUSION: ("remasking", "schedule", "top_k", "top_p", "min_p"),
+           AR: ("temperature", "top_k", "top_p", "min_p")}
     requests = {role: GenerateRequest(role, False, request.text, request.seed, {
         **request.overrides, **{k: getattr(lm.settings, k) for k in own[role]}}, request.chat)
         for role, lm in ((DIFFUSION, diffusion), (AR, ar))}
