@@ -170,19 +170,18 @@ def _largest(x: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.partition(x, v - n)[v - n:])[::-1]
 
 
-def min_p_floor(top: float, min_p: float, x):
-    """(floor, near) for min-p on scores x whose largest is `top`: a token stays when its probability is
-    >= min_p times the top token's, that is when its score is >= top + log(min_p) = floor (the ratio does
-    not depend on what top-k or top-p removed first, so min-p after them is this one more cut). near:
-    whether a score lies within float32 rounding of the floor, where transformers' MinPLogitsWarper,
-    comparing float32 probabilities, may decide otherwise (the caller then leaves the row to it);
-    (N,) rows for a torch x (N, V) with `top` (N, 1)."""
-    if isinstance(x, torch.Tensor):
-        floor = top.double() + math.log(min_p)
-        tolerance = 1e-5 * top.double().abs().clamp(min=1.0)
-        return floor, ((x.double() - floor).abs() <= tolerance).any(-1)
+MIN_P_ROUNDING = 1e-5  # a score this close to the min-p floor (x the top score, at least 1): left to transformers
+
+
+def min_p_floor(top: float, min_p: float, x: np.ndarray) -> tuple[float, bool]:
+    """(floor, near) for min-p on one row of scores x whose largest is `top`: a token stays when its
+    probability is >= min_p times the top token's, that is when its score is >= top + log(min_p) = floor
+    (the ratio does not depend on what top-k or top-p removed first, so min-p after them is this one more
+    cut). near: whether a score lies within float32 rounding of the floor, where transformers'
+    MinPLogitsWarper, comparing float32 probabilities, may decide otherwise (the caller then leaves the
+    row to it). `kept_tokens` does the same for many rows in torch."""
     floor = top + math.log(min_p)
-    return floor, bool((np.abs(x.astype(np.float64) - floor) <= 1e-5 * max(1.0, abs(top))).any())
+    return floor, bool((np.abs(x - floor) <= MIN_P_ROUNDING * max(1.0, abs(top))).any())
 
 
 def _in_nucleus(p: np.ndarray, top_p: float, before: float = 0.0) -> int:
@@ -198,7 +197,7 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float, min_p: float = 0
     scores: (N, V) float32, after temperature. The warpers' rule: keep every score >= the k-th largest
     (top-k), then drop the tokens whose ascending cumulative probability is <= 1 - top_p, keeping at
     least one (top-p). Equivalently, in descending order a token stays while the mass of the tokens
-    ranked before it is < top_p. On the CPU, row by row in NumPy (`_kept_row`: one sort of the values);
+    ranked before it is < top_p. On the CPU, row by row in NumPy (`_kept_row`: partitions of the values);
     elsewhere top-k is one `torch.topk(k + 1)`, top-p after it a cumulative sum over those k, and
     top-p alone `nucleus`; none sorts the vocabulary's indices; min-p is one more cut (`min_p_floor`).
     tied: the rows whose cut-off falls inside a group of equal scores, where which of them stay is the
@@ -215,10 +214,11 @@ def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float, min_p: float = 0
             kept[r, torch.from_numpy(ids)] = True
         return kept, rows[split]
     kept, split = _top_k_p(scores, top_k, top_p)
-    if min_p > 0:
-        floor, near = min_p_floor(scores.amax(dim=-1, keepdim=True), min_p, scores)
-        kept &= scores.double() >= floor
-        split |= near
+    if min_p > 0:  # `min_p_floor`, for every row at once
+        top = scores.amax(dim=-1, keepdim=True).double()
+        distance = scores.double() - (top + math.log(min_p))
+        kept &= distance >= 0
+        split |= (distance.abs() <= MIN_P_ROUNDING * top.abs().clamp(min=1.0)).any(-1)
     return kept, rows[split]
 
 

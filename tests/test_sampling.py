@@ -35,7 +35,7 @@ def reference(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Ten
 
 @pytest.fixture(params=["torch", "numpy"])
 def top_p_path(request, monkeypatch):
-    """On the CPU top-k / top-p go row by row through NumPy (a sort of the values, the cut found on
+    """On the CPU top-k / top-p go row by row through NumPy (partitions of the values, the cut found on
     them); on an accelerator through torch (top-p alone: the threshold search). Run a test through
     each, the torch path here on the CPU."""
     import dlm.sampling
