@@ -7,7 +7,9 @@ override single fields with `dataclasses.replace` (or keyword overrides to `dlm.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Which masked positions a step commits (the rest stay masked). Names follow LLaDA / Dream.
@@ -62,39 +64,41 @@ class SamplerConfig:
     num_samples: int = 1  # samples drawn side by side in one forward pass
 
     def __post_init__(self) -> None:
-        _check(self.length >= 1, f"length must be >= 1, got {self.length}")
-        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        _check(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}")
-        _check(self.remasking in REMASKING, f"unknown remasking {self.remasking!r}; choose from {sorted(REMASKING)}")
-        _check(self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        _check(self.length >= 1, lambda: f"length must be >= 1, got {self.length}")
+        _check(self.steps >= 1, lambda: f"steps must be >= 1, got {self.steps}")
+        _check(self.schedule in SCHEDULES,
+               lambda: f"unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}")
+        _check(self.remasking in REMASKING,
+               lambda: f"unknown remasking {self.remasking!r}; choose from {sorted(REMASKING)}")
+        _check(self.temperature >= 0, lambda: f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         _check(
             self.temperature_end is None or self.temperature_end > 0,
-            f"temperature_end must be > 0 or None (constant), got {self.temperature_end}",
+            lambda: f"temperature_end must be > 0 or None (constant), got {self.temperature_end}",
         )
-        _check(self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
-        _check(0 <= self.min_p <= 1, f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
+        _check(self.top_k >= 0, lambda: f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        _check(0 < self.top_p <= 1, lambda: f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
+        _check(0 <= self.min_p <= 1, lambda: f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
         _check(
             self.threshold is None or 0 < self.threshold <= 1,
-            f"threshold must be in (0, 1] or None (off), got {self.threshold}",
+            lambda: f"threshold must be in (0, 1] or None (off), got {self.threshold}",
         )
-        _check(self.factor is None or self.factor > 0, f"factor must be > 0 or None (off), got {self.factor}")
+        _check(self.factor is None or self.factor > 0, lambda: f"factor must be > 0 or None (off), got {self.factor}")
         _check(
             self.entropy_bound is None or self.entropy_bound >= 0,
-            f"entropy_bound must be >= 0 or None (off), got {self.entropy_bound}",
+            lambda: f"entropy_bound must be >= 0 or None (off), got {self.entropy_bound}",
         )
         rules = [name for name in PARALLEL_RULES if getattr(self, name) is not None]
-        _check(len(rules) <= 1, f"choose one parallel-decoding rule, not {' and '.join(rules)}")
+        _check(len(rules) <= 1, lambda: f"choose one parallel-decoding rule, not {' and '.join(rules)}")
         _check(
             self.block_length is None or self.block_length >= 1,
-            f"block_length must be >= 1 or None (one block), got {self.block_length}",
+            lambda: f"block_length must be >= 1 or None (one block), got {self.block_length}",
         )
         _check(
             self.cache is None or self.cache in CACHES,
-            f"unknown cache {self.cache!r}; choose from {sorted(CACHES)} or None (exact)",
+            lambda: f"unknown cache {self.cache!r}; choose from {sorted(CACHES)} or None (exact)",
         )
-        _check(self.cfg_scale >= 0, f"cfg_scale must be >= 0 (0 = off), got {self.cfg_scale}")
-        _check(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples}")
+        _check(self.cfg_scale >= 0, lambda: f"cfg_scale must be >= 0 (0 = off), got {self.cfg_scale}")
+        _check(self.num_samples >= 1, lambda: f"num_samples must be >= 1, got {self.num_samples}")
 
     def replace(self, **overrides) -> SamplerConfig:
         """`dataclasses.replace` with an error that names the valid fields."""
@@ -102,6 +106,14 @@ class SamplerConfig:
         if unknown:
             raise ValueError(f"unknown sampler option(s) {sorted(unknown)}; choose from {sorted(FIELDS)}")
         return dataclasses.replace(self, **overrides)
+
+    def at_temperature(self, temperature: float) -> SamplerConfig:
+        """This config at another temperature (an annealed step's): `replace` without re-running every
+        check, as the sampler makes one each step."""
+        _check(temperature >= 0, lambda: f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        config = copy.copy(self)
+        object.__setattr__(config, "temperature", temperature)  # frozen: set as dataclasses' __init__ does
+        return config
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,6 +127,8 @@ class SamplerConfig:
 FIELDS = tuple(f.name for f in dataclasses.fields(SamplerConfig))
 
 
-def _check(ok: bool, message: str) -> None:
+def _check(ok: bool, message: Callable[[], str]) -> None:
+    """Raise ValueError(message()) unless ok; the message is built only then (a config is made every
+    step of an annealed run, and fifteen f-strings cost more than the checks)."""
     if not ok:
-        raise ValueError(message)
+        raise ValueError(message())

@@ -79,7 +79,10 @@ class MaskedGeneration(Generation):
                 masked_here = masked[:, lo:hi]  # (B, W) the candidates
                 open_here = canvas[:, lo:hi] == mask_id  # (B, W) every mask in the window, this block's and later
                 open_flat = open_here.flatten().nonzero().flatten()  # (N,) their flat positions, ascending
-                rows = forbid(logits.reshape(-1, logits.shape[-1]).index_select(0, open_flat), forbidden)  # (N, V)
+                rows = logits.reshape(-1, logits.shape[-1])  # (N, V) the open rows: a copy, unless all are
+                if open_flat.numel() < rows.shape[0]:  # (then the logits themselves, not used again)
+                    rows = rows.index_select(0, open_flat)
+                rows = forbid(rows, forbidden)
                 eligible = masked_here.flatten().index_select(0, open_flat).nonzero().flatten()  # (M,) candidate rows
                 guess_rows = argmax(rows)  # (N,)
                 probs = torch.softmax(rows, dim=-1)  # the model's own belief, before temperature
@@ -87,8 +90,8 @@ class MaskedGeneration(Generation):
                 k = counts[i] if i < len(counts) else 0  # parallel decoding may finish the block early
                 sampling = config  # this step's temperature (annealed when temperature_end is set)
                 if config.temperature_end is not None and config.temperature > 0:  # greedy stays greedy
-                    sampling = config.replace(temperature=step_temperature(config.temperature, config.temperature_end,
-                                                                           i, block_steps))
+                    sampling = config.at_temperature(step_temperature(config.temperature, config.temperature_end,
+                                                                      i, block_steps))
                 if config.temperature > 0:
                     draw = row_uniforms(self.generators, num_positions, device)[:, lo:hi]  # full rows: batch-invariant
                 order = None
@@ -96,7 +99,8 @@ class MaskedGeneration(Generation):
                     order = row_uniforms(self.generators, num_positions, device)[:, lo:hi][masked_here]
                 elif dilated is not None:
                     order = dilated[lo:hi].expand_as(masked_here)[masked_here]
-                candidates = probs.index_select(0, eligible)
+                order_given = config.remasking in ("random", "dilated")  # read no probabilities
+                candidates = None if order_given and config.entropy_bound is None else probs.index_select(0, eligible)
                 value = None  # (M,) the candidates' scores; low-confidence order reads the sampled tokens
                 if config.remasking != "low_confidence":
                     value = position_scores(candidates, guess_rows.index_select(0, eligible), config.remasking, order)

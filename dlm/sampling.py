@@ -8,7 +8,9 @@ Sampling is by inverse CDF (one uniform per position), which also keeps the rand
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -56,15 +58,17 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
 
     logits: (B, T, V); uniforms: (B, T) in (0, 1], unused when greedy. Returns (B, T) long.
     Greedy (temperature 0) takes the argmax; otherwise the warped distribution is sampled by
-    inverse CDF in float64 (low-precision sampling distorts the tail, as LLaDA notes for Gumbel-max),
+    inverse CDF with float64 sums (low-precision sampling distorts the tail, as LLaDA notes for
+    Gumbel-max; the CPU's top-p path sums float32 probability ratios, each within 1e-7 of itself),
     over the kept tokens in vocabulary order: the token the full warped distribution would give.
 
-    Temperature is one division; top-k, top-p and min-p never sort the vocabulary's indices: `kept_tokens`
-    finds the kept set, the same set as transformers' warpers (`logits_warpers`), which still decide
-    the rare rows whose cut-off splits a group of tied logits (or, for min-p, falls within rounding of a
-    token). On the CPU the rows go one by one through
-    NumPy (`_kept_row`, `_draw_row`: a dozen array calls per row; a step commits only a few); on an
-    accelerator, vectorised in torch (partial selection for top-k, a threshold search for top-p).
+    Temperature is one division; top-k, top-p and min-p keep the same tokens as transformers' warpers
+    (`logits_warpers`) without sorting the vocabulary: `cutoffs` finds, for all rows at once, the lowest
+    score each keeps (top-k: one `torch.topk`; top-p: a histogram of the probability mass, see `_nucleus`;
+    min-p: one comparison), and the draw runs over the k candidates (top-k) or over the row with the rest
+    zeroed. On the CPU, top-p and min-p without top-k go `ROWS` rows at a time through NumPy instead
+    (`_cut_rows`, `_draw_rows`: the same rules). The rare rows whose cut-off splits a group of tied
+    logits (or, for min-p, falls within rounding of a token) are left to transformers' warpers themselves.
     """
     if config.temperature == 0:
         return argmax(logits)
@@ -75,234 +79,272 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     u = uniforms.reshape(b * t, 1)
     if config.top_k <= 0 and config.top_p >= 1.0 and config.min_p <= 0:
         return _inverse_cdf(scores, u).reshape(b, t)
-    if _by_row(scores):
+    if not 0 < config.top_k < v and _by_row(scores):  # top-p / min-p on the CPU: a few rows at a time in NumPy
         x, draws = scores.numpy(), u.cpu().numpy()[:, 0]
         tokens, split = np.empty(b * t, dtype=np.int64), np.zeros(b * t, dtype=bool)
-        for r in range(b * t):
-            kept, split[r] = _kept_row(x[r], config.top_k, config.top_p, config.min_p)
-            tokens[r] = _draw_row(x[r], kept, draws[r])
+        for lo in range(0, b * t, ROWS):
+            hi = min(lo + ROWS, b * t)
+            top, cut, split[lo:hi], weights = _cut_rows(x[lo:hi], config.top_p, config.min_p)
+            tokens[lo:hi] = _draw_rows(x[lo:hi], top, cut, draws[lo:hi], weights)
         tokens, tied = torch.from_numpy(tokens), torch.from_numpy(split.nonzero()[0])
     else:
-        kept, tied = kept_tokens(scores, config.top_k, config.top_p, config.min_p)
-        tokens = _inverse_cdf(scores.masked_fill(~kept, float("-inf")), u)
+        cut = cutoffs(scores, config.top_k, config.top_p, config.min_p)
+        tokens, tied = _draw(scores, cut, u), cut.tied.nonzero().flatten()
     if tied.numel():  # the cut-off splits tied logits: transformers' own warpers pick which stay
         warped = logits_warpers(config)(None, logits.reshape(b * t, v)[tied].float())
         tokens[tied] = _inverse_cdf(warped, u[tied])
     return tokens.reshape(b, t)
 
 
+def _draw(scores: torch.Tensor, cut: Cutoffs, u: torch.Tensor) -> torch.Tensor:
+    """(N,) the tokens of the kept sets `cut` that u (N, 1) falls on, by inverse CDF in vocabulary order."""
+    if cut.candidates is not None:  # top-k: the kept tokens are among the k, drawn in vocabulary order
+        vals, ids = cut.candidates
+        ids, order = ids.sort(dim=-1)
+        vals = vals.gather(1, order)
+        weights = torch.exp(vals.double() - cut.top.double()).masked_fill_(vals < cut.score, 0.0)
+        return ids.gather(1, _first_reaching(weights.cumsum_(-1), u)).squeeze(1)
+    # the whole row, the tokens below the cut weighing nothing
+    weights = cut.weights if cut.weights is not None else torch.exp(scores.double() - cut.top.double())
+    return _first_reaching(weights.masked_fill_(scores < cut.score, 0.0).cumsum_(-1), u).squeeze(1)
+
+
+ROWS = 16  # rows at a time in NumPy: (16, 4,096) temporaries stay in cache
+
+
 def _by_row(scores: torch.Tensor) -> bool:
-    """Top-k / top-p row by row in NumPy: on the CPU, where it is 1.5-5x faster than the vectorised torch
-    path at 32 to 256 rows of 4,096 and far faster at a step's one or few rows; on an accelerator the
-    vectorised path keeps the work on the device."""
+    """Top-p / min-p (without top-k) `ROWS` rows at a time in NumPy: on the CPU, where that is 2-3x
+    faster than torch over all rows at once (whose (N, V) temporaries leave the cache); on an
+    accelerator the vectorised torch path keeps the work on the device."""
     return scores.device.type == "cpu" and not scores.requires_grad
 
 
 def _inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """(N,) the first index where the float64 CDF of softmax(scores (N, K)) reaches u (N, 1) in (0, 1]."""
-    cdf = torch.softmax(scores.double(), dim=-1).cumsum(dim=-1)
-    target = u * cdf[:, -1:]  # scale by the total to absorb rounding
-    return torch.searchsorted(cdf, target).clamp_(max=scores.shape[-1] - 1).squeeze(1)
+    return _first_reaching(torch.softmax(scores.double(), dim=-1).cumsum_(dim=-1), u).squeeze(1)
 
 
-def _draw_row(x: np.ndarray, kept: np.ndarray, u: float) -> int:
-    """`_inverse_cdf` in NumPy for one row x (V,) float32 restricted to the token ids `kept` (ascending):
-    the token of the float64 CDF, in vocabulary order, that u in (0, 1] falls on."""
-    wide = x[kept].astype(np.float64)
-    cdf = np.exp(wide - wide.max()).cumsum()
-    j = int(np.searchsorted(cdf, u * cdf[-1]))
-    return int(kept[min(j, len(kept) - 1)])
+def _first_reaching(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """(N, 1) the first index where cdf (N, K), an unnormalised cumulative sum, reaches u (N, 1) in (0, 1]
+    of its total (scaling the target, not the CDF, absorbs rounding): a token of positive weight."""
+    return torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_(max=cdf.shape[-1] - 1)
 
 
-def _kept_row(x: np.ndarray, top_k: int, top_p: float, min_p: float = 0.0, prefix: int = 256) -> tuple[np.ndarray, bool]:
-    """`kept_tokens` in NumPy for one row x (V,) float32: (the kept token ids, ascending; whether the cut-off
-    splits tied scores). Top-k alone: one partition of the row's values places the k-th and (k+1)-th
-    largest. Otherwise the row's largest values in order (`_largest`: a partition, then a sort of the
-    few; not of indices), the cut found on them (top-k: the k-th value; top-p: float64 probabilities,
-    over the k kept after top-k, else over the whole vocabulary for the first `prefix` ranks, all of them
-    only for a wider nucleus), and the kept tokens are those scoring at or above the cut and, with min-p,
-    at or above `min_p_floor` (no sort)."""
-    v = x.shape[0]
-    if top_p >= 1.0 and not 0 < top_k < v:
-        if min_p <= 0:
-            return np.arange(v), False
-        floor, near = min_p_floor(float(x.max()), min_p, x)
-        return np.flatnonzero(x >= floor), near
-    if 0 < top_k < v and top_p >= 1.0:  # top-k alone: one partition places the k-th and (k+1)-th largest
-        part = np.partition(x, (v - top_k - 1, v - top_k))
-        cut = part[v - top_k]
-        tied = bool(part[v - top_k - 1] == cut)  # transformers keeps such ties, renormalising over them
-        if min_p > 0:
-            floor, near = min_p_floor(float(part[v - top_k:].max()), min_p, x)
-            cut, tied = max(cut, floor), tied or near
-        return np.flatnonzero(x >= cut), tied
-    if 0 < top_k < v:
-        ranked = _largest(x, top_k + 1)  # one beyond, to see a tie across the cut
-        tied = bool(ranked[top_k] == ranked[top_k - 1])  # transformers keeps such ties, renormalising over them
-        size = top_k
-        if top_p < 1.0:  # top-p over the k kept, renormalised
-            p = np.exp(ranked[:top_k].astype(np.float64) - ranked[0])
-            size = _in_nucleus(p / p.sum(), top_p)
-    else:
-        tied = False
-        ranked = _largest(x, prefix + 1)  # one beyond, to see a tie across the cut
-        log_z = float(ranked[0]) + math.log(np.exp(x - ranked[0]).sum(dtype=np.float64))
-        head = np.exp(ranked[:prefix].astype(np.float64) - log_z)
-        size = _in_nucleus(head, top_p)
-        if size == head.shape[0] < v:  # a wider nucleus: the ranks beyond the prefix too
-            ranked = np.sort(x)[::-1]
-            size += _in_nucleus(np.exp(ranked[prefix:].astype(np.float64) - log_z), top_p, head.sum())
-    size = max(size, 1)
-    cut = ranked[size - 1]
-    tied = tied or bool(size < ranked.shape[0] and ranked[size] == cut)
-    if min_p > 0:
-        floor, near = min_p_floor(float(ranked[0]), min_p, x)
-        cut, tied = max(cut, floor), tied or near
-    return np.flatnonzero(x >= cut), tied
+class Cutoffs(NamedTuple):
+    """What `cutoffs` finds for N rows of scores (N, V): row r keeps the tokens scoring >= score[r]."""
 
-
-def _largest(x: np.ndarray, n: int) -> np.ndarray:
-    """The n largest values of x (V,), descending: a partition (linear), then a sort of those n only (about
-    half the time of sorting 4,096 float32 whole)."""
-    v = x.shape[0]
-    if n >= v:
-        return np.sort(x)[::-1]
-    return np.sort(np.partition(x, v - n)[v - n:])[::-1]
+    score: torch.Tensor  # (N, 1) float32, the lowest score kept (-inf: all)
+    tied: torch.Tensor  # (N,) bool: rows to leave to transformers' warpers (a cut inside tied scores)
+    top: torch.Tensor  # (N, 1) float32, the row's largest score
+    candidates: tuple[torch.Tensor, torch.Tensor] | None  # top-k: (values, token ids) (N, k), all kept among them
+    weights: torch.Tensor | None  # (N, V) float64 exp(scores - top), when top-p computed it (the draw reuses it)
 
 
 MIN_P_ROUNDING = 1e-5  # a score this close to the min-p floor (x the top score, at least 1): left to transformers
 
 
+def cutoffs(scores: torch.Tensor, top_k: int, top_p: float, min_p: float = 0.0) -> Cutoffs:
+    """The lowest score transformers' TopKLogitsWarper, TopPLogitsWarper then MinPLogitsWarper keep, per row.
+
+    scores: (N, V) float32, after temperature. The warpers' rules: top-k keeps every score >= the k-th
+    largest; top-p then drops the tokens whose ascending cumulative probability is <= 1 - top_p, keeping
+    at least one (in descending order: a token stays while the mass ranked before it is < top_p); min-p
+    then keeps the tokens at least min_p times as probable as the top one, that is scoring >= top +
+    log(min_p) (the ratio does not depend on what top-k or top-p removed first). Each rule keeps a
+    score and everything above it, so one cut per row says it all.
+
+    Top-k is one `torch.topk(k + 1)` (one beyond, to see a tie across the cut) and top-p after it a
+    cumulative sum over those k; top-p alone is `_nucleus`, a histogram instead of a sort (a weak
+    model's nucleus can be thousands of tokens wide); min-p one comparison. tied: the rows whose cut-off
+    falls inside a group of equal scores, where which of them stay is the order of transformers' sort to
+    decide, or (min-p) within float32 rounding of a score, where its float32 probabilities may decide
+    otherwise: the caller leaves them to the warpers.
+    """
+    n, v = scores.shape
+    top = scores.amax(dim=-1, keepdim=True)
+    tied = torch.zeros(n, dtype=torch.bool, device=scores.device)
+    candidates, weights = None, None
+    if 0 < top_k < v:
+        vals, ids = scores.topk(top_k + 1, dim=-1)  # descending
+        tied = vals[:, top_k] == vals[:, top_k - 1]  # transformers keeps such ties, renormalising over them
+        vals, ids = vals[:, :top_k], ids[:, :top_k]
+        cut = vals[:, top_k - 1:]
+        if top_p < 1.0:  # top-p over the k kept, renormalised
+            p = torch.softmax(vals.double(), dim=-1)
+            size = (p.cumsum(-1) - p < top_p).sum(-1, keepdim=True).clamp_(min=1)  # the mass ranked before each
+            cut = vals.gather(1, size - 1)
+            tied |= ((size < top_k) & (vals.gather(1, size.clamp(max=top_k - 1)) == cut)).squeeze(1)
+        candidates = (vals, ids)
+    elif top_p < 1.0:
+        cut, split, weights = _nucleus(scores, top, top_p)
+        tied |= split
+    else:
+        cut = torch.full_like(top, float("-inf"))
+    if min_p > 0:
+        floor = top + math.log(min_p)
+        pool = candidates[0] if candidates is not None else scores
+        band = MIN_P_ROUNDING * top.abs().clamp(min=1.0)
+        tied |= ((pool >= floor - band) & (pool <= floor + band)).any(-1)
+        cut = torch.maximum(cut, floor)
+    return Cutoffs(cut, tied, top, candidates, weights)
+
+
+def _cut_rows(
+    x: np.ndarray, top_p: float, min_p: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """`cutoffs` without top-k for a few rows x (n, V) float32 in NumPy: (top (n, 1), the lowest score kept
+    (n, 1), rows left to transformers (n,), the rows' float32 exp(x - top) when top-p computed it).
+    Top-p is `_nucleus`'s histogram, min-p one comparison with `min_p_floor`'s band."""
+    n = x.shape[0]
+    top = x.max(axis=1, keepdims=True)
+    if top_p >= 1.0:
+        cut, tied, weights = np.full((n, 1), -np.inf, dtype=np.float32), np.zeros(n, dtype=bool), None
+    else:
+        weights = np.subtract(x, top)
+        np.exp(weights, out=weights)
+        bucket = weights.view(np.int32) >> 20  # as `_nucleus`: in [0, 1016]
+        bucket += (np.arange(n, dtype=np.int32) << 10)[:, None]  # each row its own 1,024 bins
+        mass = np.bincount(bucket.ravel(), weights=weights.ravel(), minlength=n * 1024).reshape(n, 1024)
+        i, before, target = _from_the_top(mass, top_p)
+        held = (1023 - i + (np.arange(n) << 10)).astype(np.int32)  # each row's bucket holding the cut
+        members = np.flatnonzero(bucket == held[:, None])  # the undecided tokens, flat
+        rows, cols = np.divmod(members, x.shape[1])
+        vals = x[rows, cols]
+        order = np.argsort(rows * 1024.0 + (top[rows, 0] - vals))  # by row, then score descending (exact keys:
+        rows, cols, vals = rows[order], cols[order], vals[order]  # the scores lie within 104 of the top)
+        count = np.bincount(rows, minlength=n)
+        width = max(int(count.max()), 1)
+        slot = (rows, np.arange(rows.shape[0]) - (count.cumsum() - count)[rows])
+        ranked = np.full((n, width), -np.inf, dtype=np.float32)
+        ranked[slot] = vals
+        p = np.zeros((n, width))
+        p[slot] = weights[rows, cols]
+        stays = (before[:, None] + p.cumsum(axis=1) - p < target) & (np.arange(width) < count[:, None])
+        size = np.maximum(stays.sum(axis=1), 1)
+        cut = ranked[np.arange(n), size - 1][:, None]
+        tied = (size < count) & (ranked[np.arange(n), np.minimum(size, width - 1)] == cut[:, 0])
+    if min_p > 0:
+        floor = top + np.float32(math.log(min_p))
+        band = np.float32(MIN_P_ROUNDING) * np.maximum(np.abs(top), 1)
+        tied = tied | ((x >= floor - band) & (x <= floor + band)).any(axis=1)
+        cut = np.maximum(cut, floor)
+    return top, cut, tied, weights
+
+
+def _from_the_top(mass: np.ndarray, top_p: float, group: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rows of bucket masses (n, B), B a multiple of `group`, buckets ascending: ((n,) i, the bucket
+    holding each row's top-p cut counted from the top (0 = the last); (n,) the mass above it; (n, 1)
+    top_p of the row's mass), by sums of `group` buckets and then of the buckets within one group (a
+    cumulative sum over all B is 3x slower in NumPy)."""
+    n, b = mass.shape
+    rows = np.arange(n)
+    groups = mass.reshape(n, b // group, group)[:, ::-1, ::-1]  # from the top
+    above = groups.sum(axis=2).cumsum(axis=1)
+    target = top_p * above[:, -1:]
+    g = np.minimum((above < target).sum(axis=1), b // group - 1)  # the group holding the cut
+    inside = groups[rows, g].cumsum(axis=1) + np.where(g > 0, above[rows, g - 1], 0.0)[:, None]
+    j = np.minimum((inside < target).sum(axis=1), group - 1)
+    before = np.where(j > 0, inside[rows, j - 1], np.where(g > 0, above[rows, g - 1], 0.0))
+    return g * group + j, before, target
+
+
+def _draw_rows(x: np.ndarray, top: np.ndarray, cut: np.ndarray, u: np.ndarray, weights: np.ndarray | None,
+               block: int = 64) -> np.ndarray:
+    """`_first_reaching` for a few rows x (n, V) float32 keeping the scores >= cut (n, 1): (n,) the tokens
+    of the CDF, in vocabulary order, that u (n,) in (0, 1] falls on. Without `weights` (min-p's few kept
+    tokens) the kept tokens of all rows are gathered and summed in float64, row after row. With them
+    (top-p's thousands), float64 sums of blocks of `block` probability ratios, the dropped tokens
+    zeroed, find the block u falls in, and a cumulative sum within it the token."""
+    n, v = x.shape
+    if weights is None:
+        kept = np.flatnonzero(x >= cut)
+        rows = kept // v
+        w = np.exp(x.ravel()[kept].astype(np.float64) - top[rows, 0]).cumsum()
+        end = np.searchsorted(rows, np.arange(n), side="right") - 1  # each row's last kept token
+        start = np.concatenate([[0.0], w[end[:-1]]])  # the sum before each row's
+        i = np.searchsorted(w, start + u * (w[end] - start))
+        return kept[np.clip(i, end - np.bincount(rows, minlength=n) + 1, end)] % v
+    w = weights * (x >= cut)
+    if v % block:
+        w = np.concatenate([w, np.zeros((n, block - v % block), dtype=w.dtype)], axis=1)
+    blocks = w.reshape(n, -1, block)
+    sums = np.einsum("nbk->nb", blocks, dtype=np.float64).cumsum(axis=1)  # (einsum: 2x `sum` here)
+    target = u * sums[:, -1]
+    j = np.minimum((sums < target[:, None]).sum(axis=1), sums.shape[1] - 1)  # the block u falls in
+    inside = blocks[np.arange(n), j].astype(np.float64)
+    before = np.where(j > 0, sums[np.arange(n), j - 1], 0.0)
+    k = np.minimum((before[:, None] + inside.cumsum(axis=1) < target[:, None]).sum(axis=1), block - 1)
+    for r in np.flatnonzero(inside[np.arange(n), k] == 0):  # rounding between the sums landed on a dropped
+        positive = np.flatnonzero(inside[r])  # token (rare): the kept one nearest it, in the same block
+        k[r] = positive[np.abs(positive - k[r]).argmin()]
+    return j * block + k
+
+
 def min_p_floor(top: float, min_p: float, x: np.ndarray) -> tuple[float, bool]:
-    """(floor, near) for min-p on one row of scores x whose largest is `top`: a token stays when its
-    probability is >= min_p times the top token's, that is when its score is >= top + log(min_p) = floor
-    (the ratio does not depend on what top-k or top-p removed first, so min-p after them is this one more
-    cut). near: whether a score lies within float32 rounding of the floor, where transformers'
-    MinPLogitsWarper, comparing float32 probabilities, may decide otherwise (the caller then leaves the
-    row to it). `kept_tokens` does the same for many rows in torch."""
+    """(floor, near) for min-p on one row of scores x whose largest is `top`: a token stays when its score
+    is >= top + log(min_p) = floor. near: whether a score lies within float32 rounding of the floor, where
+    transformers' MinPLogitsWarper, comparing float32 probabilities, may decide otherwise (the caller then
+    leaves the row to it). `cutoffs` does the same for many rows in torch."""
     floor = top + math.log(min_p)
     return floor, bool((np.abs(x - floor) <= MIN_P_ROUNDING * max(1.0, abs(top))).any())
 
 
-def _in_nucleus(p: np.ndarray, top_p: float, before: float = 0.0) -> int:
-    """How many of the probabilities p (descending, with `before` of mass ranked above them) top-p keeps:
-    each while the mass ranked before it is < top_p."""
-    return int(np.count_nonzero(p.cumsum() - p < top_p - before))
-
-
 def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float, min_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(kept (N, V) bool, tied (M,) rows): the tokens transformers' TopKLogitsWarper, TopPLogitsWarper
-    then MinPLogitsWarper keep, found without sorting the vocabulary.
+    """(kept (N, V) bool, tied (M,) rows): the tokens transformers' warpers keep (`cutoffs`), and the rows
+    whose mask is not to be used (left to the warpers)."""
+    if not 0 < top_k < scores.shape[1] and _by_row(scores):
+        x = scores.numpy()
+        cuts = [_cut_rows(x[lo:lo + ROWS], top_p, min_p) for lo in range(0, x.shape[0], ROWS)]
+        cut, tied = np.concatenate([c[1] for c in cuts]), np.concatenate([c[2] for c in cuts])
+        return scores >= torch.from_numpy(cut), torch.from_numpy(tied.nonzero()[0])
+    cut = cutoffs(scores, top_k, top_p, min_p)
+    return scores >= cut.score, cut.tied.nonzero().flatten()
 
-    scores: (N, V) float32, after temperature. The warpers' rule: keep every score >= the k-th largest
-    (top-k), then drop the tokens whose ascending cumulative probability is <= 1 - top_p, keeping at
-    least one (top-p). Equivalently, in descending order a token stays while the mass of the tokens
-    ranked before it is < top_p. On the CPU, row by row in NumPy (`_kept_row`: partitions of the values);
-    elsewhere top-k is one `torch.topk(k + 1)`, top-p after it a cumulative sum over those k, and
-    top-p alone `nucleus`; none sorts the vocabulary's indices; min-p is one more cut (`min_p_floor`).
-    tied: the rows whose cut-off falls inside a group of equal scores, where which of them stay is the
-    order of transformers' sort to decide (or, for min-p, within rounding of a score): their mask is not
-    to be used, the caller leaves them to the warpers.
+
+def _nucleus(scores: torch.Tensor, top: torch.Tensor, top_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-p's cut by a histogram instead of a sort: ((N, 1) the lowest score kept, (N,) rows left to
+    transformers, (N, V) float64 weights exp(scores - top) for the draw).
+
+    scores (N, V) float32; top (N, 1) their largest. The bucket of a token is read off the bits of its
+    float32 probability ratio exp(score - top) in [0, 1]: the exponent and three mantissa bits, a
+    monotone function of the score, eight buckets an octave (0.087 nats); one weighted count gives the
+    probability mass in each. With A(j) the mass of the buckets above bucket j, every token above the
+    bucket where A first reaches top_p stays (the mass ranked before it is < top_p) and every token below
+    it goes: only that bucket's tokens (dozens, where the nucleus may hold thousands) are ranked, each
+    staying while A plus the mass ranked before it within the bucket is < top_p, the warper's rule.
     """
-    n_rows = scores.shape[0]
-    rows = torch.arange(n_rows, device=scores.device)
-    if _by_row(scores):
-        kept = torch.zeros_like(scores, dtype=torch.bool)
-        split = torch.zeros(n_rows, dtype=torch.bool)
-        for r, x in enumerate(scores.numpy()):
-            ids, split[r] = _kept_row(x, top_k, top_p, min_p)
-            kept[r, torch.from_numpy(ids)] = True
-        return kept, rows[split]
-    kept, split = _top_k_p(scores, top_k, top_p)
-    if min_p > 0:  # `min_p_floor`, for every row at once
-        top = scores.amax(dim=-1, keepdim=True).double()
-        distance = scores.double() - (top + math.log(min_p))
-        kept &= distance >= 0
-        split |= (distance.abs() <= MIN_P_ROUNDING * top.abs().clamp(min=1.0)).any(-1)
-    return kept, rows[split]
-
-
-def _top_k_p(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """`kept_tokens` without min-p, vectorised: (kept (N, V), split (N,) bool)."""
-    n_rows, v = scores.shape
-    if top_k <= 0 or top_k >= v:
-        if top_p >= 1.0:
-            return torch.ones_like(scores, dtype=torch.bool), torch.zeros(n_rows, dtype=torch.bool, device=scores.device)
-        kept, tied = nucleus(scores, top_p)
-        return kept, torch.zeros(n_rows, dtype=torch.bool, device=scores.device).index_fill_(0, tied, True)
-    k = top_k
-    vals, idx = scores.topk(top_k + 1, dim=-1)  # one beyond, to see a tie across the cut
-    split = vals[:, top_k] == vals[:, top_k - 1]
-    vals, idx = vals[:, :top_k], idx[:, :top_k]
-    size = torch.full((n_rows,), k, device=scores.device)
-    if top_p < 1.0:  # top-p over the k kept, renormalised
-        probs = torch.softmax(vals.double(), dim=-1)  # (N, k) descending
-        before = probs.cumsum(-1) - probs  # the mass ranked before each
-        size = (before < top_p).sum(-1).clamp_(min=1)
-        last = vals.gather(1, (size - 1).unsqueeze(1)).squeeze(1)
-        after = vals.gather(1, size.clamp(max=k - 1).unsqueeze(1)).squeeze(1)
-        split |= (size < k) & (after == last)
-    in_nucleus = torch.arange(k, device=scores.device) < size.unsqueeze(1)
-    kept = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx, in_nucleus)
-    return kept, split
-
-
-def nucleus(scores: torch.Tensor, top_p: float, undecided: int = 64, buckets: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """`kept_tokens` for top-p alone, by a threshold search instead of a sort.
-
-    With A(x) the probability of the tokens scoring above x, every token scoring above any x with
-    A(x) < top_p stays (the mass ranked before it is below A(x)), and every token scoring at or below
-    any x with A(x) >= top_p goes. The search keeps such a pair lo < hi per row and narrows it
-    `buckets`-fold per float64 pass over the vocabulary (a histogram of the probability mass between
-    them), so two or three passes leave at most `undecided` tokens in between. Only those are ranked
-    (`torch.topk`), and each stays while A(hi) plus the mass ranked before it within them is < top_p:
-    exactly the warper's rule. The nucleus itself, which a weak model can make thousands of tokens
-    wide, is never sorted. The pair is checked exactly at the end; a row where rounding in the
-    histogram broke it is searched again over its whole range (correct, only slower).
-    """
-    n_rows = scores.shape[0]
-    top = scores.amax(dim=-1, keepdim=True)  # (N, 1)
-    log_z = top.double() + (scores - top).exp_().sum(-1, keepdim=True, dtype=torch.float64).log_()
-    wide = scores.double()
-    probs = torch.exp(wide - log_z)  # (N, V); forbidden (-inf) tokens are 0
-    floor = scores.masked_fill(~torch.isfinite(scores), float("inf")).amin(dim=-1, keepdim=True).double() - 1.0
-    lo, hi = floor, top.double()  # A(floor) = 1 >= top_p > 0 = A(top)
-    slots = buckets + 2  # 0: at or below lo; 1..buckets: between, low to high; buckets + 1: above hi
-    offsets = torch.arange(n_rows, device=scores.device).unsqueeze(1) * slots
-    for _ in range(8):
-        scale = (buckets / (hi - lo)).float()
-        position = ((scores - lo.float()) * scale).ceil_().clamp_(0, buckets + 1).long().add_(offsets).flatten()
-        mass = torch.bincount(position, weights=probs.flatten(), minlength=n_rows * slots).view(n_rows, slots)
-        count = torch.bincount(position, minlength=n_rows * slots).view(n_rows, slots)
-        above = mass.flip(-1).cumsum(-1).flip(-1)[:, 1:]  # (N, buckets + 1): A at boundary j = mass in slots > j
-        j = ((above >= top_p).sum(-1, keepdim=True) - 1).clamp_(0, buckets - 1)  # the bucket holding the cut
-        step = (hi - lo) / buckets
-        left = count.gather(1, j + 1)  # tokens in that bucket
-        lo, hi = lo + j * step, lo + (j + 1) * step
-        if int(left.max()) <= undecided:
-            break
-    mass_above_hi = torch.where(wide > hi, probs, 0.0).sum(-1, keepdim=True)
-    broken = (mass_above_hi >= top_p) | (torch.where(wide > lo, probs, 0.0).sum(-1, keepdim=True) < top_p)
-    if bool(broken.any()):  # rounding moved a bucket edge across a token: this row gets the whole range
-        lo, hi = torch.where(broken, floor, lo), torch.where(broken, top.double(), hi)
-        mass_above_hi = torch.where(wide > hi, probs, 0.0).sum(-1, keepdim=True)
-    between = (wide > lo) & (wide <= hi)
-    width = int(between.sum(-1).max())
-    vals, idx = wide.masked_fill(~between, float("-inf")).topk(width, dim=-1)  # undecided, descending
-    valid = torch.isfinite(vals)
-    p = torch.exp(vals - log_z).masked_fill_(~valid, 0.0)
-    before = mass_above_hi + p.cumsum(-1) - p  # the mass ranked before each undecided token
-    stays = (before < top_p) & valid
-    size = stays.sum(-1)  # (N,) undecided tokens that stay; >= 1 when none scores above hi
-    last = vals.gather(1, (size - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-    after = vals.gather(1, size.clamp(max=width - 1).unsqueeze(1)).squeeze(1)
-    split = (size > 0) & (size < valid.sum(-1)) & (after == last)
-    kept = (wide > hi) | torch.zeros_like(between).scatter_(1, idx, stays)
-    return kept, torch.arange(n_rows, device=scores.device)[split]
+    n, v = scores.shape
+    device = scores.device
+    ratio = torch.exp(scores - top)  # float32 in [0, 1]; forbidden (-inf) tokens 0
+    weights = ratio.double()
+    index = ratio.view(torch.int32) >> 20  # sign 0, 8 exponent bits, 3 mantissa bits: in [0, 1016]
+    flat = (index + torch.arange(n, device=device, dtype=torch.int32).unsqueeze(1) * 1024).flatten().long()
+    mass = torch.bincount(flat, weights=weights.flatten(), minlength=n * 1024).view(n, 1024)
+    above = mass.flip(-1).cumsum_(-1)  # above[:, i]: the mass of the top i + 1 buckets
+    target = top_p * above[:, -1:]  # of the whole row's mass, as summed here
+    i = (above < target).sum(-1, keepdim=True).clamp_(max=1023)  # the bucket holding the cut, from the top
+    before = torch.where(i > 0, above.gather(1, (i - 1).clamp(min=0)), 0.0)  # (N, 1) the mass above that bucket
+    rows, cols = (index == 1023 - i).nonzero(as_tuple=True)  # the undecided tokens, by row
+    vals = scores[rows, cols]
+    order = vals.argsort(descending=True, stable=True)
+    order = order[rows[order].argsort(stable=True)]  # by row, then score descending
+    rows, vals, p = rows[order], vals[order], weights[rows[order], cols[order]]
+    count = torch.bincount(rows, minlength=n)
+    width = max(int(count.max()), 1)
+    start = count.cumsum(0) - count
+    slot = (rows, torch.arange(rows.numel(), device=device) - start[rows])
+    ranked = torch.full((n, width), float("-inf"), device=device).index_put_(slot, vals)  # descending
+    mass_ranked = torch.zeros((n, width), dtype=torch.float64, device=device).index_put_(slot, p)
+    stays = before + mass_ranked.cumsum(-1) - mass_ranked < target  # the mass ranked before each, against top_p
+    stays &= torch.arange(width, device=device) < count.unsqueeze(1)
+    size = stays.sum(-1, keepdim=True).clamp_(min=1)
+    cut = ranked.gather(1, size - 1)
+    split = (size.squeeze(1) < count) & (ranked.gather(1, size.clamp(max=width - 1)) == cut).squeeze(1)
+    return cut, split, weights
 
 
 def position_scores(
-    probs: torch.Tensor,
+    probs: torch.Tensor | None,
     tokens: torch.Tensor,
     remasking: str,
     uniforms: torch.Tensor | None = None,
@@ -310,9 +352,9 @@ def position_scores(
     """How much each candidate position deserves to be committed now (higher first).
 
     probs: (..., V) the model's distribution at the candidates (only those: a vocabulary-wide score,
-    margin or entropy, costs one pass per candidate); tokens: (...) the guesses there (low_confidence
-    scores their probability); uniforms: (...), random remasking's order (or dilated remasking's, from
-    `dilated_order`). Returns (...).
+    margin or entropy, costs one pass per candidate; None for random and dilated order, which read none);
+    tokens: (...) the guesses there (low_confidence scores their probability); uniforms: (...), random
+    remasking's order (or dilated remasking's, from `dilated_order`). Returns (...).
     """
     if remasking == "low_confidence":
         score = probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -324,7 +366,7 @@ def position_scores(
     elif remasking in ("random", "dilated"):  # the order is given: random draws, or the dilated ranks
         if uniforms is None:
             raise ValueError(f"{remasking} remasking needs its order")
-        score = uniforms.to(probs.dtype)
+        score = uniforms.to(probs.dtype if probs is not None else torch.float32)
     else:
         raise ValueError(f"unknown remasking {remasking!r}; choose from {sorted(REMASKING)}")
     return score
@@ -347,6 +389,12 @@ def dilated_order(n: int, steps: int) -> torch.Tensor:
     """
     if n < 1 or steps < 1:
         raise ValueError(f"a dilated order needs n >= 1 and steps >= 1, got n={n}, steps={steps}")
+    return _dilated_order(n, steps).clone()
+
+
+@functools.lru_cache(maxsize=64)
+def _dilated_order(n: int, steps: int) -> torch.Tensor:
+    """`dilated_order`, computed once per (n, steps): its Python sort costs a few hundred microseconds."""
     stride = min(steps, n)
     members = -(-n // stride)  # the largest group's size
 

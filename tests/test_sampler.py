@@ -334,6 +334,13 @@ def test_schedules_sum_to_n():
 def test_config_replace_and_round_trip():
     config = SamplerConfig().replace(steps=8, remasking="margin")
     assert SamplerConfig.from_dict({**config.to_dict(), "unknown_future_key": 1}) == config
+    annealed = config.replace(temperature=1.5, temperature_end=0.5)
+    assert annealed.at_temperature(0.7) == annealed.replace(temperature=0.7)
+    assert annealed.temperature == 1.5  # a copy: the original keeps its own
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        annealed.at_temperature(-0.1)
+    with pytest.raises(ValueError, match="top_p must be in"):  # the checks still run where a config is made
+        SamplerConfig(top_p=0.0)
 
 
 @pytest.mark.parametrize("remasking", ["entropy", "margin", "random", "dilated"])
