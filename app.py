@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 
+from dlm.allocator import keep_freed_memory
 from webapp import models
 from webapp.models import Models, configure
 from webapp.page import build_demo, launch_options, serve
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     global demo
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # a step's temporaries reuse the heap instead of faulting in fresh pages (dlm.allocator)
     sources = {DIFFUSION: args.model, AR: args.ar_model, CONTINUOUS: args.continuous_model, CLASSIFIER: args.classifier}
     on_space = bool(os.environ.get("SPACE_ID"))
     if not on_space:  # fail fast on a typo; a Space keeps serving and shows the error in the page

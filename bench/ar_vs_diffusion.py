@@ -84,6 +84,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dlm  # noqa: E402
+from dlm.allocator import keep_freed_memory  # noqa: E402
 from dlm.cli import add_progress_option, progress_bar  # noqa: E402
 from dlm.cli import note as progress_note  # noqa: E402  (a line on stderr that leaves the bars whole)
 from dlm.config import PARALLEL_RULES, SamplerConfig  # noqa: E402
@@ -824,6 +825,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="default: CUDA when present, else CPU")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--quick", action="store_true", help="a small subset that runs in minutes on a CPU")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's own mmap and trim thresholds (default: dlm.allocator's, as the app)")
     parser.add_argument("--steps-only", action="store_true",
                         help="diffusion at its recommended settings over the steps sweep only: no parallel-decoding "
                              "rules, no semi-AR rows (a quarter of the time when only the recommendation changed)")
@@ -831,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="default bench/results/ar_vs_diffusion[_quick].png")
     add_progress_option(parser)
     args = parser.parse_args(argv)
+    allocator = "system" if args.system_malloc or not keep_freed_memory() else "dlm.allocator"
     started = time.perf_counter()
     command = "python bench/ar_vs_diffusion.py " + shlex.join(sys.argv[1:] if argv is None else argv)
 
@@ -943,7 +947,7 @@ def main(argv: list[str] | None = None) -> int:
                           "seeds": m["seeds"], "features": "judge's last hidden state, mean-pooled over the continuation"})
     elapsed = time.perf_counter() - started
 
-    machine = machine_info(models[0].device)
+    machine = {**machine_info(models[0].device), "allocator": allocator}
     print(f"\n{len(prompts)} prompts, batch 1, on {machine['device']} ({machine['torch_threads']} threads); "
           f"judge {args.judge}; medians over prompts; peak memory: {records[0]['memory_method'] if records else '-'}\n")
     print(markdown_tables(records, human, qa_results, skipped, mauve))

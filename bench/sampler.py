@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dlm  # noqa: E402
+from dlm.allocator import keep_freed_memory  # noqa: E402
 from dlm.cli import add_progress_option, progress_bar  # noqa: E402
 
 
@@ -77,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, help="Fast-dLLM's confidence threshold (default: off)")
     parser.add_argument("--factor", type=float, help="Fast-dLLM's factor rule (default: off)")
     parser.add_argument("--entropy-bound", type=float, help="the EB-sampler's entropy bound (default: off)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's own mmap and trim thresholds (default: dlm.allocator's, as the app)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     add_progress_option(parser)
     args = parser.parse_args(argv)
+    allocator = "system" if args.system_malloc or not keep_freed_memory() else "dlm.allocator"
 
     lm = dlm.load(args.model)
     if lm.kind != "masked":
@@ -122,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{settings.temperature}, top_k {settings.top_k}, top_p {settings.top_p}, min_p {settings.min_p}, "
           f"remasking {settings.remasking}, "
           f"blocks {settings.block_length}, cache {settings.cache}, threshold {settings.threshold}, factor "
-          f"{settings.factor}, entropy bound {settings.entropy_bound}; medians of {args.repeats} runs\n")
+          f"{settings.factor}, entropy bound {settings.entropy_bound}; malloc thresholds {allocator}; "
+          f"medians of {args.repeats} runs\n")
     print("| length | steps | batch | ms/step | forward ms | other ms | overhead | tokens/s | vs batch 1 | "
           "forward-only tokens/s | vs batch 1 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -134,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{ratio(r['forward_throughput_vs_batch_1'])} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "device": device, "settings": settings.to_dict(), "rows": rows}, indent=2))
+        result = {"model": args.model, "device": device, "allocator": allocator, "settings": settings.to_dict(),
+                  "rows": rows}
+        args.json.write_text(json.dumps(result, indent=2))
     return 0
 
 

@@ -297,6 +297,9 @@ COMMANDS = {"generate": cmd_generate, "animate": cmd_animate, "elbo": cmd_elbo, 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from dlm.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the app: a step's temporaries reuse the heap (dlm.allocator)
     try:
         COMMANDS[args.command](args)
     except (ValueError, OSError, RuntimeError) as error:  # bad input: one clear line, exit 2

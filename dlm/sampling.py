@@ -205,8 +205,12 @@ def _cut_rows(
         bucket = weights.view(np.int32) >> 20  # as `_nucleus`: in [0, 1016]
         bucket += (np.arange(n, dtype=np.int32) << 10)[:, None]  # each row its own 1,024 bins
         mass = np.bincount(bucket.ravel(), weights=weights.ravel(), minlength=n * 1024).reshape(n, 1024)
-        i, before, target = _from_the_top(mass, top_p)
-        held = (1023 - i + (np.arange(n) << 10)).astype(np.int32)  # each row's bucket holding the cut
+        below = torch.from_numpy(mass).cumsum_(-1).numpy()  # the mass at or below each bucket (torch: 3x NumPy)
+        total = below[:, -1:]
+        target = top_p * total
+        cut_at = (below <= total - target).sum(axis=1)  # the bucket holding the cut: what lies above it is < top_p
+        before = total[:, 0] - below[np.arange(n), cut_at]  # the mass above it
+        held = (cut_at + (np.arange(n) << 10)).astype(np.int32)
         members = np.flatnonzero(bucket == held[:, None])  # the undecided tokens, flat
         rows, cols = np.divmod(members, x.shape[1])
         vals = x[rows, cols]
@@ -229,23 +233,6 @@ def _cut_rows(
         tied = tied | ((x >= floor - band) & (x <= floor + band)).any(axis=1)
         cut = np.maximum(cut, floor)
     return top, cut, tied, weights
-
-
-def _from_the_top(mass: np.ndarray, top_p: float, group: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For rows of bucket masses (n, B), B a multiple of `group`, buckets ascending: ((n,) i, the bucket
-    holding each row's top-p cut counted from the top (0 = the last); (n,) the mass above it; (n, 1)
-    top_p of the row's mass), by sums of `group` buckets and then of the buckets within one group (a
-    cumulative sum over all B is 3x slower in NumPy)."""
-    n, b = mass.shape
-    rows = np.arange(n)
-    groups = mass.reshape(n, b // group, group)[:, ::-1, ::-1]  # from the top
-    above = groups.sum(axis=2).cumsum(axis=1)
-    target = top_p * above[:, -1:]
-    g = np.minimum((above < target).sum(axis=1), b // group - 1)  # the group holding the cut
-    inside = groups[rows, g].cumsum(axis=1) + np.where(g > 0, above[rows, g - 1], 0.0)[:, None]
-    j = np.minimum((inside < target).sum(axis=1), group - 1)
-    before = np.where(j > 0, inside[rows, j - 1], np.where(g > 0, above[rows, g - 1], 0.0))
-    return g * group + j, before, target
 
 
 def _draw_rows(x: np.ndarray, top: np.ndarray, cut: np.ndarray, u: np.ndarray, weights: np.ndarray | None,
