@@ -1,9 +1,10 @@
-"""Top-k / top-p / min-p sampling by partial selection against transformers' own warpers."""
+"""Top-k / top-p / min-p sampling without sorting the vocabulary, against transformers' own warpers."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import chisquare
@@ -169,3 +170,34 @@ def test_the_histogram_finds_wide_nuclei_exactly(top_p_path):
         assert not left.any()
         assert torch.equal(mine[rows], ref[rows]), top_p
         assert int(mine[rows].sum(-1).max()) > 1024  # wide indeed
+
+
+@pytest.mark.parametrize("options", [dict(top_p=0.9), dict(min_p=0.05), dict(top_k=20), dict(top_p=0.5, min_p=0.2)])
+def test_the_ends_of_the_cdf_draw_the_first_and_last_kept_tokens(options, top_p_path):
+    """u at the top of (0, 1] draws each row's last kept token in vocabulary order, u near 0 its first,
+    whatever rounding the block sums (NumPy) or the cumulative sum (torch) carry: never a dropped token."""
+    config = SamplerConfig(**{"temperature": 1.0, **options})
+    gen = torch.Generator().manual_seed(9)
+    scores = torch.randn(40, 1000, generator=gen) * 2
+    kept, tied = kept_tokens(scores, config.top_k, config.top_p, config.min_p)
+    assert tied.numel() == 0
+    ids = torch.arange(1000).expand(40, 1000)
+    last = torch.where(kept, ids, -1).amax(-1)
+    first = torch.where(kept, ids, 1000).amin(-1)
+    for u, expected in ((1.0, last), (1e-300, first)):
+        tokens = sample_tokens(scores.unsqueeze(0), config, torch.full((1, 40), u, dtype=torch.float64))[0]
+        assert torch.equal(tokens, expected), u
+
+
+def test_a_draw_where_block_sums_and_running_sums_disagree_still_lands_on_a_kept_token():
+    """One probability near 1 and 62 near 2^-55 (each below half an ulp of 1, so a running float64 sum
+    never moves, while summed among themselves first they do), the last token dropped: u = 1 must draw
+    the last kept token however the block's total was summed."""
+    from dlm.sampling import _draw_rows
+
+    x = np.full((1, 64), -55 * math.log(2), dtype=np.float32)
+    x[0, 0], x[0, 63] = 0.0, -np.inf
+    top, cut = np.zeros((1, 1), dtype=np.float32), np.full((1, 1), -60.0, dtype=np.float32)
+    weights = np.exp(x - top)
+    assert _draw_rows(x, top, cut, np.array([1.0]), weights).tolist() == [62]
+    assert _draw_rows(x, top, cut, np.array([0.5]), weights).tolist() == [0]
