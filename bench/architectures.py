@@ -132,9 +132,24 @@ def check(path: Path) -> dict[str, str]:
     options = dict(length=16, steps=4, seed=0)
 
     def remasking_rules():
+        projection_at_rows_is_exact()
         for rule in dlm.REMASKING:
             text = dlm.generate(lm, "the cat", remasking=rule, **options).texts[0]
             assert isinstance(text, str)
+
+    def projection_at_rows_is_exact():
+        """The sampler's forward, the vocabulary projection run at some positions only, gives those
+        positions' logits of the full forward (or falls back to it where the head is no single module)."""
+        from dlm.shifted import canvas_logits
+
+        ids = torch.randint(5, len(lm.tokenizer) - 1, (2, 24), generator=torch.Generator().manual_seed(2))
+        rows = torch.rand(2, 24, generator=torch.Generator().manual_seed(3)) < 0.5
+        with torch.inference_mode():
+            full = canvas_logits(lm.model, ids, torch.ones_like(ids)).float()
+            some = canvas_logits(lm.model, ids, torch.ones_like(ids), rows=rows).float()
+        gap = (some - full[rows]).abs().max().item()
+        if gap > 1e-4:
+            raise AssertionError(f"logits at chosen rows differ from the full forward's by {gap:.3g}")
 
     def window_is_exact():
         """Positions fed alone, the rest from the cache, give the full forward's logits on an unchanged canvas."""

@@ -62,11 +62,12 @@ class MaskedGeneration(Generation):
                 # a block's first step (and every step without a cache) sees the whole canvas; with a
                 # cache the later ones feed only the window and reuse the other keys and values
                 lo, hi = window if cache is not None and i > 0 else (0, num_positions)
+                open_here = canvas[:, lo:hi] == mask_id  # (B, W) every mask in the window, this block's and later
                 if cache is not None and i == 0:
                     with cache.fill():
-                        logits = self._logits(canvas, prompt)
+                        rows = self._logits(canvas, prompt, open_here)
                 else:
-                    logits = self._logits(canvas, prompt, cache, (lo, hi))  # (B, hi - lo, V)
+                    rows = self._logits(canvas, prompt, open_here, cache, (lo, hi))  # (N, V) the open positions'
                 nfe += 2 if config.cfg_scale > 0 else 1
                 # Everything after the forward works on rows: the positions of the window still masked
                 # (the only ones whose guess is shown or can be committed; a committed position keeps the
@@ -77,11 +78,7 @@ class MaskedGeneration(Generation):
                 # (entropy, margin or random order) only at the positions committed. The same uniforms
                 # serve every way, so the text is the same; unsampled guesses show the argmax.
                 masked_here = masked[:, lo:hi]  # (B, W) the candidates
-                open_here = canvas[:, lo:hi] == mask_id  # (B, W) every mask in the window, this block's and later
                 open_flat = open_here.flatten().nonzero().flatten()  # (N,) their flat positions, ascending
-                rows = logits.reshape(-1, logits.shape[-1])  # (N, V) the open rows: a copy, unless all are
-                if open_flat.numel() < rows.shape[0]:  # (then the logits themselves, not used again)
-                    rows = rows.index_select(0, open_flat)
                 rows = forbid(rows, forbidden)
                 eligible = masked_here.flatten().index_select(0, open_flat).nonzero().flatten()  # (M,) candidate rows
                 guess_rows = argmax(rows)  # (N,)
@@ -151,19 +148,23 @@ class MaskedGeneration(Generation):
         self,
         canvas: torch.Tensor,
         prompt: torch.Tensor,
+        wanted: torch.Tensor,
         cache: KVCache | None = None,
-        window: tuple[int, int] = (0, 0),
+        window: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """(B, T, V) float32 logits, guided when cfg_scale > 0; with a cache, (B, hi - lo, V) of the
-        window's positions only, the rest of the canvas seen through the cached keys and values."""
+        """(N, V) float32 logits of the positions `wanted` (B, W) of the window (the whole canvas without
+        a cache), in row-major order, guided when cfg_scale > 0. Without a cache the vocabulary projection
+        runs at those positions only (`canvas_logits`' rows); with one, the window's positions are fed, the
+        rest of the canvas seen through the cached keys and values."""
         scale = self.config.cfg_scale
         batch = canvas
         if scale > 0:
             batch = torch.cat([canvas, canvas.masked_fill(prompt, self.lm.mask_id)])
+            wanted = torch.cat([wanted, wanted])
         if cache is None:
-            logits = canvas_logits(self.lm.model, batch, torch.ones_like(batch)).float()
+            logits = canvas_logits(self.lm.model, batch, torch.ones_like(batch), rows=wanted).float()
         else:
-            logits = cache.forward(batch, *window)
+            logits = cache.forward(batch, *window)[wanted]
         if scale > 0:
             cond, uncond = logits.chunk(2)
             return uncond + (1 + scale) * (cond - uncond)

@@ -430,3 +430,26 @@ def test_sure_candidates_are_always_sampled(monkeypatch, rule, remasking):
         assert torch.allclose(a.confidence[a.committed], b.confidence[b.committed])
     if "threshold" in rule:  # the rule fired: a step committed more than one position in a row
         assert any(int(s.committed.sum(-1).max()) > 1 for s in full.steps)
+
+
+def test_threads_sampling_one_model_at_once_each_get_their_own_text(roberta):
+    """The sampler projects only the open positions to the vocabulary, through a hook on the model's output
+    layer that answers to the thread that asked: threads sharing one model (the app's users) get the
+    text each would get alone, at the same time."""
+    import threading
+
+    options = [dict(length=20 + 4 * i, steps=5 + i, seed=i, temperature=0.9, cfg_scale=1.0 * (i % 2)) for i in range(4)]
+    alone = [dlm.generate(roberta, "the cat", **o).steps[-1].canvas for o in options]
+    together = [None] * len(options)
+    start = threading.Barrier(len(options))
+
+    def run(i):
+        start.wait()
+        together[i] = dlm.generate(roberta, "the cat", **options[i]).steps[-1].canvas
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(options))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))

@@ -137,6 +137,11 @@ def test_canvas_logits_are_the_outputs_one_position_earlier(shifted):
         seam = canvas_logits(shifted.model, ids, torch.ones_like(ids)).float()
     torch.testing.assert_close(seam[:, 1:], raw[:, :-1])
     assert is_shifted(shifted.model)
+    rows = torch.rand(2, 20, generator=torch.Generator().manual_seed(1)) < 0.4
+    rows[0, 0] = rows[0, 1] = True  # position 0 reads its own output, position 1 the same one
+    with torch.inference_mode():
+        some = canvas_logits(shifted.model, ids, torch.ones_like(ids), rows=rows).float()
+    torch.testing.assert_close(some, seam[rows])  # the projection run only there gives the same logits
 
 
 def test_sampler_logits_for_position_i_come_from_output_i_minus_1(shifted):
@@ -145,14 +150,15 @@ def test_sampler_logits_for_position_i_come_from_output_i_minus_1(shifted):
     canvas = generation.initial
     prompt = generation.canvas.fixed & ~generation.canvas.hidden
     raw = raw_logits(shifted, canvas)
+    everywhere = torch.ones_like(canvas, dtype=torch.bool)
     with torch.inference_mode():
-        logits = generation._logits(canvas, prompt)
+        logits = generation._logits(canvas, prompt, everywhere).reshape(*canvas.shape, -1)
     torch.testing.assert_close(logits[:, 1:], raw[:, :-1])
 
     guided = dlm.stream(shifted, "the cat", length=8, steps=8, seed=0, cfg_scale=2.0)
     uncond = raw_logits(shifted, canvas.masked_fill(prompt, shifted.mask_id))
     with torch.inference_mode():
-        logits = guided._logits(canvas, prompt)
+        logits = guided._logits(canvas, prompt, everywhere).reshape(*canvas.shape, -1)
     torch.testing.assert_close(logits[:, 1:], (uncond + 3.0 * (raw - uncond))[:, :-1])
 
     first = next(iter(dlm.stream(shifted, "the cat", length=8, steps=8, seed=0, temperature=0.0)))
