@@ -79,12 +79,12 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     u = uniforms.reshape(b * t, 1)
     if config.top_k <= 0 and config.top_p >= 1.0 and config.min_p <= 0:
         return _inverse_cdf(scores, u).reshape(b, t)
-    if not 0 < config.top_k < v and _by_row(scores):  # top-p / min-p on the CPU: a few rows at a time in NumPy
+    if _by_row(scores, config.top_k):  # on the CPU: a few rows at a time in NumPy
         x, draws = scores.numpy(), u.cpu().numpy()[:, 0]
         tokens, split = np.empty(b * t, dtype=np.int64), np.zeros(b * t, dtype=bool)
         for lo in range(0, b * t, ROWS):
             hi = min(lo + ROWS, b * t)
-            top, cut, split[lo:hi], weights = _cut_rows(x[lo:hi], config.top_p, config.min_p)
+            top, cut, split[lo:hi], weights = _cut_rows(x[lo:hi], config.top_k, config.top_p, config.min_p)
             tokens[lo:hi] = _draw_rows(x[lo:hi], top, cut, draws[lo:hi], weights)
         tokens, tied = torch.from_numpy(tokens), torch.from_numpy(split.nonzero()[0])
     else:
@@ -110,13 +110,18 @@ def _draw(scores: torch.Tensor, cut: Cutoffs, u: torch.Tensor) -> torch.Tensor:
 
 
 ROWS = 16  # rows at a time in NumPy: (16, 4,096) temporaries stay in cache
+FEW = 4  # top-k goes through NumPy for this many rows or fewer (an AR step's one), else one torch.topk
 
 
-def _by_row(scores: torch.Tensor) -> bool:
-    """Top-p / min-p (without top-k) `ROWS` rows at a time in NumPy: on the CPU, where that is 2-3x
-    faster than torch over all rows at once (whose (N, V) temporaries leave the cache); on an
-    accelerator the vectorised torch path keeps the work on the device."""
-    return scores.device.type == "cpu" and not scores.requires_grad
+def _by_row(scores: torch.Tensor, top_k: int = 0) -> bool:
+    """Whether to go `ROWS` rows at a time through NumPy: on the CPU, for top-p and min-p (2-3x faster
+    than torch over all rows at once, whose (N, V) temporaries leave the cache) and for top-k on `FEW`
+    rows or fewer (a row's partition beats torch's two dozen small operations there; from a diffusion
+    step's 16 rows on, one `torch.topk` for all of them is faster). On an accelerator the vectorised torch
+    path keeps the work on the device."""
+    if scores.device.type != "cpu" or scores.requires_grad:
+        return False
+    return not 0 < top_k < scores.shape[1] or scores.shape[0] <= FEW
 
 
 def _inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -190,15 +195,28 @@ def cutoffs(scores: torch.Tensor, top_k: int, top_p: float, min_p: float = 0.0) 
 
 
 def _cut_rows(
-    x: np.ndarray, top_p: float, min_p: float
+    x: np.ndarray, top_k: int, top_p: float, min_p: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """`cutoffs` without top-k for a few rows x (n, V) float32 in NumPy: (top (n, 1), the lowest score kept
-    (n, 1), rows left to transformers (n,), the rows' float32 exp(x - top) when top-p computed it).
-    Top-p is `_nucleus`'s histogram, min-p one comparison with `min_p_floor`'s band."""
-    n = x.shape[0]
+    """`cutoffs` for a few rows x (n, V) float32 in NumPy: (top (n, 1), the lowest score kept (n, 1), rows
+    left to transformers (n,), the rows' float32 exp(x - top) when top-p alone computed it). Top-k is one
+    partition of each row placing its k-th and (k+1)-th largest (top-p after it: over the k, sorted);
+    top-p alone `_nucleus`'s histogram; min-p one comparison, with `cutoffs`' rounding band."""
+    n, v = x.shape
     top = x.max(axis=1, keepdims=True)
-    if top_p >= 1.0:
-        cut, tied, weights = np.full((n, 1), -np.inf, dtype=np.float32), np.zeros(n, dtype=bool), None
+    weights = None
+    if 0 < top_k < v:
+        part = np.partition(x, (v - top_k - 1, v - top_k), axis=1)
+        cut = part[:, v - top_k:v - top_k + 1]
+        tied = part[:, v - top_k - 1] == cut[:, 0]  # transformers keeps such ties, renormalising over them
+        if top_p < 1.0:  # over the k kept, renormalised
+            ranked = np.sort(part[:, v - top_k:], axis=1)[:, ::-1]
+            p = np.exp(ranked.astype(np.float64) - top)
+            p /= p.sum(axis=1, keepdims=True)
+            size = np.maximum((p.cumsum(axis=1) - p < top_p).sum(axis=1), 1)
+            cut = ranked[np.arange(n), size - 1][:, None]
+            tied = tied | ((size < top_k) & (ranked[np.arange(n), np.minimum(size, top_k - 1)] == cut[:, 0]))
+    elif top_p >= 1.0:
+        cut, tied = np.full((n, 1), -np.inf, dtype=np.float32), np.zeros(n, dtype=bool)
     else:
         weights = np.subtract(x, top)
         np.exp(weights, out=weights)
@@ -267,21 +285,12 @@ def _draw_rows(x: np.ndarray, top: np.ndarray, cut: np.ndarray, u: np.ndarray, w
     return j * block + k
 
 
-def min_p_floor(top: float, min_p: float, x: np.ndarray) -> tuple[float, bool]:
-    """(floor, near) for min-p on one row of scores x whose largest is `top`: a token stays when its score
-    is >= top + log(min_p) = floor. near: whether a score lies within float32 rounding of the floor, where
-    transformers' MinPLogitsWarper, comparing float32 probabilities, may decide otherwise (the caller then
-    leaves the row to it). `cutoffs` does the same for many rows in torch."""
-    floor = top + math.log(min_p)
-    return floor, bool((np.abs(x - floor) <= MIN_P_ROUNDING * max(1.0, abs(top))).any())
-
-
 def kept_tokens(scores: torch.Tensor, top_k: int, top_p: float, min_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(kept (N, V) bool, tied (M,) rows): the tokens transformers' warpers keep (`cutoffs`), and the rows
     whose mask is not to be used (left to the warpers)."""
-    if not 0 < top_k < scores.shape[1] and _by_row(scores):
+    if _by_row(scores, top_k):
         x = scores.numpy()
-        cuts = [_cut_rows(x[lo:lo + ROWS], top_p, min_p) for lo in range(0, x.shape[0], ROWS)]
+        cuts = [_cut_rows(x[lo:lo + ROWS], top_k, top_p, min_p) for lo in range(0, x.shape[0], ROWS)]
         cut, tied = np.concatenate([c[1] for c in cuts]), np.concatenate([c[2] for c in cuts])
         return scores >= torch.from_numpy(cut), torch.from_numpy(tied.nonzero()[0])
     cut = cutoffs(scores, top_k, top_p, min_p)

@@ -36,13 +36,15 @@ def reference(scores: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Ten
 
 @pytest.fixture(params=["torch", "numpy"])
 def top_p_path(request, monkeypatch):
-    """On the CPU top-p and min-p without top-k go row by row through NumPy; on an accelerator, and top-k
-    everywhere, through torch for all rows at once. Run a test through each, the torch path here on
-    the CPU."""
+    """On the CPU top-p and min-p (and top-k on a few rows) go a few rows at a time through NumPy; on an
+    accelerator, and top-k on many rows, through torch for all rows at once. Run a test through each,
+    every option through each path, the torch path here on the CPU."""
     import dlm.sampling
 
     if request.param == "torch":
-        monkeypatch.setattr(dlm.sampling, "_by_row", lambda scores: False)
+        monkeypatch.setattr(dlm.sampling, "_by_row", lambda scores, top_k=0: False)
+    else:  # top-k too, at any number of rows
+        monkeypatch.setattr(dlm.sampling, "_by_row", lambda scores, top_k=0: True)
     return request.param
 
 
