@@ -66,9 +66,10 @@ def sample_tokens(logits: torch.Tensor, config: SamplerConfig, uniforms: torch.T
     (`logits_warpers`) without sorting the vocabulary: `cutoffs` finds, for all rows at once, the lowest
     score each keeps (top-k: one `torch.topk`; top-p: a histogram of the probability mass, see `_nucleus`;
     min-p: one comparison), and the draw runs over the k candidates (top-k) or over the row with the rest
-    zeroed. On the CPU, top-p and min-p without top-k go `ROWS` rows at a time through NumPy instead
-    (`_cut_rows`, `_draw_rows`: the same rules). The rare rows whose cut-off splits a group of tied
-    logits (or, for min-p, falls within rounding of a token) are left to transformers' warpers themselves.
+    zeroed. On the CPU, top-p and min-p (and top-k on `FEW` rows, an AR step's one) go `ROWS` rows at a
+    time through NumPy instead (`_cut_rows`, `_draw_rows`: the same rules; see `_by_row`). The rare rows
+    whose cut-off splits a group of tied logits (or, for min-p, falls within rounding of a token) are left
+    to transformers' warpers themselves.
     """
     if config.temperature == 0:
         return argmax(logits)
