@@ -42,8 +42,11 @@ class CausalGeneration(Generation):
         inputs = canvas[:, :start].to(device)  # the whole prompt first, then one token at a time
         past, nfe = None, 0
         cache_keyword = cache_argument(lm.model)
+        # only the last position's logits are read: transformers' causal LMs project just that one (as
+        # the masked sampler projects only its open positions); remote code without the keyword, all
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(lm.model.forward).parameters else {}
         for index, position in enumerate(range(start, num_positions)):
-            out = lm.model(input_ids=inputs, use_cache=True, **{cache_keyword: past})
+            out = lm.model(input_ids=inputs, use_cache=True, **{cache_keyword: past}, **last_only)
             past, nfe = out.get("cache") or out.get("past_key_values"), nfe + 1
             logits = forbid(out.logits[:, -1:, :].float(), forbidden)  # (B, 1, V)
             draw = row_uniforms(self.generators, 1, device) if config.temperature > 0 else None
