@@ -257,8 +257,8 @@ def _cut_rows(
 def _draw_rows(x: np.ndarray, top: np.ndarray, cut: np.ndarray, u: np.ndarray, weights: np.ndarray | None,
                block: int = 64) -> np.ndarray:
     """`_first_reaching` for a few rows x (n, V) float32 keeping the scores >= cut (n, 1): (n,) the tokens
-    of the CDF, in vocabulary order, that u (n,) in (0, 1] falls on. Without `weights` (min-p's few kept
-    tokens) the kept tokens of all rows are gathered and summed in float64, row after row. With them
+    of the CDF, in vocabulary order, that u (n,) in (0, 1] falls on. Without `weights` (top-k's or min-p's
+    few kept tokens) the kept tokens of all rows are gathered and summed in float64, row after row. With them
     (top-p's thousands), float64 sums of blocks of `block` probability ratios, the dropped tokens
     zeroed, find the block u falls in, and a cumulative sum within it the token."""
     n, v = x.shape
