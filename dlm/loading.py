@@ -29,7 +29,7 @@ import torch
 
 from dlm.config import SETTINGS_KEY, SamplerConfig
 from dlm.families import FAMILIES, family
-from dlm.shifted import ATTENTION, BIDIRECTIONAL, SHIFTED, is_shifted, make_bidirectional
+from dlm.shifted import ATTENTION, BIDIRECTIONAL, SHIFTED, is_shifted, make_bidirectional, prepare_rows
 
 BUNDLED_DIR = Path(__file__).parent / "models"
 _HUB_PROBE_TIMEOUT = 3.0  # seconds for the one connection attempt that decides the Hub is unreachable
@@ -177,6 +177,7 @@ def load(
         native = checkpoints.load(path, kind=kind, dtype=dtype, revision=revision)
         if native is not None:
             settings = SamplerConfig.from_dict(native.card.get("sampler", {}))
+            prepare_rows(native.model)
             return LanguageModel(native.model.to(device).eval(), native.tokenizer, "masked", settings, source,
                                  str(path), native.card)
 
@@ -217,6 +218,8 @@ def load(
     else:
         model = _auto_class(kind).from_pretrained(path, **load_args)
     model.to(device).eval()
+    if kind == "masked":
+        prepare_rows(model)  # the sampler's projection at open positions, hooked before any thread runs it
     tokenizer = AutoTokenizer.from_pretrained(path, **hub_args)
     settings = SamplerConfig.from_dict(card.get("sampler", {}))
     return LanguageModel(model, tokenizer, kind, settings, source, str(path), card)

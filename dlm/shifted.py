@@ -69,7 +69,7 @@ def canvas_logits(
     """
     extra = {} if position_ids is None else {"position_ids": position_ids}
     shift = is_shifted(model) if shifted is None else shifted
-    head = None if rows is None else model.get_output_embeddings()
+    head = None if rows is None else output_layer(model)
     if head is None:
         logits = model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits
         logits = shift_logits(logits) if shift else logits
@@ -92,6 +92,24 @@ def canvas_logits(
 
 _GATHER = threading.local()  # this thread's request: (head, positions, flat index), or None
 _INSTALL = threading.Lock()
+
+
+def output_layer(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The model's projection to the vocabulary (`get_output_embeddings()`), or None where it has none
+    (remote code may not say)."""
+    try:
+        head = model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    return head if isinstance(head, torch.nn.Module) else None
+
+
+def prepare_rows(model: torch.nn.Module) -> None:
+    """Install `canvas_logits`' row hook ahead of time (`dlm.load` does for masked models), so that a
+    model shared by threads never gains a hook while another thread runs it."""
+    head = output_layer(model)
+    if head is not None:
+        _install_gather(head)
 
 
 def _install_gather(head: torch.nn.Module) -> None:

@@ -453,3 +453,13 @@ def test_threads_sampling_one_model_at_once_each_get_their_own_text(roberta):
     for thread in threads:
         thread.join()
     assert all(torch.equal(a, b) for a, b in zip(alone, together))
+
+
+def test_loading_hooks_the_output_layer_before_any_thread_runs_it(roberta_dir):
+    """`dlm.load` installs the projection hook at once, so concurrent first requests never add it while
+    another thread is inside the model."""
+    lm = dlm.load(str(roberta_dir))
+    assert getattr(lm.model.get_output_embeddings(), "_dlm_gather", False)
+    assert len(lm.model.get_output_embeddings()._forward_pre_hooks) == 1
+    dlm.generate(lm, "the cat", length=8, steps=4, seed=0)
+    assert len(lm.model.get_output_embeddings()._forward_pre_hooks) == 1  # installed once, not per call
