@@ -158,7 +158,7 @@ def test_min_p_keeps_what_transformers_keeps(top_k, top_p, top_p_path):
 def test_the_histogram_finds_wide_nuclei_exactly(top_p_path):
     """Flat distributions over 4,096 tokens (a weak model's): nuclei of thousands, found by a histogram
     with one bucket of dozens ranked, equal to transformers' kept set; also with a whole bucket's worth of
-    scores crowded together (hundreds of undecided tokens), and with one peaked row beside them."""
+    scores crowded together (thousands of undecided tokens), and with one peaked row beside them."""
     gen = torch.Generator().manual_seed(7)
     scores = torch.randn(24, 4096, generator=gen) * 0.7
     scores[3, :100] = float("-inf")  # forbidden tokens
